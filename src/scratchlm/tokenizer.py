@@ -1,0 +1,191 @@
+"""Train tokenizers that stock `AutoTokenizer` loads, report on them, and load them with checks."""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import time
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .arguments import TokenizerArguments
+from .corpus import hub_reachable
+from .errors import ScratchError
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "tokenizer_report.json"
+GPT_EOS, GPT_PAD = "<|endoftext|>", "<|pad|>"
+BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+CHAR_UNK = "<|unk|>"
+
+
+def special_tokens(style: str, with_unk: bool) -> dict[str, str]:
+    """The special tokens of a model family, as `PreTrainedTokenizerFast` keyword arguments."""
+    if style == "bert":
+        return dict(BERT_SPECIALS)
+    tokens = {"bos_token": GPT_EOS, "eos_token": GPT_EOS, "pad_token": GPT_PAD}
+    if with_unk:
+        tokens["unk_token"] = CHAR_UNK
+    return tokens
+
+
+def _ordered_unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+class _Tally:
+    """Passes texts through while counting bytes and characters (for the report)."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts, self.bytes, self.chars = texts, 0, collections.Counter()
+
+    def __iter__(self) -> Iterator[str]:
+        for text in self.texts:
+            self.bytes += len(text.encode("utf-8"))
+            self.chars.update(text)
+            yield text
+
+
+def _bytelevel_bpe(texts: Iterable[str], args: TokenizerArguments, specials: list[str]) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    if args.normalization == "nfkc":
+        tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=args.vocab_size, min_frequency=args.min_frequency, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def _char_level(tally: _Tally, args: TokenizerArguments, specials: list[str]) -> Tokenizer:
+    for _ in tally:  # one streaming pass collects the alphabet
+        pass
+    seen = "".join(tally.chars)
+    alphabet = sorted(set(unicodedata.normalize("NFKC", seen) if args.normalization == "nfkc" else seen))
+    vocab = {token: i for i, token in enumerate(specials + [c for c in alphabet if c not in specials])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=CHAR_UNK if CHAR_UNK in vocab else specials[1]))
+    if args.normalization == "nfkc":
+        tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return tok
+
+
+def train_tokenizer(texts: Iterable[str], args: TokenizerArguments, output_dir: str | Path,
+                    heldout_texts: list[str] | None = None, model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """Train on streamed `texts`, save to `output_dir` with `save_pretrained`, and write the report."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise ScratchError(f"tokenizer directory {output_dir} already exists and is not empty: choose a new path "
+                           "or delete it yourself")
+    named = special_tokens(args.special_tokens_style, with_unk=args.tokenizer_type == "char")
+    specials = _ordered_unique(named.values())
+    tally = _Tally(texts)
+    start = time.perf_counter()
+    if args.tokenizer_type == "char":
+        tok = _char_level(tally, args, specials)
+    else:
+        tok = _bytelevel_bpe(tally, args, specials)
+    seconds = time.perf_counter() - start
+    if tally.bytes == 0:
+        raise ScratchError("the tokenizer's training text is empty: check the corpus")
+    if args.special_tokens_style == "bert":
+        cls, sep = tok.token_to_id(BERT_SPECIALS["cls_token"]), tok.token_to_id(BERT_SPECIALS["sep_token"])
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **named)
+    if model_max_length:
+        fast.model_max_length = model_max_length
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(output_dir)
+    report = tokenizer_report(fast, tally, seconds, heldout_texts or [], args)
+    (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    log_report(report)
+    return fast
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+def is_cjk(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
+
+
+def tokenizer_report(tok: PreTrainedTokenizerBase, tally: _Tally, seconds: float, heldout: list[str],
+                     args: TokenizerArguments) -> dict:
+    report = {
+        "tokenizer_type": args.tokenizer_type,
+        "special_tokens_style": args.special_tokens_style,
+        "normalization": args.normalization,
+        "vocab_size": len(tok),
+        "training_bytes": tally.bytes,
+        "training_seconds": round(seconds, 2),
+        "training_mb_per_second": round(tally.bytes / 1e6 / max(seconds, 1e-9), 2),
+    }
+    if heldout:
+        n_tokens = sum(len(ids) for ids in tok(heldout, add_special_tokens=False)["input_ids"])
+        n_chars = sum(len(t) for t in heldout)
+        n_bytes = sum(len(t.encode("utf-8")) for t in heldout)
+        report.update(heldout_characters=n_chars, heldout_tokens=n_tokens,
+                      chars_per_token=round(n_chars / max(n_tokens, 1), 4),
+                      bytes_per_token=round(n_bytes / max(n_tokens, 1), 4))
+    common_cjk = [c for c, _ in tally.chars.most_common() if is_cjk(c)][:3500]
+    if common_cjk:
+        single = sum(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in common_cjk)
+        report["top_cjk_characters_considered"] = len(common_cjk)
+        report["top_cjk_single_token_share"] = round(single / len(common_cjk), 4)
+    return report
+
+
+def log_report(report: dict) -> None:
+    logger.info("tokenizer report:\n%s", "\n".join(f"  {k:32s} {v}" for k, v in report.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+def load_tokenizer(name_or_path: str, required: tuple[str, ...] = ("eos_token", "pad_token")) -> PreTrainedTokenizerBase:
+    """Load with stock AutoTokenizer and check the special tokens a recipe relies on."""
+    path = Path(name_or_path)
+    if path.exists() and not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
+        raise ScratchError(f"tokenizer directory {path} holds no tokenizer (no tokenizer.json): point "
+                           "--tokenizer_name_or_path at a saved tokenizer or at a directory that does not exist yet")
+    if not path.exists() and not hub_reachable():
+        raise ScratchError(
+            f"tokenizer {name_or_path} does not exist locally and the Hub cannot be reached: check the path, train "
+            f"one with tokenizer_training/train_tokenizer.py --output_dir {name_or_path}, or pass "
+            "--train_tokenizer_if_missing true to train it from the corpus"
+        )
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise ScratchError(f"could not load tokenizer {name_or_path}: {err}".replace("\n", " ")) from None
+    missing = [name for name in required if getattr(tok, name, None) is None]
+    if missing:
+        raise ScratchError(
+            f"tokenizer {name_or_path} has no {', '.join(missing)}, which this recipe needs: train one with "
+            "tokenizer_training/train_tokenizer.py (it adds them) or add them with tokenizer.add_special_tokens"
+        )
+    return tok
+
+
+def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:
+    """A hash of everything that decides the token ids: the tokenizer pipeline and its special tokens."""
+    hasher = hashlib.sha256()
+    backend = getattr(tok, "backend_tokenizer", None)
+    hasher.update(backend.to_str().encode() if backend is not None else repr(sorted(tok.get_vocab().items())).encode())
+    hasher.update(json.dumps(tok.special_tokens_map, sort_keys=True, default=str).encode())
+    return hasher.hexdigest()

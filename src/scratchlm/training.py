@@ -1,0 +1,234 @@
+"""What every pretraining recipe does around `Trainer`: guard the output, get a tokenizer, check the
+start, report metrics a pretraining run needs (bits per char, the unigram bar, samples), and save."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+import yaml
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from .arguments import DataArguments, PretrainingArguments, TokenizerArguments
+from .corpus import Corpus, iter_texts, load_corpus
+from .data import LMData, unigram_cross_entropy
+from .errors import ScratchError
+from .generation import generate_samples
+from .tokenizer import load_tokenizer, train_tokenizer
+
+logger = logging.getLogger("scratchlm")
+
+RESOLVED_CONFIG_FILE = "run_config.yaml"
+SAMPLES_FILE = "samples.json"
+HELDOUT_TEXTS_FOR_REPORT = 2000
+
+
+# ---------------------------------------------------------------------------------------------
+# Before training
+# ---------------------------------------------------------------------------------------------
+def setup_logging(args: PretrainingArguments) -> None:
+    level = logging.INFO if args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], level=level, force=True)
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
+    transformers.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
+    if not sys.stdout.isatty():  # progress bars flood logs that are files
+        datasets.disable_progress_bars()
+
+
+def resolve_resume(args: PretrainingArguments) -> str | None:
+    """The checkpoint to resume from, refusing to write into a non-empty output_dir by accident."""
+    out = Path(args.output_dir)
+    resume = args.resume_from_checkpoint
+    if resume is not None and str(resume).lower() in ("true", "1", "yes", "last"):
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise ScratchError(f"--resume_from_checkpoint true: no checkpoint-* directory in {out} to resume from")
+        return last
+    if resume is not None:
+        if not Path(resume).is_dir():
+            raise ScratchError(f"--resume_from_checkpoint {resume} is not a checkpoint directory")
+        return str(resume)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
+        raise ScratchError(
+            f"output_dir {out} already exists and is not empty: pass --resume_from_checkpoint true to continue "
+            "that run, --overwrite_output_dir true to write over it, or choose another --output_dir"
+        )
+    return None
+
+
+def ensure_tokenizer(tok_args: TokenizerArguments, data_args: DataArguments) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
+    """Load the configured tokenizer, or train it on the corpus's training split when it is missing.
+
+    Returns the corpus too when it had to be loaded, so the data step need not load it again.
+    """
+    path = Path(tok_args.tokenizer_name_or_path)
+    if path.exists() or not tok_args.train_tokenizer_if_missing:
+        return load_tokenizer(tok_args.tokenizer_name_or_path, required=_required_specials(tok_args)), None
+    logger.info("tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
+                path, tok_args.tokenizer_type, tok_args.vocab_size)
+    corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
+    heldout = corpus.splits["validation"].select(range(min(HELDOUT_TEXTS_FOR_REPORT, len(corpus.splits["validation"]))))
+    train_tokenizer(iter_texts(corpus.splits["train"], tok_args.max_tokenizer_train_bytes), tok_args, path,
+                    heldout_texts=list(heldout["text"]))
+    return load_tokenizer(str(path), required=_required_specials(tok_args)), corpus
+
+
+def _required_specials(tok_args: TokenizerArguments) -> tuple[str, ...]:
+    if tok_args.special_tokens_style == "bert":
+        return ("cls_token", "sep_token", "mask_token", "pad_token")
+    return ("eos_token", "pad_token")
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+class PretrainingTrainer(Trainer):
+    """Trainer with decay on weight matrices only and evaluation metrics of a pretraining run."""
+
+    def __init__(self, *args, chars_per_token: float, eval_unigram_loss: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chars_per_token = chars_per_token
+        self.eval_unigram_loss = eval_unigram_loss
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
+        return [name for name, param in model.named_parameters() if param.ndim >= 2]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
+            logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
+        super().log(logs, start_time)
+
+
+def lm_eval_metrics(eval_loss: float, chars_per_token: float, unigram_loss: float) -> dict[str, float]:
+    return {
+        "perplexity": math.exp(min(eval_loss, 50.0)),
+        "eval_bits_per_char": eval_loss / math.log(2) / chars_per_token,
+        "eval_unigram_loss": unigram_loss,
+    }
+
+
+class SampleCallback(TrainerCallback):
+    """Generates from fixed prompts after each evaluation, so degeneration shows while it happens."""
+
+    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int):
+        self.prompts, self.max_new_tokens, self.seed = prompts, max_new_tokens, seed
+        self.samples: list[str] = []
+        self.metrics: dict[str, float] = {}
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not self.prompts or not state.is_world_process_zero or model is None:
+            return
+        self.samples, self.metrics = generate_samples(model, processing_class, self.prompts,
+                                                      self.max_new_tokens, seed=self.seed)
+        shown = "\n".join(f"  [{i}] {s!r}" for i, s in enumerate(self.samples))
+        logger.info("samples at step %d (distinct-2 %.2f):\n%s", state.global_step,
+                    self.metrics.get("distinct_2", float("nan")), shown)
+
+
+def build_trainer(model, tokenizer, data: LMData, args: PretrainingArguments, collator) -> PretrainingTrainer:
+    unigram = unigram_cross_entropy(data.unigram_counts, data.validation)
+    trainer = PretrainingTrainer(
+        model=model, args=args, data_collator=collator, train_dataset=data.train, eval_dataset=data.validation,
+        processing_class=tokenizer, chars_per_token=data.stats.chars_per_token, eval_unigram_loss=unigram,
+    )
+    trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed))
+    return trainer
+
+
+def sample_callback(trainer: Trainer) -> SampleCallback:
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback))
+
+
+def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
+    """Sizes, token budget and the bars the run must clear; warns when the first loss is off."""
+    args, model = trainer.args, trainer.model
+    params = sum(p.numel() for p in model.parameters())
+    block = int(data.train[0]["input_ids"].shape[0])
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(len(data.train) / per_step))
+    vocab = model.config.vocab_size
+    initial = initial_loss(model, data.validation)
+    summary = {
+        "parameters": params, "tokens_per_step": per_step * block, "steps": steps,
+        "total_tokens": steps * per_step * block, "train_tokens_available": len(data.train) * block,
+        "eval_unigram_loss": trainer.eval_unigram_loss, "ln_vocab": math.log(vocab), "initial_loss": initial,
+    }
+    logger.info("run: %s parameters, %s tokens/step x %s steps = %s tokens (%.2f epochs of %s); bf16=%s",
+                f"{params:,}", f"{per_step * block:,}", f"{steps:,}", f"{steps * per_step * block:,}",
+                steps * per_step / max(len(data.train), 1), data.corpus_description.split(":")[0], args.bf16)
+    logger.info("initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
+                "(the model must go well below it)", initial, math.log(vocab), trainer.eval_unigram_loss)
+    if abs(initial - math.log(vocab)) > 1.0:
+        logger.warning("initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
+                       initial, math.log(vocab))
+    return summary
+
+
+@torch.no_grad()
+def initial_loss(model, validation, n_blocks: int = 8) -> float:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = validation.with_format("torch")[:n_blocks]["input_ids"].to(device)
+    loss = model(input_ids=ids, labels=ids).loss.item()
+    model.train(was_training)
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# After training
+# ---------------------------------------------------------------------------------------------
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def resolved_config(*settings) -> dict:
+    """Every setting of the run, flat, in a form `--config` reads back."""
+    out: dict = {}
+    for obj in settings:
+        for f in dataclasses.fields(obj):
+            if f.init and not f.name.startswith("_"):
+                out[f.name] = _plain(getattr(obj, f.name))
+    return out
+
+
+def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, settings: tuple) -> dict:
+    """Save model + tokenizer, evaluate, write all_results.json, the resolved config and samples."""
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
+    trainer.save_metrics("train", metrics)
+    eval_metrics = trainer.evaluate()
+    trainer.save_metrics("eval", eval_metrics)
+    trainer.save_state()
+    callback = sample_callback(trainer)
+    if trainer.is_world_process_zero():
+        out = Path(trainer.args.output_dir)
+        (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(*settings), allow_unicode=True,
+                                                               sort_keys=False), encoding="utf-8")
+        (out / SAMPLES_FILE).write_text(json.dumps({"samples": callback.samples, **callback.metrics},
+                                                   ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
+        logger.info("held-out loss %.3f nats/token vs unigram %.3f (%.2f below), %.3f bits/char, perplexity %.1f",
+                    eval_metrics["eval_loss"], eval_metrics["eval_unigram_loss"], margin,
+                    eval_metrics["eval_bits_per_char"], eval_metrics["perplexity"])
+        for i, sample in enumerate(callback.samples):
+            print(f"sample {i}: {sample}")
+    return {**metrics, **eval_metrics}
