@@ -10,21 +10,21 @@ from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling, set_seed
 
-from scratchlm.arguments import DataArguments, GPT2ModelArguments, PretrainingArguments, TokenizerArguments
+from scratchlm.arguments import DataArguments, CausalLMArguments, PretrainingArguments, TokenizerArguments
 from scratchlm.config import parse_config
 from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import run_cli
-from scratchlm.models import build_gpt2
+from scratchlm.models import build_causal_lm
 from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log_run_summary, resolve_resume,
-                                setup_logging)
+                                setup_run)
 
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_gpt2_zh" / "config_demo.yaml"
-SETTINGS = (GPT2ModelArguments, TokenizerArguments, DataArguments, PretrainingArguments)
+SETTINGS = (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments)
 
 
-def main(model_args: GPT2ModelArguments, tokenizer_args: TokenizerArguments, data_args: DataArguments,
+def main(model_args: CausalLMArguments, tokenizer_args: TokenizerArguments, data_args: DataArguments,
          training_args: PretrainingArguments) -> dict:
-    setup_logging(training_args)
+    setup_run(training_args)
     resume_from = resolve_resume(training_args)
     set_seed(training_args.seed)
 
@@ -36,8 +36,8 @@ def main(model_args: GPT2ModelArguments, tokenizer_args: TokenizerArguments, dat
     with training_args.main_process_first(desc="tokenizing and packing"):
         data = prepare_lm_data(data_args, tokenizer, PackingSpec.causal(tokenizer, data_args.block_size), corpus)
 
-    # ----- Model: a fresh GPT-2 sized from the config ----------------------------------------
-    model = build_gpt2(model_args, tokenizer, data_args.block_size)
+    # ----- Model: a fresh GPT-2 (or our decoder) sized from the config -----------------------
+    model = build_causal_lm(model_args, tokenizer, data_args.block_size)
     tokenizer.model_max_length = model.config.n_positions
 
     # ----- Train, evaluate, sample, save ------------------------------------------------------

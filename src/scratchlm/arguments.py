@@ -111,13 +111,15 @@ class TokenizerArguments:
 
 
 @dataclass
-class GPT2ModelArguments:
-    model_type: str = field(default="gpt2", metadata={"help": "Model family.", "choices": ["gpt2"]})
+class _TransformerShape:
     n_layer: int = field(default=4, metadata={"help": "Transformer blocks."})
     n_head: int = field(default=4, metadata={"help": "Attention heads per block."})
     n_embd: int = field(default=256, metadata={"help": "Hidden width."})
     n_positions: int | None = field(default=None, metadata={"help": "Maximum positions (default: block_size)."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
+    norm_placement: str = field(
+        default="pre", metadata={"help": "Our model families only: LayerNorm before (pre) or after (post) each "
+                                 "sublayer.", "choices": ["pre", "post"]}
+    )
     pad_vocab_to_multiple_of: int = field(
         default=64, metadata={"help": "Round the model's vocabulary up to a multiple of this (faster matmuls)."}
     )
@@ -130,6 +132,29 @@ class GPT2ModelArguments:
             raise ScratchError(f"--n_embd ({self.n_embd}) must be divisible by --n_head ({self.n_head})")
         if not 0 <= self.dropout < 1:
             raise ScratchError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class CausalLMArguments(_TransformerShape):
+    model_type: str = field(
+        default="gpt2", metadata={"help": "gpt2 (transformers' GPT2LMHeadModel) or scratch_decoder (ours).",
+                                  "choices": ["gpt2", "scratch_decoder"]}
+    )
+    position_embedding: str = field(
+        default="learned", metadata={"help": "scratch_decoder only: learned or rotary positions.",
+                                     "choices": ["learned", "rotary"]}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
+
+
+@dataclass
+class EncoderModelArguments(_TransformerShape):
+    model_type: str = field(
+        default="bert", metadata={"help": "bert (transformers' BertForMaskedLM) or scratch_encoder (ours).",
+                                  "choices": ["bert", "scratch_encoder"]}
+    )
+    bias: bool = field(default=True, metadata={"help": "scratch_encoder only: biases in linear layers and norms."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on embeddings, attention and residuals."})
 
 
 def bf16_available() -> bool:

@@ -6,6 +6,7 @@ checking, and YAML and command line can never disagree on how a value is read.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -87,11 +88,18 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
             f"config file {config_path}: unknown key(s) {', '.join(unknown)}; "
             "check the spelling against the recipe's --help"
         )
-    parser = HfArgumentParser(dataclass_types)
+    overridden = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli_flags if a.startswith("--")}
+    config = {k: v for k, v in config.items() if k not in overridden}
+    parser = HfArgumentParser(dataclass_types, exit_on_error=False)
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(
             args=_yaml_to_flags(config) + cli_flags, return_remaining_strings=True
         )
+    except argparse.ArgumentError as err:
+        key = (err.argument_name or "").split("/")[0].lstrip("-")
+        from_yaml = key.replace("-", "_") in config
+        source = f"config file {config_path}, key {key}" if from_yaml else f"command line, --{key}"
+        raise ScratchError(f"{source}: {err.message}") from None
     except (ValueError, TypeError) as err:
         source = f"config file {config_path} or the command line" if config_path else "the command line"
         raise ScratchError(f"bad setting in {source}: {err}") from None

@@ -14,7 +14,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .arguments import TokenizerArguments
-from .corpus import hub_reachable
+from .corpus import hub_reachable, iter_texts
 from .errors import ScratchError
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,18 @@ def train_tokenizer(texts: Iterable[str], args: TokenizerArguments, output_dir: 
     (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     log_report(report)
     return fast
+
+
+HELDOUT_TEXTS_FOR_REPORT = 2000
+
+
+def train_tokenizer_on_corpus(corpus, args: TokenizerArguments, output_dir: str | Path,
+                              model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """Train on the corpus's training split (streamed) and report on up to 2000 held-out documents."""
+    validation = corpus.splits["validation"]
+    heldout = list(validation.select(range(min(HELDOUT_TEXTS_FOR_REPORT, len(validation))))["text"])
+    texts = iter_texts(corpus.splits["train"], args.max_tokenizer_train_bytes)
+    return train_tokenizer(texts, args, output_dir, heldout_texts=heldout, model_max_length=model_max_length)
 
 
 # ---------------------------------------------------------------------------------------------

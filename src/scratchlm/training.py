@@ -7,6 +7,7 @@ import enum
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,31 +19,37 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import DataArguments, PretrainingArguments, TokenizerArguments
-from .corpus import Corpus, iter_texts, load_corpus
+from .corpus import Corpus, load_corpus
 from .data import LMData, unigram_cross_entropy
 from .errors import ScratchError
 from .generation import generate_samples
-from .tokenizer import load_tokenizer, train_tokenizer
+from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
 
 logger = logging.getLogger("scratchlm")
 
 RESOLVED_CONFIG_FILE = "run_config.yaml"
 SAMPLES_FILE = "samples.json"
-HELDOUT_TEXTS_FOR_REPORT = 2000
 
 
 # ---------------------------------------------------------------------------------------------
 # Before training
 # ---------------------------------------------------------------------------------------------
-def setup_logging(args: PretrainingArguments) -> None:
+def setup_run(args: PretrainingArguments) -> None:
+    """Logging for the main process, and all CPU cores for CPU runs."""
     level = logging.INFO if args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], level=level, force=True)
+                        handlers=[logging.StreamHandler(sys.stdout)], level=level)
     logger.setLevel(level)
     datasets.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
     transformers.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
     if not sys.stdout.isatty():  # progress bars flood logs that are files
         datasets.disable_progress_bars()
+    if not torch.cuda.is_available():
+        # `accelerate launch` sets OMP_NUM_THREADS=1, which halves a 2-core CPU run: share the cores out.
+        share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if torch.get_num_threads() < share:
+            torch.set_num_threads(share)
+            logger.info("CPU run: using %d threads per process", share)
 
 
 def resolve_resume(args: PretrainingArguments) -> str | None:
@@ -77,9 +84,7 @@ def ensure_tokenizer(tok_args: TokenizerArguments, data_args: DataArguments) -> 
     logger.info("tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
                 path, tok_args.tokenizer_type, tok_args.vocab_size)
     corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
-    heldout = corpus.splits["validation"].select(range(min(HELDOUT_TEXTS_FOR_REPORT, len(corpus.splits["validation"]))))
-    train_tokenizer(iter_texts(corpus.splits["train"], tok_args.max_tokenizer_train_bytes), tok_args, path,
-                    heldout_texts=list(heldout["text"]))
+    train_tokenizer_on_corpus(corpus, tok_args, path)
     return load_tokenizer(str(path), required=_required_specials(tok_args)), corpus
 
 
@@ -196,6 +201,8 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 

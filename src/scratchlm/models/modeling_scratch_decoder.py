@@ -1,0 +1,219 @@
+"""The scratch decoder: a GPT-style causal LM, read top-down.
+
+With norm_placement="pre", position_embedding="learned" and hidden_act="gelu_new" it is GPT-2's
+architecture exactly (see `load_gpt2_weights`). The layers here are shared with the scratch encoder.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+
+from .configuration_scratch_decoder import ScratchDecoderConfig
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions
+# ---------------------------------------------------------------------------------------------
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding: rotates query/key channel pairs by position-dependent angles."""
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, T, D); position_ids: (B, T)
+        angles = position_ids[:, None, :, None].float() * self.inv_freq  # (B, 1, T, D/2)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# One block: attention + MLP, each with a residual, norms before (pre) or after (post)
+# ---------------------------------------------------------------------------------------------
+class SelfAttention(nn.Module):
+    def __init__(self, config, causal: bool):
+        super().__init__()
+        self.num_heads, self.causal = config.num_attention_heads, causal
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)  # fused: one matmul
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.rotary = (RotaryEmbedding(self.head_dim, config.rope_theta)
+                       if getattr(config, "position_embedding", "learned") == "rotary" else None)
+        self.dropout = config.dropout
+
+    def forward(self, x, position_ids, key_mask=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        if self.rotary is not None:
+            q, k = self.rotary(q, position_ids), self.rotary(k, position_ids)
+        mask = None
+        if key_mask is not None:  # (B, T) 1 = real token; combine with causality explicitly
+            mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, T)
+            if self.causal:
+                mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=self.causal and mask is None)  # (B, H, T, D)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.act = ACT2FN[config.hidden_act]
+        self.proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
+
+    def forward(self, x):
+        return self.proj(self.act(self.fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config, causal: bool):
+        super().__init__()
+        self.pre_norm = config.norm_placement == "pre"
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = SelfAttention(config, causal)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, position_ids, key_mask=None):
+        if self.pre_norm:
+            x = x + self.drop(self.attn(self.attn_norm(x), position_ids, key_mask))
+            return x + self.drop(self.mlp(self.mlp_norm(x)))
+        x = self.attn_norm(x + self.drop(self.attn(x, position_ids, key_mask)))
+        return self.mlp_norm(x + self.drop(self.mlp(x)))
+
+
+def init_transformer_weights(module, config):
+    """GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 * layers), zero biases."""
+    std = config.initializer_range
+    if isinstance(module, nn.Linear):
+        is_residual_out = getattr(module, "_is_residual_out", False)
+        init.normal_(module.weight, mean=0.0, std=std / math.sqrt(2 * config.num_hidden_layers) if is_residual_out else std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        init.normal_(module.weight, mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+
+
+def mark_residual_outputs(blocks: nn.ModuleList) -> None:
+    for block in blocks:
+        block.attn.out._is_residual_out = True
+        block.mlp.proj._is_residual_out = True
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+class ScratchDecoderPreTrainedModel(PreTrainedModel):
+    config_class = ScratchDecoderConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["Block"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        init_transformer_weights(module, self.config)
+
+
+class ScratchDecoderModel(ScratchDecoderPreTrainedModel):
+    def __init__(self, config: ScratchDecoderConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = (nn.Embedding(config.max_position_embeddings, config.hidden_size)
+                                if config.position_embedding == "learned" else None)
+        self.drop = nn.Dropout(config.dropout)
+        # every layer built (and so initialised) on its own, never copies of one layer
+        self.layers = nn.ModuleList(Block(config, causal=True) for _ in range(config.num_hidden_layers))
+        mark_residual_outputs(self.layers)
+        # post-norm blocks end in a norm already; pre-norm ones need a final one
+        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+                           if config.norm_placement == "pre" else nn.Identity())
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs) -> BaseModelOutput:
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"sequence of {T} tokens is longer than max_position_embeddings "
+                             f"{self.config.max_position_embeddings}")
+        if position_ids is None:
+            position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(position_ids)
+        x = self.drop(x)
+        key_mask = attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
+        for layer in self.layers:
+            x = layer(x, position_ids, key_mask)
+        return BaseModelOutput(last_hidden_state=self.final_norm(x))
+
+
+class ScratchDecoderForCausalLM(ScratchDecoderPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: ScratchDecoderConfig):
+        super().__init__(config)
+        self.model = ScratchDecoderModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
+        # No key/value cache: each step re-reads the whole sequence (fine at these model sizes).
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None, **kwargs) -> CausalLMOutput:
+        hidden = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        logits = self.lm_head(hidden)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2 weights into the pre-norm, learned-position layout
+# ---------------------------------------------------------------------------------------------
+def load_gpt2_weights(model: ScratchDecoderForCausalLM, gpt2_state: dict[str, torch.Tensor]) -> None:
+    """Copy a `GPT2LMHeadModel` state dict in (GPT-2's Conv1D weights are stored transposed)."""
+    ours = {"model.embed_tokens.weight": gpt2_state["transformer.wte.weight"],
+            "model.embed_positions.weight": gpt2_state["transformer.wpe.weight"],
+            "model.final_norm.weight": gpt2_state["transformer.ln_f.weight"],
+            "model.final_norm.bias": gpt2_state["transformer.ln_f.bias"]}
+    names = {"ln_1": "attn_norm", "ln_2": "mlp_norm", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.out",
+             "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+    for i in range(model.config.num_hidden_layers):
+        for theirs, mine in names.items():
+            weight = gpt2_state[f"transformer.h.{i}.{theirs}.weight"]
+            ours[f"model.layers.{i}.{mine}.weight"] = weight if theirs.startswith("ln") else weight.t()
+            ours[f"model.layers.{i}.{mine}.bias"] = gpt2_state[f"transformer.h.{i}.{theirs}.bias"]
+    missing, unexpected = model.load_state_dict(ours, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise ValueError(f"GPT-2 weights do not fit: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()

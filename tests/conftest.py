@@ -1,0 +1,51 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("WANDB_MODE", "offline")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "recipes"))
+sys.path.insert(0, str(ROOT / "tokenizer_training"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own packed-data cache, so hits and misses are the test's own."""
+    monkeypatch.setenv("SCRATCHLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def zh_docs():
+    """A few hundred real Chinese documents from the built-in corpus."""
+    from scratchlm.corpus import BUILTIN_CORPORA
+
+    docs = []
+    for doc in BUILTIN_CORPORA["zh_demo"].documents():
+        docs.append(doc)
+        if len(docs) >= 400:
+            break
+    return docs
+
+
+@pytest.fixture
+def zh_file(tmp_path, zh_docs):
+    path = tmp_path / "zh.txt"
+    path.write_text("\n".join(zh_docs) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt_tokenizer_dir(tmp_path_factory, zh_docs):
+    from scratchlm.arguments import TokenizerArguments
+    from scratchlm.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok") / "gpt"
+    train_tokenizer(zh_docs[:300], TokenizerArguments(vocab_size=600), out, heldout_texts=zh_docs[300:])
+    return out

@@ -1,0 +1,93 @@
+"""Each bad input: one `error:` line naming the thing and the fix, exit status 2, nothing overwritten."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import pretrain_gpt2_zh
+from conftest import ROOT
+from scratchlm.errors import run_cli
+
+DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+
+
+def fails_with(capsys, tmp_path, *flags):
+    argv = ["--config", DEBUG, "--output_dir", str(tmp_path / "out"),
+            "--tokenizer_name_or_path", str(tmp_path / "tok"), *map(str, flags)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_missing_corpus_path(capsys, tmp_path):
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "nope.txt")
+    assert "nope.txt matches no file" in err
+
+
+def test_empty_corpus_file(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert "empty.txt is empty" in fails_with(capsys, tmp_path, "--train_files", tmp_path / "empty.txt")
+
+
+def test_whitespace_only_corpus(capsys, tmp_path):
+    (tmp_path / "blank.txt").write_text(" \n\t\n   \n\n")
+    assert "has no text" in fails_with(capsys, tmp_path, "--train_files", tmp_path / "blank.txt")
+
+
+def test_invalid_utf8_names_file_and_offset_and_replace_works(capsys, tmp_path, zh_docs):
+    good = "\n".join(zh_docs[:100]).encode("utf-8")
+    (tmp_path / "latin.txt").write_bytes(good + b"\ncaf\xe9 au lait\n")
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "latin.txt")
+    assert f"latin.txt is not valid UTF-8 at byte offset {len(good) + 4}" in err and "--encoding_errors replace" in err
+    from scratchlm.arguments import DataArguments
+    from scratchlm.corpus import load_corpus
+
+    corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "latin.txt")], encoding_errors="replace"))
+    texts = list(corpus.splits["train"]["text"]) + list(corpus.splits["validation"]["text"])
+    assert "caf\ufffd au lait" in texts
+
+
+def test_jsonl_line_that_is_not_json(capsys, tmp_path):
+    lines = [json.dumps({"text": f"第{i}行"}, ensure_ascii=False) for i in range(20)]
+    lines[6] = '{"text": "broken'
+    (tmp_path / "c.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    assert "c.jsonl line 7 is not valid JSON" in fails_with(capsys, tmp_path, "--train_files", tmp_path / "c.jsonl")
+
+
+def test_json_without_text_field(capsys, tmp_path):
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": f"第{i}行"}) for i in range(20)))
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "c.jsonl")
+    assert "no 'text' field (it has: body)" in err and "--text_column" in err
+
+
+def test_tokenizer_path_missing(capsys, tmp_path, zh_file):
+    err = fails_with(capsys, tmp_path, "--train_files", zh_file, "--train_tokenizer_if_missing", "false")
+    assert "tok does not exist locally" in err and "train_tokenizer.py" in err
+
+
+def test_block_size_larger_than_positions(capsys, tmp_path, zh_file):
+    err = fails_with(capsys, tmp_path, "--train_files", zh_file, "--block_size", 64, "--n_positions", 32)
+    assert "--block_size 64 is larger than the model's positions" in err
+
+
+def test_unknown_builtin_corpus(capsys, tmp_path):
+    assert "zh_demo" in fails_with(capsys, tmp_path, "--corpus", "wikipedia_zh")
+
+
+def test_hub_dataset_while_offline_fails_fast(capsys, tmp_path):
+    err = fails_with(capsys, tmp_path, "--dataset_name", "wikitext")
+    assert "cannot be reached" in err
+
+
+def test_the_script_exits_non_zero_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes/pretrain_gpt2_zh.py"), "--config", DEBUG,
+         "--train_files", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o")],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --train_files")
+    assert "Traceback" not in result.stderr

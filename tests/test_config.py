@@ -1,0 +1,89 @@
+"""Every YAML config in the repo parses into its script's settings, and flags override YAML."""
+from pathlib import Path
+
+import pytest
+
+from scratchlm.config import parse_config
+from scratchlm.errors import ScratchError
+
+from conftest import ROOT
+
+import pretrain_gpt2_zh
+import train_tokenizer
+
+SCRIPTS = {"recipes/pretrain_gpt2_zh": pretrain_gpt2_zh, "tokenizer_training": train_tokenizer}
+
+
+def _settings_for(config: Path):
+    folder = config.parent.relative_to(ROOT).as_posix()
+    module = SCRIPTS[folder]
+    return getattr(module, "SETTINGS", None) or (
+        train_tokenizer.TokenizerArguments, train_tokenizer.DataArguments, train_tokenizer.OutputArguments)
+
+
+def all_configs():
+    return sorted(p for p in ROOT.glob("**/config_*.yaml") if "outputs" not in p.parts)
+
+
+def test_every_config_folder_is_known():
+    assert {p.parent.relative_to(ROOT).as_posix() for p in all_configs()} == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("config", all_configs(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_config_parses(config):
+    parsed = parse_config(_settings_for(config), ["--config", str(config)])
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    values = {k: v for obj in parsed for k, v in vars(obj).items()}
+    for key, value in raw.items():
+        got = values[key]
+        got = got.value if hasattr(got, "value") else got
+        assert got == value or (isinstance(value, float) and abs(got - value) < 1e-12), key
+
+
+def test_flags_override_yaml():
+    model, tok, data, train = parse_config(pretrain_gpt2_zh.SETTINGS, [
+        "--config", str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"), "--n_layer", "3",
+        "--learning_rate", "5e-4", "--sample_prompts", "a", "b"])
+    assert model.n_layer == 3 and train.learning_rate == 5e-4 and train.sample_prompts == ["a", "b"]
+    assert model.n_embd == 32  # untouched YAML value
+
+
+def test_pretraining_defaults_suit_pretraining():
+    _, _, _, train = parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x"])
+    assert train.weight_decay == 0.1 and train.adam_beta2 == 0.95 and train.max_grad_norm == 1.0
+    assert train.lr_scheduler_type.value == "cosine_with_min_lr" and train.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert train.warmup_steps > 0 and train.bf16 is False  # no CUDA here
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    bad = tmp_path / "config_bad.yaml"
+    bad.write_text("n_layer: 2\nn_layers: 3\n")
+    with pytest.raises(ScratchError, match="unknown key.*n_layers"):
+        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad)])
+
+
+def test_wrong_type_in_yaml_is_an_error(tmp_path):
+    bad = tmp_path / "config_bad.yaml"
+    bad.write_text("n_layer: two\n")
+    with pytest.raises(ScratchError, match=r"config_bad.yaml, key n_layer: invalid int value: 'two'"):
+        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad)])
+    with pytest.raises(ScratchError, match=r"command line, --n_head: invalid int value: 'x'"):
+        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad), "--n_layer", "2", "--n_head", "x"])
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--learning_rate", "0", "learning_rate must be a positive"),
+    ("--per_device_train_batch_size", "0", "per_device_train_batch_size must be a positive"),
+    ("--n_head", "3", "divisible"),
+    ("--bf16", "true", "bf16"),
+])
+def test_bad_values_are_errors(flag, value, message):
+    with pytest.raises(ScratchError, match=message):
+        parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", flag, value])
+
+
+def test_unknown_flag_is_an_error():
+    with pytest.raises(ScratchError, match="unknown command-line"):
+        parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", "--no_such_flag", "1"])

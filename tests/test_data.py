@@ -1,0 +1,133 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import Dataset
+from transformers import AutoTokenizer
+
+from scratchlm import corpus as corpus_module
+from scratchlm.arguments import DataArguments, TokenizerArguments
+from scratchlm.corpus import load_corpus, strip_pos_tags
+from scratchlm.data import META_FILE, PackingSpec, cache_key, cache_root, prepare_lm_data, unigram_cross_entropy
+from scratchlm.tokenizer import train_tokenizer
+
+
+def _prepare(args, tok_dir, block=16):
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    return prepare_lm_data(args, tok, PackingSpec.causal(tok, block))
+
+
+def test_packed_blocks_are_full_and_split_by_document(zh_file, gpt_tokenizer_dir):
+    data = _prepare(DataArguments(train_files=[str(zh_file)], validation_split_percentage=10), gpt_tokenizer_dir)
+    assert not data.cache_hit
+    assert len(data.train) > 50 and len(data.validation) > 3
+    assert all(len(b) == 16 for b in data.train["input_ids"][:20])
+    assert data.stats.validation_characters > 0 and data.stats.chars_per_token > 0.3
+    # the split is by document: no held-out document appears in training
+    corpus = load_corpus(DataArguments(train_files=[str(zh_file)], validation_split_percentage=10))
+    assert not set(corpus.splits["validation"]["text"]) & set(corpus.splits["train"]["text"])
+
+
+def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):
+    args = DataArguments(train_files=[str(zh_file)])
+    first = _prepare(args, gpt_tokenizer_dir)
+
+    def no_loading(*a, **k):
+        raise AssertionError("a cache hit must not load or tokenize the corpus")
+
+    monkeypatch.setattr("scratchlm.data.load_corpus", no_loading)
+    second = _prepare(args, gpt_tokenizer_dir)
+    assert second.cache_hit and second.cache_dir == first.cache_dir
+    assert second.train["input_ids"][:5].tolist() == first.train["input_ids"][:5].tolist()
+
+
+def test_changed_tokenizer_or_text_or_block_size_misses(tmp_path, zh_file, zh_docs, gpt_tokenizer_dir):
+    args = DataArguments(train_files=[str(zh_file)])
+    base = _prepare(args, gpt_tokenizer_dir)
+    train_tokenizer(zh_docs[:300], TokenizerArguments(vocab_size=650), tmp_path / "tok2")
+    other_tok = _prepare(args, tmp_path / "tok2")
+    assert not other_tok.cache_hit and other_tok.cache_dir != base.cache_dir
+    assert not _prepare(args, gpt_tokenizer_dir, block=24).cache_hit
+    zh_file.write_text(zh_file.read_text(encoding="utf-8") + "新的一行文字。\n", encoding="utf-8")
+    changed = _prepare(args, gpt_tokenizer_dir)
+    assert not changed.cache_hit and changed.cache_dir != base.cache_dir
+
+
+def test_cache_key_depends_on_every_part():
+    spec = PackingSpec(16, 0)
+    key = cache_key("corpus", "tok", spec)
+    assert key == cache_key("corpus", "tok", PackingSpec(16, 0))
+    assert len({key, cache_key("corpus2", "tok", spec), cache_key("corpus", "tok2", spec),
+                cache_key("corpus", "tok", PackingSpec(16, 1)), cache_key("corpus", "tok", PackingSpec(16, 0, (5,)))}) == 5
+
+
+def test_interrupted_build_is_not_a_hit(zh_file, gpt_tokenizer_dir, monkeypatch):
+    args = DataArguments(train_files=[str(zh_file)])
+
+    def killed(*a, **k):
+        raise RuntimeError("killed while writing the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("scratchlm.data._count_tokens", killed)
+        with pytest.raises(RuntimeError):
+            _prepare(args, gpt_tokenizer_dir)
+    assert not list(cache_root(args).glob(f"*/{META_FILE}"))
+    assert not _prepare(args, gpt_tokenizer_dir).cache_hit
+
+
+def test_unigram_cross_entropy_matches_hand_computation():
+    counts = np.array([3, 1, 0, 0])
+    blocks = Dataset.from_dict({"input_ids": [[0, 0, 1], [2, 0, 1]]})
+    p = (counts + 1) / (counts.sum() + 4)  # add-one smoothing: [.5, .25, .125, .125]
+    scored = [0, 1, 0, 1]  # positions 1: of each block
+    expected = -np.mean(np.log(p[scored]))
+    assert math.isclose(unigram_cross_entropy(counts, blocks), expected, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "csv", "parquet", "txt-paragraph"])
+def test_file_kinds_load_as_text_documents(tmp_path, zh_docs, kind):
+    docs = zh_docs[:30]
+    if kind == "jsonl":
+        path = tmp_path / "c.jsonl"
+        path.write_text("".join(json.dumps({"content": d, "id": i}, ensure_ascii=False) + "\n" for i, d in enumerate(docs)))
+    elif kind == "json":
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps([{"content": d} for d in docs], ensure_ascii=False))
+    elif kind == "csv":
+        path = tmp_path / "c.csv"
+        pd.DataFrame({"content": docs, "n": range(len(docs))}).to_csv(path, index=False)
+    elif kind == "parquet":
+        path = tmp_path / "c.parquet"
+        pd.DataFrame({"content": docs}).to_parquet(path)
+    else:
+        path = tmp_path / "c.txt"
+        path.write_text("\n\n".join(d[:20] + "\n" + d[20:] for d in docs), encoding="utf-8")
+    column = "text" if kind.startswith("txt") else "content"
+    args = DataArguments(train_files=[str(path)], text_column=column, text_sample_by="paragraph")
+    corpus = load_corpus(args)
+    texts = list(corpus.splits["train"]["text"]) + list(corpus.splits["validation"]["text"])
+    assert len(texts) == 30 and corpus.splits["train"].column_names == ["text"]
+    assert {t.replace("\n", "").strip() for t in texts} == {d.strip() for d in docs}
+
+
+def test_glob_and_separate_validation_files(tmp_path, zh_docs):
+    for i in range(3):
+        (tmp_path / f"part{i}.txt").write_text("\n".join(zh_docs[i * 50:(i + 1) * 50]), encoding="utf-8")
+    (tmp_path / "val.txt").write_text("\n".join(zh_docs[200:220]), encoding="utf-8")
+    corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "part*.txt")], validation_files=[str(tmp_path / "val.txt")]))
+    assert len(corpus.splits["train"]) == 150 and len(corpus.splits["validation"]) == 20
+
+
+def test_builtin_corpus_strips_tags():
+    assert strip_pos_tags("迈向/v  充满/v  [中央/n  电台/n]nt  。/w\n") == "迈向充满中央电台。"
+    docs = corpus_module.BUILTIN_CORPORA["people_daily_1998"].documents()
+    first = next(docs)
+    assert first.startswith("迈向充满希望的新世纪") and "/" not in first
+
+
+def test_validation_carve_is_deterministic(zh_file):
+    a = load_corpus(DataArguments(train_files=[str(zh_file)]))
+    b = load_corpus(DataArguments(train_files=[str(zh_file)]))
+    assert list(a.splits["validation"]["text"]) == list(b.splits["validation"]["text"])

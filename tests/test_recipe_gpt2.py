@@ -1,0 +1,106 @@
+"""The GPT-2 recipe end to end on its debug config, then loaded by stock transformers elsewhere."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+import pretrain_gpt2_zh
+from conftest import ROOT
+from scratchlm.config import parse_config
+from scratchlm.errors import run_cli
+
+DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+
+
+def run_recipe(*flags):
+    return pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", DEBUG, *map(str, flags)]))
+
+
+@pytest.fixture
+def debug_run(tmp_path, zh_file):
+    out, tok = tmp_path / "run", tmp_path / "tok"
+    metrics = run_recipe("--train_files", zh_file, "--output_dir", out, "--tokenizer_name_or_path", tok)
+    return out, tok, metrics
+
+
+def test_debug_run_trains_tokenizer_and_writes_everything(debug_run, caplog):
+    out, tok, metrics = debug_run
+    assert (tok / "tokenizer.json").exists() and (tok / "tokenizer_report.json").exists()
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "all_results.json", "run_config.yaml",
+                 "samples.json", "trainer_state.json"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "all_results.json").read_text())
+    for key in ("eval_loss", "perplexity", "eval_bits_per_char", "eval_unigram_loss"):
+        assert key in results and results[key] > 0, key
+    assert abs(results["perplexity"] - 2.718281828 ** results["eval_loss"]) < 1e-3 * results["perplexity"]
+    assert results == {**results, **{k: metrics[k] for k in ("eval_loss", "eval_unigram_loss")}}
+    samples = json.loads((out / "samples.json").read_text())
+    assert len(samples["samples"]) == 2 and samples["samples"][0].startswith("中国")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["n_layer"] == 2 and config["vocab_size"] % 64 == 0
+    # the resolved config reproduces the run's settings when read back with --config
+    model_args, _, _, train_args = parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(out / "run_config.yaml")])
+    assert model_args.n_embd == 32 and train_args.max_steps == 8 and train_args.output_dir == str(out)
+
+
+def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
+    out, _, _ = debug_run
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class NoScratchlm(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "scratchlm":
+                    raise ImportError("scratchlm is blocked in this process")
+
+        sys.meta_path.insert(0, NoScratchlm())
+        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+        tok = AutoTokenizer.from_pretrained({str(out)!r})
+        model = AutoModelForCausalLM.from_pretrained({str(out)!r})
+        ids = tok("中国经济", return_tensors="pt")
+        loss = model(**ids, labels=ids["input_ids"]).loss.item()
+        gen = pipeline("text-generation", model=model, tokenizer=tok)
+        text = gen("中国", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+        assert text.startswith("中国"), text
+        assert "scratchlm" not in sys.modules
+        print("OK", type(model).__name__, tok.eos_token, round(loss, 2))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, cwd="/")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("OK GPT2LMHeadModel <|endoftext|>")
+
+
+def test_second_run_hits_the_data_cache_and_reuses_the_tokenizer(debug_run, zh_file, caplog):
+    out, tok, _ = debug_run
+    tokenizer_before = (tok / "tokenizer.json").read_bytes()
+    with caplog.at_level("INFO"):
+        run_recipe("--train_files", zh_file, "--output_dir", out.parent / "run2", "--tokenizer_name_or_path", tok)
+    assert "cache hit" in caplog.text and "does not exist yet" not in caplog.text
+    assert (tok / "tokenizer.json").read_bytes() == tokenizer_before
+
+
+def test_existing_output_dir_is_never_overwritten(debug_run, zh_file, capsys):
+    out, tok, _ = debug_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, ["--config", DEBUG, "--train_files", str(zh_file), "--output_dir", str(out),
+                                       "--tokenizer_name_or_path", str(tok)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: output_dir") and "--resume_from_checkpoint true" in err and "\n" not in err
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+
+def test_model_learns_a_predictable_corpus(tmp_path):
+    """Enough steps on very regular text must go far below the unigram baseline."""
+    corpus = tmp_path / "counting.txt"
+    lines = ["一二三四五六七八九十" * 3, "甲乙丙丁戊己庚辛壬癸" * 3, "春夏秋冬东南西北上下" * 3]
+    corpus.write_text("\n".join(lines * 60), encoding="utf-8")
+    metrics = run_recipe("--train_files", corpus, "--output_dir", tmp_path / "run", "--tokenizer_name_or_path",
+                         tmp_path / "tok", "--max_steps", 60, "--learning_rate", 3e-3, "--eval_steps", 60,
+                         "--save_steps", 60, "--vocab_size", 300)
+    assert metrics["eval_loss"] < metrics["eval_unigram_loss"] - 1.0, metrics
