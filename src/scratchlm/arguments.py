@@ -213,3 +213,30 @@ class PretrainingArguments(TrainingArguments):
             if getattr(self, name) < 1:
                 raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         super().__post_init__()
+
+
+@dataclass
+class FinetuneArguments(TrainingArguments):
+    """TrainingArguments with GLUE-style fine-tuning defaults."""
+
+    output_dir: str = field(default="outputs/cola", metadata={"help": "Where the fine-tuned model and results go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an existing, non-empty output_dir."}
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training set."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warmup: steps, or a fraction of all steps below 1."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoints during fine-tuning (the final model "
+                                                       "is always saved)."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
+
+    def __post_init__(self):
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
+        if not self.learning_rate > 0:
+            raise ScratchError(f"--learning_rate must be a positive number, got {self.learning_rate}")
+        super().__post_init__()

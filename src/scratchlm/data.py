@@ -71,6 +71,11 @@ class PackingSpec:
     def causal(cls, tokenizer: PreTrainedTokenizerBase, block_size: int) -> "PackingSpec":
         return cls(block_size, tokenizer.eos_token_id)
 
+    @classmethod
+    def masked(cls, tokenizer: PreTrainedTokenizerBase, block_size: int) -> "PackingSpec":
+        """BERT's layout: `[CLS] ... [SEP]` around every block, `[SEP]` between documents."""
+        return cls(block_size, tokenizer.sep_token_id, (tokenizer.cls_token_id,), (tokenizer.sep_token_id,))
+
     def apply(self, sequences):
         return pack(sequences, self.block_size, self.separator_id, self.block_prefix, self.block_suffix)
 
@@ -187,16 +192,21 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
 # ---------------------------------------------------------------------------------------------
 # The bar a model must clear
 # ---------------------------------------------------------------------------------------------
-def unigram_cross_entropy(train_counts: np.ndarray, blocks: Dataset, skip_first: int = 1) -> float:
+def unigram_cross_entropy(train_counts: np.ndarray, blocks: Dataset, skip_first: int = 1,
+                          exclude_ids: Sequence[int] = ()) -> float:
     """Cross-entropy (nats/token) on `blocks` of a unigram model fitted on `train_counts` (add-one smoothed).
 
-    `skip_first` leaves out each block's first positions, which a causal LM never predicts.
+    `skip_first` leaves out each block's first positions, which a causal LM never predicts;
+    `exclude_ids` are tokens never scored nor predicted (the special tokens an MLM never masks), so
+    the result is the expected loss of the unigram model on randomly masked positions.
     """
-    log_probs = np.log(train_counts + 1.0) - math.log(train_counts.sum() + len(train_counts))
+    counts = train_counts.astype(np.float64)
+    counts[list(exclude_ids)] = 0.0
+    log_probs = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))
     total, count = 0.0, 0
     for batch in blocks.with_format("numpy").iter(batch_size=4096):
         ids = np.asarray(batch["input_ids"])[:, skip_first:]
-        scored = log_probs[ids]
-        total -= float(scored.sum())
-        count += scored.size
+        keep = ~np.isin(ids, list(exclude_ids)) if len(exclude_ids) else np.ones(ids.shape, dtype=bool)
+        total -= float(log_probs[ids[keep]].sum())
+        count += int(keep.sum())
     return total / max(count, 1)

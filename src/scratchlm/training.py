@@ -65,12 +65,14 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
         if not Path(resume).is_dir():
             raise ScratchError(f"--resume_from_checkpoint {resume} is not a checkpoint directory")
         return str(resume)
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
-        raise ScratchError(
-            f"output_dir {out} already exists and is not empty: pass --resume_from_checkpoint true to continue "
-            "that run, --overwrite_output_dir true to write over it, or choose another --output_dir"
-        )
+    guard_output_dir(out, args.overwrite_output_dir, "--resume_from_checkpoint true to continue that run, ")
     return None
+
+
+def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None:
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ScratchError(f"output_dir {out} already exists and is not empty: pass {alternatives}"
+                           "--overwrite_output_dir true to write over it, or choose another --output_dir")
 
 
 def ensure_tokenizer(tok_args: TokenizerArguments, data_args: DataArguments) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
@@ -100,7 +102,7 @@ def _required_specials(tok_args: TokenizerArguments) -> tuple[str, ...]:
 class PretrainingTrainer(Trainer):
     """Trainer with decay on weight matrices only and evaluation metrics of a pretraining run."""
 
-    def __init__(self, *args, chars_per_token: float, eval_unigram_loss: float, **kwargs):
+    def __init__(self, *args, chars_per_token: float | None, eval_unigram_loss: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.chars_per_token = chars_per_token
         self.eval_unigram_loss = eval_unigram_loss
@@ -115,12 +117,21 @@ class PretrainingTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def lm_eval_metrics(eval_loss: float, chars_per_token: float, unigram_loss: float) -> dict[str, float]:
-    return {
-        "perplexity": math.exp(min(eval_loss, 50.0)),
-        "eval_bits_per_char": eval_loss / math.log(2) / chars_per_token,
-        "eval_unigram_loss": unigram_loss,
-    }
+def lm_eval_metrics(eval_loss: float, chars_per_token: float | None, unigram_loss: float) -> dict[str, float]:
+    metrics = {"perplexity": math.exp(min(eval_loss, 50.0)), "eval_unigram_loss": unigram_loss}
+    if chars_per_token:  # causal LMs score every token, so nats/token converts to bits/char
+        metrics["eval_bits_per_char"] = eval_loss / math.log(2) / chars_per_token
+    return metrics
+
+
+def masked_token_accuracy(eval_pred) -> dict[str, float]:
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    scored = labels != -100
+    return {"accuracy": float((predictions[scored] == labels[scored]).mean()) if scored.any() else 0.0}
+
+
+def _argmax_logits(logits, labels):
+    return logits.argmax(dim=-1)  # keeps evaluation from gathering (blocks x positions x vocab) floats
 
 
 class SampleCallback(TrainerCallback):
@@ -141,18 +152,29 @@ class SampleCallback(TrainerCallback):
                     self.metrics.get("distinct_2", float("nan")), shown)
 
 
-def build_trainer(model, tokenizer, data: LMData, args: PretrainingArguments, collator) -> PretrainingTrainer:
-    unigram = unigram_cross_entropy(data.unigram_counts, data.validation)
+def build_trainer(model, tokenizer, data: LMData, args: PretrainingArguments, collator,
+                  masked: bool = False) -> PretrainingTrainer:
+    """The Trainer for a causal LM, or with `masked=True` for a masked LM (accuracy on masked tokens)."""
+    if masked:
+        unigram = unigram_cross_entropy(data.unigram_counts, data.validation, skip_first=0,
+                                        exclude_ids=tokenizer.all_special_ids)
+        args.prediction_loss_only = False  # masked-token accuracy needs the (arg-maxed) predictions
+        extra = {"compute_metrics": masked_token_accuracy, "preprocess_logits_for_metrics": _argmax_logits}
+    else:
+        unigram = unigram_cross_entropy(data.unigram_counts, data.validation)
+        extra = {}
     trainer = PretrainingTrainer(
         model=model, args=args, data_collator=collator, train_dataset=data.train, eval_dataset=data.validation,
-        processing_class=tokenizer, chars_per_token=data.stats.chars_per_token, eval_unigram_loss=unigram,
+        processing_class=tokenizer, chars_per_token=None if masked else data.stats.chars_per_token,
+        eval_unigram_loss=unigram, **extra,
     )
-    trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed))
+    if not masked:
+        trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed))
     return trainer
 
 
-def sample_callback(trainer: Trainer) -> SampleCallback:
-    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback))
+def sample_callback(trainer: Trainer) -> SampleCallback | None:
+    return next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
 
 
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
@@ -230,12 +252,14 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, setting
         out = Path(trainer.args.output_dir)
         (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(*settings), allow_unicode=True,
                                                                sort_keys=False), encoding="utf-8")
-        (out / SAMPLES_FILE).write_text(json.dumps({"samples": callback.samples, **callback.metrics},
-                                                   ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
-        logger.info("held-out loss %.3f nats/token vs unigram %.3f (%.2f below), %.3f bits/char, perplexity %.1f",
+        logger.info("held-out loss %.3f nats/token vs unigram %.3f (%.2f below); %s",
                     eval_metrics["eval_loss"], eval_metrics["eval_unigram_loss"], margin,
-                    eval_metrics["eval_bits_per_char"], eval_metrics["perplexity"])
-        for i, sample in enumerate(callback.samples):
-            print(f"sample {i}: {sample}")
+                    ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()
+                              if k in ("eval_bits_per_char", "perplexity", "eval_accuracy")))
+        if callback is not None:
+            (out / SAMPLES_FILE).write_text(json.dumps({"samples": callback.samples, **callback.metrics},
+                                                       ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            for i, sample in enumerate(callback.samples):
+                print(f"sample {i}: {sample}")
     return {**metrics, **eval_metrics}

@@ -1,0 +1,123 @@
+"""Sequence-classification fine-tuning pieces: CoLA files, Matthews correlation, the model card note."""
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+
+from .corpus import hub_reachable
+from .errors import ScratchError
+
+logger = logging.getLogger(__name__)
+
+SENTENCE, LABEL = "sentence", "label"
+
+
+# ---------------------------------------------------------------------------------------------
+# CoLA files: the two-column tsv (sentence, label), GLUE's raw four-column tsv, csv or jsonl
+# ---------------------------------------------------------------------------------------------
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".tsv":
+        frame = pd.read_csv(path, sep="\t", header=None, quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+        if {SENTENCE, LABEL} <= set(frame.iloc[0]):  # a header row
+            frame = frame.iloc[1:].set_axis(list(frame.iloc[0]), axis=1)
+        elif frame.shape[1] == 2:
+            frame.columns = [SENTENCE, LABEL]
+        elif frame.shape[1] == 4:  # GLUE's raw CoLA: source, label, original mark, sentence
+            frame = frame.rename(columns={1: LABEL, 3: SENTENCE})
+        return frame
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+    raise ScratchError(f"{path}: unsupported extension; use .tsv, .csv or .jsonl")
+
+
+def load_classification_file(path: str | Path, flag: str) -> Dataset:
+    """Sentences with 0/1 labels, or one clear error naming the file, row and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScratchError(f"{flag} {path} does not exist: check the path")
+    if path.stat().st_size == 0:
+        raise ScratchError(f"{flag} {path} is empty: it needs rows of sentence and label")
+    try:
+        frame = _read_table(path)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ScratchError(f"{flag} {path} could not be parsed: {err}".replace("\n", " ")) from None
+    missing = [c for c in (SENTENCE, LABEL) if c not in frame.columns]
+    if missing:
+        raise ScratchError(f"{flag} {path} has no {' or '.join(missing)} column (it has: "
+                           f"{', '.join(map(str, frame.columns))}); give a header with sentence and label, or a "
+                           "two-column tsv without header")
+    if len(frame) == 0:
+        raise ScratchError(f"{flag} {path} has a header but no rows")
+    labels = frame[LABEL].astype(str).str.strip()
+    bad = labels[~labels.isin(["0", "1"])]
+    if len(bad):
+        row = int(bad.index[0]) + 1
+        raise ScratchError(f"{flag} {path} row {row} has label {bad.iloc[0]!r}; CoLA labels must be 0 "
+                           "(unacceptable) or 1 (acceptable)")
+    return Dataset.from_dict({SENTENCE: frame[SENTENCE].astype(str).tolist(), LABEL: labels.astype(int).tolist()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+def mcc_source() -> str:
+    """`evaluate` when its metric can be loaded (it lives on the Hub), otherwise scikit-learn."""
+    if hub_reachable():
+        try:
+            import evaluate
+
+            evaluate.load("matthews_correlation")
+            return "evaluate"
+        except Exception as err:  # evaluate raises several kinds when the Hub misbehaves
+            logger.info("evaluate's matthews_correlation could not be loaded (%s)", err)
+    return "scikit-learn"
+
+
+def matthews_correlation(labels, predictions, source: str = "scikit-learn") -> float:
+    if source == "evaluate":
+        import evaluate
+
+        return float(evaluate.load("matthews_correlation").compute(references=labels, predictions=predictions)
+                     ["matthews_correlation"])
+    from sklearn.metrics import matthews_corrcoef
+
+    return float(matthews_corrcoef(labels, predictions))
+
+
+def classification_metrics(source: str):
+    def compute(eval_pred) -> dict[str, float]:
+        predictions = np.asarray(eval_pred.predictions).argmax(axis=-1)
+        labels = np.asarray(eval_pred.label_ids)
+        return {"matthews_correlation": matthews_correlation(labels, predictions, source),
+                "accuracy": float((predictions == labels).mean())}
+    return compute
+
+
+def summarise_seeds(per_seed: list[dict]) -> dict:
+    mccs = [r["eval_matthews_correlation"] for r in per_seed]
+    return {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed,
+            "median_matthews_correlation": statistics.median(mccs),
+            "median_accuracy": statistics.median(r["eval_accuracy"] for r in per_seed)}
+
+
+def append_to_model_card(output_dir: str | Path, model_name: str, summary: dict, mcc_from: str) -> Path:
+    card = Path(output_dir) / "README.md"
+    lines = [
+        "", "## CoLA fine-tuning", "",
+        f"Fine-tuned from `{model_name}` with {len(summary['seeds'])} seed(s); Matthews correlation from {mcc_from}.",
+        "", "| seed | MCC | accuracy |", "|---|---|---|",
+        *(f"| {r['seed']} | {r['eval_matthews_correlation']:.4f} | {r['eval_accuracy']:.4f} |" for r in summary["per_seed"]),
+        f"| **median** | **{summary['median_matthews_correlation']:.4f}** | {summary['median_accuracy']:.4f} |", "",
+    ]
+    existing = card.read_text(encoding="utf-8") if card.exists() else f"---\nlibrary_name: transformers\n---\n# {Path(output_dir).name}\n"
+    card.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines), encoding="utf-8")
+    return card

@@ -1,0 +1,153 @@
+"""Our model families: GPT-2 parity, norm placements, Auto-class loading with and without scratchlm."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
+                          AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel)
+
+import scratchlm  # noqa: F401  registers the families
+from scratchlm.models import (ScratchDecoderConfig, ScratchDecoderForCausalLM, ScratchEncoderConfig,
+                              ScratchEncoderForMaskedLM, remote_code_map)
+from scratchlm.models.modeling_scratch_decoder import load_gpt2_weights
+
+TINY = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32)
+
+
+def decoder(**overrides):
+    torch.manual_seed(0)
+    return ScratchDecoderForCausalLM(ScratchDecoderConfig(**{**TINY, **overrides}))
+
+
+def test_prenorm_learned_gelu_decoder_is_gpt2():
+    torch.manual_seed(1)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    ours = decoder().eval()
+    ids = torch.randint(0, 97, (3, 20))
+    assert not torch.allclose(ours(ids).logits, gpt2(ids).logits, atol=1e-3)  # before: different weights
+    load_gpt2_weights(ours, gpt2.state_dict())
+    torch.testing.assert_close(ours(ids).logits, gpt2(ids).logits, atol=1e-5, rtol=1e-5)
+    labels = ids.clone()
+    torch.testing.assert_close(ours(ids, labels=labels).loss, gpt2(ids, labels=labels).loss, atol=1e-5, rtol=1e-5)
+    assert ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()  # tied
+
+
+def test_layers_are_initialised_independently():
+    model = decoder()
+    first, second = model.model.layers[0].attn.qkv.weight, model.model.layers[1].attn.qkv.weight
+    assert not torch.equal(first, second)
+    assert abs(first.std().item() - 0.02) < 0.004
+    # residual projections are scaled down by sqrt(2 * layers), as GPT-2 does
+    assert model.model.layers[0].mlp.proj.weight.std().item() < 0.015
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm_placement": "post"}, {"position_embedding": "rotary"}])
+def test_each_variant_trains(overrides):
+    model = decoder(**overrides)
+    torch.manual_seed(2)
+    ids = torch.randint(0, 97, (4, 16))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        loss = model(ids, labels=ids).loss
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first - 1.0, (overrides, first, loss.item())
+
+
+def test_pre_and_post_norm_differ():
+    ids = torch.randint(0, 97, (2, 12))
+    pre, post = decoder(), decoder(norm_placement="post")
+    post.load_state_dict(pre.state_dict(), strict=False)  # same weights; post has no final norm
+    assert not torch.allclose(pre(ids).logits, post(ids).logits, atol=1e-3)
+    assert isinstance(post.model.final_norm, torch.nn.Identity)
+
+
+def test_decoder_is_causal_and_encoder_is_not():
+    ids = torch.randint(0, 97, (1, 10))
+    changed = ids.clone()
+    changed[0, -1] = (ids[0, -1] + 1) % 97
+    model = decoder().eval()
+    torch.testing.assert_close(model(ids).logits[:, :-1], model(changed).logits[:, :-1])
+    torch.manual_seed(0)
+    encoder = ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY)).eval()
+    assert not torch.allclose(encoder(ids).logits[:, 0], encoder(changed).logits[:, 0])
+
+
+def test_padding_mask_hides_padded_keys():
+    torch.manual_seed(0)
+    encoder = ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY)).eval()
+    ids = torch.randint(1, 97, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], dim=1).long()
+    torch.testing.assert_close(encoder(padded, attention_mask=mask).logits[:, :6], encoder(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_without_cache_matches_gpt2():
+    torch.manual_seed(1)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                      bos_token_id=0, eos_token_id=0)).eval()
+    ours = decoder(bos_token_id=0, eos_token_id=0).eval()
+    load_gpt2_weights(ours, gpt2.state_dict())
+    prompt = torch.randint(1, 97, (1, 5))
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert ours.generate(prompt, **kwargs).tolist() == gpt2.generate(prompt, **kwargs).tolist()
+
+
+def test_auto_classes_load_our_checkpoints(tmp_path):
+    model = decoder()
+    model.save_pretrained(tmp_path / "dec")
+    assert type(AutoConfig.from_pretrained(tmp_path / "dec")) is ScratchDecoderConfig
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "dec")
+    assert type(loaded) is ScratchDecoderForCausalLM
+    torch.testing.assert_close(loaded.state_dict()["model.layers.1.mlp.fc.weight"],
+                               model.state_dict()["model.layers.1.mlp.fc.weight"])
+    assert type(AutoModel.from_pretrained(tmp_path / "dec")).__name__ == "ScratchDecoderModel"
+    config = ScratchEncoderConfig(**TINY)
+    config.auto_map = remote_code_map(ScratchEncoderConfig)
+    ScratchEncoderForMaskedLM(config).save_pretrained(tmp_path / "enc")
+    assert type(AutoModelForMaskedLM.from_pretrained(tmp_path / "enc")).__name__ == "ScratchEncoderForMaskedLM"
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "enc", num_labels=2)
+    assert classifier(torch.tensor([[1, 2, 3]])).logits.shape == (1, 2)
+
+
+def test_checkpoints_load_remotely_without_scratchlm(tmp_path):
+    config = ScratchDecoderConfig(**TINY)
+    config.auto_map = remote_code_map(ScratchDecoderConfig)
+    ScratchDecoderForCausalLM(config).save_pretrained(tmp_path / "dec")
+    config = ScratchEncoderConfig(**TINY)
+    config.auto_map = remote_code_map(ScratchEncoderConfig)
+    ScratchEncoderForMaskedLM(config).save_pretrained(tmp_path / "enc")
+    saved = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert saved["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_scratch_encoder.")
+    assert (tmp_path / "enc" / "modeling_scratch_decoder.py").exists()  # the shared blocks travel too
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class NoScratchlm(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "scratchlm":
+                    raise ImportError("scratchlm is blocked in this process")
+
+        sys.meta_path.insert(0, NoScratchlm())
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
+        dec = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'dec')!r}, trust_remote_code=True)
+        enc = AutoModelForMaskedLM.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True)
+        cls = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True, num_labels=2)
+        ids = torch.tensor([[1, 2, 3, 4]])
+        assert dec(ids).logits.shape == (1, 4, 97) and enc(ids).logits.shape == (1, 4, 97)
+        assert cls(ids).logits.shape == (1, 2)
+        assert not any(m.split(".")[0] == "scratchlm" for m in sys.modules)
+        print("OK", type(dec).__module__.split(".")[0], type(dec).__name__, type(cls).__name__)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path),
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "OK transformers_modules ScratchDecoderForCausalLM ScratchEncoderForSequenceClassification"

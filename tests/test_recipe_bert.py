@@ -1,0 +1,143 @@
+"""The BERT MLM recipe on its debug config, for both model families, then CoLA on top of it."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+import finetune_cola
+import pretrain_bert_mlm
+from conftest import ROOT, SHARED_DATA
+from scratchlm.config import parse_config
+from scratchlm.errors import ScratchError, run_cli
+from scratchlm.finetune import load_classification_file, matthews_correlation
+
+DEBUG = str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")
+COLA_DEBUG = str(ROOT / "recipes/finetune_cola/config_debug.yaml")
+needs_cola = pytest.mark.skipif(not (SHARED_DATA / "cola").is_dir(), reason="needs ../shared/data/cola")
+
+
+def run_mlm(*flags):
+    return pretrain_bert_mlm.main(*parse_config(pretrain_bert_mlm.SETTINGS, ["--config", DEBUG, *map(str, flags)]))
+
+
+@pytest.fixture(scope="module")
+def mlm_checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mlm")
+    corpus = tmp / "en.txt"
+    from scratchlm.corpus import BUILTIN_CORPORA
+
+    docs = [d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())]
+    corpus.write_text("\n".join(" ".join(d.split()) for d in docs), encoding="utf-8")
+    metrics = run_mlm("--train_files", corpus, "--output_dir", tmp / "run", "--tokenizer_name_or_path", tmp / "tok",
+                      "--vocab_size", 500)
+    return tmp / "run", metrics
+
+
+@pytest.mark.parametrize("family", ["scratch_encoder", "bert"])
+def test_mlm_recipe_writes_metrics_and_loads_with_auto_classes(mlm_checkpoint, tmp_path, family):
+    if family == "scratch_encoder":
+        out, metrics = mlm_checkpoint
+    else:
+        corpus = tmp_path / "c.txt"
+        corpus.write_text("\n".join(f"line {i} of a small english corpus about sorting lists" for i in range(300)))
+        out = tmp_path / "run"
+        metrics = run_mlm("--train_files", corpus, "--output_dir", out, "--tokenizer_name_or_path", tmp_path / "tok",
+                          "--model_type", "bert")
+    results = json.loads((out / "all_results.json").read_text())
+    for key in ("eval_loss", "eval_accuracy", "eval_unigram_loss"):
+        assert key in results and math.isfinite(results[key]), key
+    assert 0 <= results["eval_accuracy"] <= 1 and results["eval_loss"] == metrics["eval_loss"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == family
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    ids = tok("sorting lists", return_tensors="pt")
+    assert ids["input_ids"][0, 0] == tok.cls_token_id and ids["input_ids"][0, -1] == tok.sep_token_id
+    assert model(**{k: v for k, v in ids.items() if k != "token_type_ids"}).logits.shape[-1] == config["vocab_size"]
+
+
+def test_mlm_blocks_are_cls_sep_wrapped_and_masking_spares_specials(mlm_checkpoint):
+    out, _ = mlm_checkpoint
+    from transformers import DataCollatorForLanguageModeling
+
+    from scratchlm.data import PackingSpec, pack
+
+    tok = AutoTokenizer.from_pretrained(out)
+    spec = PackingSpec.masked(tok, 16)
+    blocks = pack([[5] * 20, [6] * 5], 16, spec.separator_id, spec.block_prefix, spec.block_suffix)
+    assert all(b[0] == tok.cls_token_id and b[-1] == tok.sep_token_id and len(b) == 16 for b in blocks)
+    torch.manual_seed(0)
+    collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
+    batch = collator([{"input_ids": torch.tensor(b)} for b in blocks * 1000])
+    masked = batch["labels"] != -100
+    share = masked[:, 1:-1].float().mean().item()
+    assert 0.12 < share < 0.18
+    assert not masked[:, 0].any() and not masked[:, -1].any()  # [CLS]/[SEP] never masked
+    became_mask = (batch["input_ids"] == tok.mask_token_id) & masked
+    assert 0.76 < became_mask.sum().item() / masked.sum().item() < 0.84  # the 80 of 80/10/10
+
+
+def test_mlm_recipe_refuses_gpt_style_tokenizer(tmp_path):
+    with pytest.raises(ScratchError, match="special_tokens_style: bert"):
+        run_mlm("--special_tokens_style", "gpt", "--output_dir", tmp_path / "o", "--corpus", "python_docs")
+
+
+def run_cola(*flags):
+    return finetune_cola.main(*parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
+                                            ["--config", COLA_DEBUG, *map(str, flags)]))
+
+
+@needs_cola
+def test_cola_end_to_end_on_shared_tsv(mlm_checkpoint, tmp_path):
+    out_mlm, _ = mlm_checkpoint
+    out = tmp_path / "cola"
+    summary = run_cola("--model_name_or_path", out_mlm, "--train_file", SHARED_DATA / "cola/train.tsv",
+                       "--validation_file", SHARED_DATA / "cola/dev.tsv", "--output_dir", out)
+    saved = json.loads((out / "eval_results.json").read_text())
+    assert saved["seeds"] == [42, 43] and len(saved["per_seed"]) == 2
+    assert -1 <= saved["median_matthews_correlation"] <= 1 and 0 < saved["median_accuracy"] <= 1
+    assert saved["mcc_source"] == "scikit-learn"  # offline: evaluate's metric cannot be fetched
+    assert summary["median_matthews_correlation"] == saved["median_matthews_correlation"]
+    card = (out / "README.md").read_text()
+    assert "## CoLA fine-tuning" in card and "**median**" in card
+    assert (out / "model.safetensors").exists() and not list(out.glob("seed-*"))
+
+
+def test_mcc_matches_hand_computed_confusion_matrix():
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 0])
+    preds = np.array([1, 1, 1, 0, 1, 0, 1, 0, 1, 1])
+    tp, tn, fp, fn = 5, 2, 2, 1
+    expected = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert math.isclose(matthews_correlation(labels, preds), expected, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    ("a fine sentence\t1\nanother one\t2\n", ".tsv", "row 2 has label '2'"),
+    ("", ".tsv", "is empty"),
+    ('{"text": "a", "label": 1}\n', ".jsonl", "no sentence column"),
+    ("sentence,label\n", ".csv", "has a header but no rows"),
+])
+def test_bad_cola_files(tmp_path, content, suffix, message):
+    path = tmp_path / f"cola{suffix}"
+    path.write_text(content)
+    with pytest.raises(ScratchError, match=message):
+        load_classification_file(path, "--train_file")
+
+
+def test_cola_formats(tmp_path):
+    (tmp_path / "glue.tsv").write_text("gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
+                                       "gj04\t0\t*\tThe more we study verbs, the crazier they get get.\n")
+    (tmp_path / "c.jsonl").write_text('{"sentence": "It rained.", "label": 1}\n{"sentence": "Rained it.", "label": 0}\n')
+    for name in ("glue.tsv", "c.jsonl"):
+        ds = load_classification_file(tmp_path / name, "--train_file")
+        assert ds["label"][:] == [1, 0] and ds["sentence"][0].endswith(".")
+
+
+def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mlm_checkpoint[0]),
+                                    "--output_dir", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and "cannot be reached" in capsys.readouterr().err
