@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,22 @@ def gpt_tokenizer_dir(tmp_path_factory, zh_docs):
     out = tmp_path_factory.mktemp("tok") / "gpt"
     train_tokenizer(zh_docs[:300], TokenizerArguments(vocab_size=600), out, heldout_texts=zh_docs[300:])
     return out
+
+
+_BLOCK_SCRATCHLM = """
+import importlib.abc, sys
+
+class NoScratchlm(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "scratchlm":
+            raise ImportError("scratchlm is blocked in this process")
+
+sys.meta_path.insert(0, NoScratchlm())
+"""
+
+
+def run_without_scratchlm(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `script` in a fresh offline interpreter in which `import scratchlm` fails."""
+    code = _BLOCK_SCRATCHLM + textwrap.dedent(script) + '\nassert not any(m.split(".")[0] == "scratchlm" for m in sys.modules)\n'
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(cwd),
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(cwd / ".hf")})

@@ -1,8 +1,5 @@
 """Our model families: GPT-2 parity, norm placements, Auto-class loading with and without scratchlm."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -10,6 +7,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModel
                           AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel)
 
 import scratchlm  # noqa: F401  registers the families
+from conftest import run_without_scratchlm
 from scratchlm.models import (ScratchDecoderConfig, ScratchDecoderForCausalLM, ScratchEncoderConfig,
                               ScratchEncoderForMaskedLM, remote_code_map)
 from scratchlm.models.modeling_scratch_decoder import load_gpt2_weights
@@ -127,27 +125,34 @@ def test_checkpoints_load_remotely_without_scratchlm(tmp_path):
     saved = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert saved["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_scratch_encoder.")
     assert (tmp_path / "enc" / "modeling_scratch_decoder.py").exists()  # the shared blocks travel too
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-
-        class NoScratchlm(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "scratchlm":
-                    raise ImportError("scratchlm is blocked in this process")
-
-        sys.meta_path.insert(0, NoScratchlm())
-        import torch
-        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
-        dec = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'dec')!r}, trust_remote_code=True)
-        enc = AutoModelForMaskedLM.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True)
-        cls = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True, num_labels=2)
-        ids = torch.tensor([[1, 2, 3, 4]])
-        assert dec(ids).logits.shape == (1, 4, 97) and enc(ids).logits.shape == (1, 4, 97)
-        assert cls(ids).logits.shape == (1, 2)
-        assert not any(m.split(".")[0] == "scratchlm" for m in sys.modules)
-        print("OK", type(dec).__module__.split(".")[0], type(dec).__name__, type(cls).__name__)
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path),
-                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
+    result = run_without_scratchlm(f"""
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
+dec = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'dec')!r}, trust_remote_code=True)
+enc = AutoModelForMaskedLM.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True)
+cls = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True, num_labels=2)
+ids = torch.tensor([[1, 2, 3, 4]])
+assert dec(ids).logits.shape == (1, 4, 97) and enc(ids).logits.shape == (1, 4, 97)
+assert cls(ids).logits.shape == (1, 2)
+print("OK", type(dec).__module__.split(".")[0], type(dec).__name__, type(cls).__name__)
+""", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "OK transformers_modules ScratchDecoderForCausalLM ScratchEncoderForSequenceClassification"
+
+
+def test_encoder_without_biases_has_none_and_trains():
+    torch.manual_seed(0)
+    model = ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY, bias=False, dropout=0.0))
+    assert not [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    ids = torch.randint(0, 97, (4, 12))
+    labels = torch.full_like(ids, -100)
+    labels[:, ::3] = ids[:, ::3]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = model(ids, labels=labels).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] - 1.0

@@ -1,14 +1,10 @@
 """The GPT-2 recipe end to end on its debug config, then loaded by stock transformers elsewhere."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
-import yaml
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, run_without_scratchlm
 from scratchlm.config import parse_config
 from scratchlm.errors import run_cli
 
@@ -48,28 +44,17 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run, caplog):
 
 def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
     out, _, _ = debug_run
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-
-        class NoScratchlm(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "scratchlm":
-                    raise ImportError("scratchlm is blocked in this process")
-
-        sys.meta_path.insert(0, NoScratchlm())
-        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-        tok = AutoTokenizer.from_pretrained({str(out)!r})
-        model = AutoModelForCausalLM.from_pretrained({str(out)!r})
-        ids = tok("中国经济", return_tensors="pt")
-        loss = model(**ids, labels=ids["input_ids"]).loss.item()
-        gen = pipeline("text-generation", model=model, tokenizer=tok)
-        text = gen("中国", max_new_tokens=5, do_sample=False)[0]["generated_text"]
-        assert text.startswith("中国"), text
-        assert "scratchlm" not in sys.modules
-        print("OK", type(model).__name__, tok.eos_token, round(loss, 2))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, cwd="/")
+    result = run_without_scratchlm(f"""
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+tok = AutoTokenizer.from_pretrained({str(out)!r})
+model = AutoModelForCausalLM.from_pretrained({str(out)!r})
+ids = tok("中国经济", return_tensors="pt")
+loss = model(**ids, labels=ids["input_ids"]).loss.item()
+gen = pipeline("text-generation", model=model, tokenizer=tok)
+text = gen("中国", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+assert text.startswith("中国"), text
+print("OK", type(model).__name__, tok.eos_token, round(loss, 2))
+""", cwd=out.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("OK GPT2LMHeadModel <|endoftext|>")
 

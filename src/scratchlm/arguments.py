@@ -212,6 +212,8 @@ class PretrainingArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if str(self.lr_scheduler_type) != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
+            self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
         super().__post_init__()
 
 

@@ -42,8 +42,9 @@ def setup_run(args: PretrainingArguments) -> None:
     logger.setLevel(level)
     datasets.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
     transformers.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
-    if not sys.stdout.isatty():  # progress bars flood logs that are files
+    if not sys.stderr.isatty():  # progress bars flood logs that are files; Trainer then prints plain log lines
         datasets.disable_progress_bars()
+        args.disable_tqdm = True
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1, which halves a 2-core CPU run: share the cores out.
         share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
