@@ -141,3 +141,12 @@ def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
         run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mlm_checkpoint[0]),
                                     "--output_dir", str(tmp_path / "o")])
     assert exit_info.value.code == 2 and "cannot be reached" in capsys.readouterr().err
+
+
+def test_mlm_evaluation_is_repeatable(mlm_checkpoint):
+    out, metrics = mlm_checkpoint
+    results = json.loads((out / "all_results.json").read_text())
+    state = json.loads((out / "trainer_state.json").read_text())
+    at_last_step = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] == state["global_step"]]
+    # the in-training evaluation at the last step and the final one see the same masks
+    assert len(at_last_step) >= 1 and all(abs(v - results["eval_loss"]) < 1e-6 for v in at_last_step)

@@ -112,6 +112,14 @@ class PretrainingTrainer(Trainer):
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
         return [name for name, param in model.named_parameters() if param.ndim >= 2]
 
+    def evaluate(self, *args, **kwargs):
+        # The same masks (MLM) and dropout-free passes at every evaluation, without moving the
+        # training RNG: evaluations stay comparable and a resumed run stays on its course.
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.args.seed)
+            return super().evaluate(*args, **kwargs)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
             logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
