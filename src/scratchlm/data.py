@@ -27,8 +27,9 @@ from .tokenizer import tokenizer_fingerprint
 logger = logging.getLogger(__name__)
 
 # Bump whenever tokenize/pack/cache layout change what a cached dataset holds.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 META_FILE = "scratchlm_data.json"
+UNIGRAM_FILE = "unigram_counts.npy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +105,6 @@ class DataStats:
     validation_blocks: int
     validation_characters: int  # of the validation documents, for bits per character
     validation_tokens: int  # of the same documents, separators included
-    unigram_counts_file: str
 
     @property
     def chars_per_token(self) -> float:
@@ -149,12 +149,11 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
         train_blocks=len(packed["train"]), validation_blocks=len(packed["validation"]),
         validation_characters=sum(len(t) for t in val_docs),
         validation_tokens=sum(len(ids) + 1 for ids in tokenize(val_docs, tokenizer)),
-        unigram_counts_file="unigram_counts.npy",
     )
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     DatasetDict(packed).save_to_disk(str(tmp))
-    np.save(tmp / stats.unigram_counts_file, _count_tokens(packed["train"], len(tokenizer)))
+    np.save(tmp / UNIGRAM_FILE, _count_tokens(packed["train"], len(tokenizer)))
     (tmp / META_FILE).write_text(json.dumps({"stats": asdict(stats), "corpus": corpus.description}, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)  # atomic: a killed build never leaves a half-written cache that looks complete
@@ -185,7 +184,7 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
         train = train.select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples is not None:
         validation = validation.select(range(min(args.max_eval_samples, len(validation))))
-    counts = np.load(target / stats.unigram_counts_file)
+    counts = np.load(target / UNIGRAM_FILE)
     return LMData(train.with_format("torch"), validation.with_format("torch"), stats, counts, target, hit, meta["corpus"])
 
 

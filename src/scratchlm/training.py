@@ -40,8 +40,8 @@ def setup_run(args: PretrainingArguments) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)], level=level)
     logger.setLevel(level)
-    datasets.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
-    transformers.utils.logging.set_verbosity(level if level == logging.WARNING else logging.WARNING)
+    datasets.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.set_verbosity_warning()
     if not sys.stderr.isatty():  # progress bars flood logs that are files; Trainer then prints plain log lines
         datasets.disable_progress_bars()
         args.disable_tqdm = True
@@ -113,8 +113,8 @@ class PretrainingTrainer(Trainer):
         return [name for name, param in model.named_parameters() if param.ndim >= 2]
 
     def evaluate(self, *args, **kwargs):
-        # The same masks (MLM) and dropout-free passes at every evaluation, without moving the
-        # training RNG: evaluations stay comparable and a resumed run stays on its course.
+        # The same random masks (MLM) at every evaluation, without moving the training RNG:
+        # evaluations stay comparable and training continues exactly as it would have.
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.args.seed)

@@ -1,0 +1,75 @@
+"""The Trainer set-up of a pretraining run: which parameters decay, what the metrics mean."""
+import math
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from scratchlm.arguments import PretrainingArguments
+from scratchlm.generation import distinct_n, repeated_ngram_share, repetition_metrics
+from scratchlm.training import PretrainingTrainer, lm_eval_metrics
+
+
+def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
+    args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no")
+    trainer = PretrainingTrainer(model=model, args=args, chars_per_token=1.0, eval_unigram_loss=1.0)
+    optimizer = trainer.create_optimizer()
+    by_decay = {group["weight_decay"]: group["params"] for group in optimizer.param_groups}
+    assert set(by_decay) == {0.1, 0.0}
+    assert all(p.ndim >= 2 for p in by_decay[0.1]) and all(p.ndim == 1 for p in by_decay[0.0])
+    names = dict((id(p), n) for n, p in model.named_parameters())
+    decayed = {names[id(p)] for p in by_decay[0.1]}
+    assert "transformer.wte.weight" in decayed and "transformer.h.0.attn.c_attn.weight" in decayed
+    assert not {n for n in decayed if n.endswith("bias") or ".ln_" in n}
+    assert len(by_decay[0.1]) + len(by_decay[0.0]) == len(list(model.parameters()))
+
+
+def test_eval_metrics_convert_nats_per_token():
+    metrics = lm_eval_metrics(eval_loss=2.0, chars_per_token=1.5, unigram_loss=5.0)
+    assert math.isclose(metrics["perplexity"], math.exp(2.0))
+    assert math.isclose(metrics["eval_bits_per_char"], 2.0 / math.log(2) / 1.5)
+    assert metrics["eval_unigram_loss"] == 5.0
+    assert "eval_bits_per_char" not in lm_eval_metrics(2.0, None, 5.0)
+
+
+def test_repetition_metrics_flag_loops():
+    assert distinct_n([1, 2, 3, 4], 1) == 1.0 and distinct_n([7] * 8, 1) == 1 / 8
+    assert repeated_ngram_share([1, 2, 3, 4, 5, 6, 7, 8], 4) == 0.0
+    assert repeated_ngram_share([1, 2, 3, 4, 1, 2, 3, 4], 4) == 1.0
+    loop, varied = repetition_metrics([[5, 6] * 10])["distinct_2"], repetition_metrics([list(range(20))])["distinct_2"]
+    assert loop < 0.2 and varied == 1.0
+
+
+def test_samples_do_not_move_the_training_rng():
+    from scratchlm.generation import generate_samples
+
+    class Tok:
+        pad_token_id = eos_token_id = 0
+
+        def __call__(self, text, return_tensors=None, add_special_tokens=False):
+            class Batch(dict):
+                def to(self, device):
+                    return self
+            return Batch(input_ids=torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    texts, metrics = generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+    assert len(texts) == 2 and 0 < metrics["distinct_1"] <= 1
+    again, _ = generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0)
+    assert again == texts
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-4", "nan"])
+def test_learning_rate_must_be_positive(tmp_path, value):
+    from scratchlm.errors import ScratchError
+
+    with pytest.raises(ScratchError):
+        PretrainingArguments(output_dir=str(tmp_path), learning_rate=float(value))
