@@ -97,3 +97,15 @@ def test_bad_values_are_errors(flag, value, message):
 def test_unknown_flag_is_an_error():
     with pytest.raises(ScratchError, match="unknown command-line"):
         parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", "--no_such_flag", "1"])
+
+
+@pytest.mark.parametrize("script", ["recipes/pretrain_gpt2_zh.py", "recipes/pretrain_bert_mlm.py",
+                                    "recipes/finetune_cola.py", "tokenizer_training/train_tokenizer.py"])
+def test_help_lists_settings_and_config(script, capsys):
+    module = {"recipes/pretrain_gpt2_zh.py": pretrain_gpt2_zh, "recipes/pretrain_bert_mlm.py": pretrain_bert_mlm,
+              "recipes/finetune_cola.py": finetune_cola, "tokenizer_training/train_tokenizer.py": train_tokenizer}[script]
+    with pytest.raises(SystemExit) as exit_info:
+        module.cli(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--config FILE.yaml" in text and "--output_dir" in text and "--traceback" in text

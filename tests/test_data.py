@@ -131,3 +131,13 @@ def test_validation_carve_is_deterministic(zh_file):
     a = load_corpus(DataArguments(train_files=[str(zh_file)]))
     b = load_corpus(DataArguments(train_files=[str(zh_file)]))
     assert list(a.splits["validation"]["text"]) == list(b.splits["validation"]["text"])
+
+
+@pytest.mark.parametrize("name", list(corpus_module.BUILTIN_CORPORA))
+def test_builtin_corpora_fingerprint_and_yield_text(name):
+    args = DataArguments(corpus=name)
+    first = corpus_module.corpus_fingerprint(args)
+    assert first == corpus_module.corpus_fingerprint(args) and len(first) == 64
+    assert first != corpus_module.corpus_fingerprint(DataArguments(corpus=name, validation_split_percentage=7))
+    docs = [d for _, d in zip(range(50), corpus_module.BUILTIN_CORPORA[name].documents())]
+    assert len(docs) == 50 and all(d.strip() for d in docs) and sum(map(len, docs)) > 1000

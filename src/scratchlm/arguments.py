@@ -178,7 +178,7 @@ class PretrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Schedule after warmup."})
     lr_scheduler_kwargs: dict | str | None = field(
         default_factory=lambda: {"min_lr_rate": 0.1},
-        metadata={"help": "Schedule options as JSON; the default decays to 10% of the peak."},
+        metadata={"help": "Schedule options as JSON; the default decays to 10%% of the peak."},
     )
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; default: on where the CUDA device supports it."}
