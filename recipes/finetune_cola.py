@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from scratchlm.arguments import FinetuneArguments
 from scratchlm.config import parse_config
 from scratchlm.corpus import require_hub
 from scratchlm.errors import ScratchError, run_cli
-from scratchlm.finetune import (LABEL, SENTENCE, append_to_model_card, classification_metrics,
+from scratchlm.finetune import (LABEL, SENTENCE, append_to_model_card, classification_metrics, keep_median_seed,
                                 load_classification_file, mcc_source, summarise_seeds)
 from scratchlm.training import guard_output_dir, setup_run
 
@@ -54,7 +53,8 @@ def load_cola(args: ColaArguments) -> datasets.DatasetDict:
     if args.train_file:
         return datasets.DatasetDict(train=load_classification_file(args.train_file, "--train_file"),
                                     validation=load_classification_file(args.validation_file, "--validation_file"))
-    require_hub(f"CoLA from {args.dataset_name} ({args.dataset_config_name})")
+    require_hub(f"CoLA from {args.dataset_name} ({args.dataset_config_name})",
+                fix="pass --train_file and --validation_file with local copies")
     return datasets.load_dataset(args.dataset_name, args.dataset_config_name).select_columns([SENTENCE, LABEL])
 
 
@@ -68,7 +68,7 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     if cola_args.max_train_samples:
         raw["train"] = raw["train"].select(range(min(cola_args.max_train_samples, len(raw["train"]))))
     if not Path(cola_args.model_name_or_path).exists():
-        require_hub(f"model {cola_args.model_name_or_path} (not a local directory)")
+        require_hub(f"model {cola_args.model_name_or_path} (not a local directory)", fix="check the path")
     tokenizer = AutoTokenizer.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code)
     encoded = raw.map(lambda b: tokenizer(b[SENTENCE], truncation=True, max_length=cola_args.max_seq_length),
                       batched=True, remove_columns=[SENTENCE])
@@ -95,13 +95,7 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
 
     # ----- Keep the median seed's model; write results and the model card ----------------------
     summary = summarise_seeds(per_seed)
-    median_seed = min(per_seed, key=lambda r: abs(r["eval_matthews_correlation"] - summary["median_matthews_correlation"]))["seed"]
-    for seed in summary["seeds"]:
-        seed_dir = out / f"seed-{seed}"
-        if seed == median_seed:
-            for item in seed_dir.iterdir():
-                shutil.move(str(item), out / item.name)
-        shutil.rmtree(seed_dir)
+    median_seed = keep_median_seed(out, summary)
     summary.update(model=cola_args.model_name_or_path, saved_seed=median_seed, mcc_source=source)
     (out / "eval_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     append_to_model_card(out, cola_args.model_name_or_path, summary, source)

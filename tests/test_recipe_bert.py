@@ -140,7 +140,8 @@ def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mlm_checkpoint[0]),
                                     "--output_dir", str(tmp_path / "o")])
-    assert exit_info.value.code == 2 and "cannot be reached" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "cannot be reached" in err and "--train_file and --validation_file" in err
 
 
 def test_mlm_evaluation_is_repeatable(mlm_checkpoint):

@@ -255,11 +255,10 @@ def hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def require_hub(what: str) -> None:
+def require_hub(what: str, fix: str = "use local files (--train_files) or a built-in corpus (--corpus)") -> None:
     if not hub_reachable():
         raise ScratchError(
-            f"{what} needs the Hugging Face Hub, which cannot be reached (offline, or HF_HUB_OFFLINE=1): "
-            "use local files (--train_files) or a built-in corpus (--corpus), or go online"
+            f"{what} needs the Hugging Face Hub, which cannot be reached (offline, or HF_HUB_OFFLINE=1): {fix}, or go online"
         )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 import statistics
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def summarise_seeds(per_seed: list[dict]) -> dict:
     return {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed,
             "median_matthews_correlation": statistics.median(mccs),
             "median_accuracy": statistics.median(r["eval_accuracy"] for r in per_seed)}
+
+
+def keep_median_seed(output_dir: Path, summary: dict) -> int:
+    """Move the model of the seed closest to the median MCC from `seed-N/` up into `output_dir`; drop the rest."""
+    median = summary["median_matthews_correlation"]
+    keep = min(summary["per_seed"], key=lambda r: abs(r["eval_matthews_correlation"] - median))["seed"]
+    for seed in summary["seeds"]:
+        seed_dir = output_dir / f"seed-{seed}"
+        if seed == keep:
+            for item in seed_dir.iterdir():
+                shutil.move(str(item), output_dir / item.name)
+        shutil.rmtree(seed_dir)
+    return keep
 
 
 def append_to_model_card(output_dir: str | Path, model_name: str, summary: dict, mcc_from: str) -> Path:
