@@ -109,8 +109,3 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
         raise ScratchError(f"unknown command-line argument(s) {' '.join(remaining)}; see --help")
     return tuple(parsed)
 
-
-def to_serialisable(obj) -> dict[str, Any]:
-    """A dataclass as a flat dict of plain values, for the resolved config saved with each run."""
-    values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
-    return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)) for k, v in values.items()}
