@@ -95,6 +95,8 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
 
     # ----- Keep the median seed's model; write results and the model card ----------------------
     summary = summarise_seeds(per_seed)
+    if not training_args.should_save:  # other processes of a distributed run leave the files to the main one
+        return summary
     median_seed = keep_median_seed(out, summary)
     summary.update(model=cola_args.model_name_or_path, saved_seed=median_seed, mcc_source=source)
     (out / "eval_results.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -94,6 +94,14 @@ def test_bad_values_are_errors(flag, value, message):
         parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", flag, value])
 
 
+def test_finetuning_gets_the_same_input_checks():
+    with pytest.raises(ScratchError, match="per_device_train_batch_size must be a positive"):
+        parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
+                     ["--output_dir", "x", "--per_device_train_batch_size", "0"])
+    _, train = parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments), ["--output_dir", "x"])
+    assert train.bf16 is False and train.report_to == [] and train.learning_rate == 5e-5
+
+
 def test_unknown_flag_is_an_error():
     with pytest.raises(ScratchError, match="unknown command-line"):
         parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", "--no_such_flag", "1"])

@@ -22,7 +22,7 @@ def debug_run(tmp_path, zh_file):
     return out, tok, metrics
 
 
-def test_debug_run_trains_tokenizer_and_writes_everything(debug_run, caplog):
+def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
     out, tok, metrics = debug_run
     assert (tok / "tokenizer.json").exists() and (tok / "tokenizer_report.json").exists()
     for name in ("model.safetensors", "config.json", "tokenizer.json", "all_results.json", "run_config.yaml",

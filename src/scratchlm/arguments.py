@@ -162,40 +162,16 @@ def bf16_available() -> bool:
 
 
 @dataclass
-class PretrainingArguments(TrainingArguments):
-    """TrainingArguments with defaults for pretraining from scratch rather than fine-tuning."""
+class _ScratchTrainingArguments(TrainingArguments):
+    """What every scratchlm run adds to TrainingArguments: an output guard, bf16 where it exists, input checks."""
 
-    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and the final model go."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an existing, non-empty output_dir."}
-    )
-    learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, applied to weight matrices only."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
-    warmup_steps: float = field(
-        default=0.05, metadata={"help": "Warmup length: steps, or a fraction of all steps when below 1."}
-    )
-    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Schedule after warmup."})
-    lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: {"min_lr_rate": 0.1},
-        metadata={"help": "Schedule options as JSON; the default decays to 10%% of the peak."},
     )
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; default: on where the CUDA device supports it."}
     )
-    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
-    eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many steps."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
-    save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints to keep."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
-    prediction_loss_only: bool = field(
-        default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
-    )
-    sample_prompts: list[str] | None = field(
-        default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
-    )
-    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
 
     def __post_init__(self):
         if self.bf16 is None:
@@ -212,19 +188,49 @@ class PretrainingArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        super().__post_init__()
+
+
+@dataclass
+class PretrainingArguments(_ScratchTrainingArguments):
+    """TrainingArguments with defaults for pretraining from scratch rather than fine-tuning."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and the final model go."})
+    learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, applied to weight matrices only."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "Warmup length: steps, or a fraction of all steps when below 1."}
+    )
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Schedule after warmup."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"min_lr_rate": 0.1},
+        metadata={"help": "Schedule options as JSON; the default decays to 10%% of the peak."},
+    )
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many steps."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
+    save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints to keep."})
+    prediction_loss_only: bool = field(
+        default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
+    )
+    sample_prompts: list[str] | None = field(
+        default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
+    )
+    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
+
+    def __post_init__(self):
         if str(self.lr_scheduler_type) != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
         super().__post_init__()
 
 
 @dataclass
-class FinetuneArguments(TrainingArguments):
+class FinetuneArguments(_ScratchTrainingArguments):
     """TrainingArguments with GLUE-style fine-tuning defaults."""
 
     output_dir: str = field(default="outputs/cola", metadata={"help": "Where the fine-tuned model and results go."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an existing, non-empty output_dir."}
-    )
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training set."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
@@ -234,11 +240,3 @@ class FinetuneArguments(TrainingArguments):
     save_strategy: str = field(default="no", metadata={"help": "Checkpoints during fine-tuning (the final model "
                                                        "is always saved)."})
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
-
-    def __post_init__(self):
-        if not torch.cuda.is_available():
-            self.dataloader_pin_memory = False
-        if not self.learning_rate > 0:
-            raise ScratchError(f"--learning_rate must be a positive number, got {self.learning_rate}")
-        super().__post_init__()
