@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                          set_seed)
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                          Trainer, set_seed)
 
 from scratchlm.arguments import FinetuneArguments
 from scratchlm.config import parse_config
@@ -22,6 +22,7 @@ from scratchlm.corpus import require_hub
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.finetune import (LABEL, SENTENCE, append_to_model_card, classification_metrics, keep_median_seed,
                                 load_classification_file, mcc_source, summarise_seeds)
+from scratchlm.models import check_tokenizer_fits
 from scratchlm.training import guard_output_dir, setup_run
 
 DEFAULT_CONFIG = Path(__file__).parent / "finetune_cola" / "config_demo.yaml"
@@ -70,6 +71,9 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     if not Path(cola_args.model_name_or_path).exists():
         require_hub(f"model {cola_args.model_name_or_path} (not a local directory)", fix="check the path")
     tokenizer = AutoTokenizer.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code)
+    check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(cola_args.model_name_or_path,
+                                                               trust_remote_code=cola_args.trust_remote_code),
+                         cola_args.model_name_or_path)
     encoded = raw.map(lambda b: tokenizer(b[SENTENCE], truncation=True, max_length=cola_args.max_seq_length),
                       batched=True, remove_columns=[SENTENCE])
     source = mcc_source()

@@ -17,7 +17,7 @@ from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.models import build_masked_lm
 from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log_run_summary, resolve_resume,
-                                setup_run)
+                                setup_run, train)
 
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_bert_mlm" / "config_demo.yaml"
 
@@ -57,11 +57,10 @@ def main(model_args: EncoderModelArguments, tokenizer_args: TokenizerArguments, 
 
     # ----- Train with 15% masking (80/10/10), evaluate against the unigram bar, save ----------
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=masking_args.mlm_probability)
-    trainer = build_trainer(model, tokenizer, data, training_args, collator, masked=True)
+    settings = (model_args, tokenizer_args, data_args, masking_args, training_args)
+    trainer = build_trainer(model, tokenizer, data, settings, collator, masked=True)
     summary = log_run_summary(trainer, data)
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    return finish_run(trainer, train_result, summary,
-                      (model_args, tokenizer_args, data_args, masking_args, training_args))
+    return finish_run(trainer, train(trainer, resume_from), summary)
 
 
 def cli(argv: list[str]) -> None:

@@ -16,7 +16,7 @@ from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import run_cli
 from scratchlm.models import build_causal_lm
 from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log_run_summary, resolve_resume,
-                                setup_run)
+                                setup_run, train)
 
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_gpt2_zh" / "config_demo.yaml"
 SETTINGS = (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments)
@@ -38,14 +38,13 @@ def main(model_args: CausalLMArguments, tokenizer_args: TokenizerArguments, data
 
     # ----- Model: a fresh GPT-2 (or our decoder) sized from the config -----------------------
     model = build_causal_lm(model_args, tokenizer, data_args.block_size)
-    tokenizer.model_max_length = model.config.n_positions
+    tokenizer.model_max_length = model_args.n_positions or data_args.block_size
 
     # ----- Train, evaluate, sample, save ------------------------------------------------------
-    trainer = build_trainer(model, tokenizer, data, training_args,
+    trainer = build_trainer(model, tokenizer, data, (model_args, tokenizer_args, data_args, training_args),
                             collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
     summary = log_run_summary(trainer, data)
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    return finish_run(trainer, train_result, summary, (model_args, tokenizer_args, data_args, training_args))
+    return finish_run(trainer, train(trainer, resume_from), summary)
 
 
 def cli(argv: list[str]) -> None:

@@ -91,3 +91,12 @@ def test_the_script_exits_non_zero_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --train_files")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--traceback", "--debug"])
+def test_traceback_on_request(tmp_path, flag):
+    argv = ["--config", DEBUG, "--train_files", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o"), flag]
+    from scratchlm.errors import ScratchError
+
+    with pytest.raises(ScratchError, match="missing.txt matches no file"):
+        run_cli(pretrain_gpt2_zh.cli, argv)

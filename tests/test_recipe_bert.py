@@ -144,6 +144,23 @@ def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
     assert exit_info.value.code == 2 and "cannot be reached" in err and "--train_file and --validation_file" in err
 
 
+@needs_cola
+def test_cola_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys, mlm_checkpoint, gpt_tokenizer_dir):
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(mlm_checkpoint[0], mixed)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(gpt_tokenizer_dir / name, mixed / name)
+    cola = SHARED_DATA / "cola"
+    with pytest.raises(SystemExit):
+        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mixed), "--output_dir",
+                                    str(tmp_path / "o"), "--train_file", str(cola / "train.tsv"),
+                                    "--validation_file", str(cola / "dev.tsv")])
+    err = capsys.readouterr().err.strip()
+    assert f"the tokenizer in {mixed} has" in err and "model's vocabulary has" in err and "\n" not in err
+
+
 def test_mlm_evaluation_is_repeatable(mlm_checkpoint):
     out, metrics = mlm_checkpoint
     results = json.loads((out / "all_results.json").read_text())

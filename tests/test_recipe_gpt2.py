@@ -89,3 +89,15 @@ def test_model_learns_a_predictable_corpus(tmp_path):
                          tmp_path / "tok", "--max_steps", 60, "--learning_rate", 3e-3, "--eval_steps", 60,
                          "--save_steps", 60, "--vocab_size", 300)
     assert metrics["eval_loss"] < metrics["eval_unigram_loss"] - 1.0, metrics
+
+
+def test_our_decoder_with_rotary_positions_trains_and_loads(tmp_path, zh_file, gpt_tokenizer_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    metrics = run_recipe("--train_files", zh_file, "--output_dir", out, "--tokenizer_name_or_path", gpt_tokenizer_dir,
+                         "--model_type", "scratch_decoder", "--position_embedding", "rotary")
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "ScratchDecoderForCausalLM" and model.config.position_embedding == "rotary"
+    assert tokenizer.model_max_length == 32 and metrics["eval_loss"] < metrics["initial_loss"]

@@ -172,8 +172,14 @@ class _ScratchTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "bf16 mixed precision; default: on where the CUDA device supports it."}
     )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
+    require_clean_git: bool = field(
+        default=False, metadata={"help": "Refuse to start when the code's git checkout has uncommitted changes."}
+    )
 
     def __post_init__(self):
+        if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            # Accelerate only starts a CPU process group (gloo) under a multi-process launch when told it runs on CPU.
+            self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = bf16_available() and not self.use_cpu
         elif self.bf16 and not bf16_available():
@@ -219,8 +225,20 @@ class PretrainingArguments(_ScratchTrainingArguments):
         default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
     )
     sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
+    bad_loss: str = field(
+        default="stop",
+        metadata={"help": "On a non-finite or exploding training loss: stop with an error (the last checkpoint "
+                  "stays good), or skip that optimizer step.", "choices": ["stop", "skip"]},
+    )
+    bad_loss_spike_factor: float = field(
+        default=3.0,
+        metadata={"help": "A loss above this multiple of its running average counts as exploding "
+                  "(0: only non-finite losses count)."},
+    )
 
     def __post_init__(self):
+        if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
+            raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
         if str(self.lr_scheduler_type) != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
         super().__post_init__()

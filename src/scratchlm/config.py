@@ -92,7 +92,8 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
     config = {k: v for k, v in config.items() if k not in overridden}
     parser = HfArgumentParser(dataclass_types, exit_on_error=False, epilog=(
         "--config FILE.yaml loads settings from a flat YAML file (keys as above); flags given here override it. "
-        "--traceback shows the full traceback of an error instead of its one-line message."))
+        "--traceback (or --debug with no value) shows the full traceback of an error instead of its one-line "
+        "message."))
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(
             args=_yaml_to_flags(config) + cli_flags, return_remaining_strings=True

@@ -120,6 +120,8 @@ class LMData:
     cache_dir: Path
     cache_hit: bool
     corpus_description: str
+    corpus_fingerprint: str
+    tokenizer_fingerprint: str
 
 
 def _count_tokens(ds: Dataset, vocab_size: int) -> np.ndarray:
@@ -167,7 +169,8 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
     if not corpus_fp:  # Hub datasets are fingerprinted once loaded
         corpus = load_corpus(args, num_proc=num_proc)
         corpus_fp = corpus.fingerprint
-    target = cache_root(args) / cache_key(corpus_fp, tokenizer_fingerprint(tokenizer), spec)
+    tokenizer_fp = tokenizer_fingerprint(tokenizer)
+    target = cache_root(args) / cache_key(corpus_fp, tokenizer_fp, spec)
     hit = (target / META_FILE).exists() and not args.overwrite_cache
     if hit:
         logger.info("packed dataset cache hit: %s (tokenization skipped)", target)
@@ -185,7 +188,8 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
     if args.max_eval_samples is not None:
         validation = validation.select(range(min(args.max_eval_samples, len(validation))))
     counts = np.load(target / UNIGRAM_FILE)
-    return LMData(train.with_format("torch"), validation.with_format("torch"), stats, counts, target, hit, meta["corpus"])
+    return LMData(train.with_format("torch"), validation.with_format("torch"), stats, counts, target, hit,
+                  meta["corpus"], corpus_fp, tokenizer_fp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Callable
 logger = logging.getLogger(__name__)
 
 TRACEBACK_FLAG = "--traceback"
+DEBUG_FLAG = "--debug"  # alone it means --traceback; with a value it is TrainingArguments' own --debug option
 
 
 class ScratchError(Exception):
@@ -18,11 +19,12 @@ class ScratchError(Exception):
 def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
     """Run `entry(argv)`; a ScratchError becomes `error: ...` on stderr and exit status 2.
 
-    `--traceback` (or SCRATCHLM_TRACEBACK=1) re-raises instead, for debugging.
+    `--traceback` or a bare `--debug` (or SCRATCHLM_TRACEBACK=1) re-raises instead, for debugging.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    show_traceback = TRACEBACK_FLAG in argv or os.environ.get("SCRATCHLM_TRACEBACK") == "1"
-    argv = [a for a in argv if a != TRACEBACK_FLAG]
+    bare_debug = [i for i, a in enumerate(argv) if a == DEBUG_FLAG and (i + 1 == len(argv) or argv[i + 1].startswith("--"))]
+    show_traceback = TRACEBACK_FLAG in argv or bool(bare_debug) or os.environ.get("SCRATCHLM_TRACEBACK") == "1"
+    argv = [a for i, a in enumerate(argv) if a != TRACEBACK_FLAG and i not in bare_debug]
     try:
         entry(argv)
     except ScratchError as err:

@@ -16,9 +16,11 @@ import torch
 import transformers
 import yaml
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import DataArguments, PretrainingArguments, TokenizerArguments
+from .checkpoints import (ManifestCallback, check_checkpoint_matches, checkpoint_problem,
+                          checkpoints_newest_first, latest_complete_checkpoint, require_clean_git, run_manifest,
+                          write_manifest)
 from .corpus import Corpus, load_corpus
 from .data import LMData, unigram_cross_entropy
 from .errors import ScratchError
@@ -35,8 +37,8 @@ SAMPLES_FILE = "samples.json"
 # Before training
 # ---------------------------------------------------------------------------------------------
 def setup_run(args: PretrainingArguments) -> None:
-    """Logging for the main process, and all CPU cores for CPU runs."""
-    level = logging.INFO if args.should_log else logging.WARNING
+    """Logging for the main process, all CPU cores for CPU runs, and the clean-checkout guard."""
+    level = logging.INFO if args.should_log else args.get_process_log_level()  # replicas: --log_level_replica
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)], level=level)
     logger.setLevel(level)
@@ -51,20 +53,30 @@ def setup_run(args: PretrainingArguments) -> None:
         if torch.get_num_threads() < share:
             torch.set_num_threads(share)
             logger.info("CPU run: using %d threads per process", share)
+    if args.require_clean_git:
+        require_clean_git()
 
 
 def resolve_resume(args: PretrainingArguments) -> str | None:
-    """The checkpoint to resume from, refusing to write into a non-empty output_dir by accident."""
+    """The checkpoint to resume from (the newest complete one for `true`), refusing to write into a
+    non-empty output_dir by accident."""
     out = Path(args.output_dir)
     resume = args.resume_from_checkpoint
     if resume is not None and str(resume).lower() in ("true", "1", "yes", "last"):
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        with args.main_process_first(desc="finding the newest complete checkpoint"):
+            last = latest_complete_checkpoint(out, is_main_process=args.process_index == 0)
         if last is None:
-            raise ScratchError(f"--resume_from_checkpoint true: no checkpoint-* directory in {out} to resume from")
-        return last
+            raise ScratchError(f"--resume_from_checkpoint true: no complete checkpoint-* directory in {out} to "
+                               "resume from; drop the flag to start afresh in a new --output_dir")
+        logger.info("resuming from %s, the newest complete checkpoint", last)
+        return str(last)
     if resume is not None:
         if not Path(resume).is_dir():
             raise ScratchError(f"--resume_from_checkpoint {resume} is not a checkpoint directory")
+        problem = checkpoint_problem(Path(resume))
+        if problem:
+            raise ScratchError(f"--resume_from_checkpoint {resume} cannot be resumed from: {problem}; pass "
+                               "--resume_from_checkpoint true to take the newest complete checkpoint instead")
         return str(resume)
     guard_output_dir(out, args.overwrite_output_dir, "--resume_from_checkpoint true to continue that run, ")
     return None
@@ -107,10 +119,69 @@ class PretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.chars_per_token = chars_per_token
         self.eval_unigram_loss = eval_unigram_loss
+        self.skipped_steps = 0
+        self._skip_update = False
+        self._loss_average: float | None = None
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
         return [name for name, param in model.named_parameters() if param.ndim >= 2]
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        step = optimizer.step
+
+        def step_unless_skipped(*args, **kwargs):
+            if self._skip_update:  # a bad loss in this step: leave the weights and the moments as they were
+                self._skip_update = False
+                return None
+            return step(*args, **kwargs)
+
+        optimizer.step = step_unless_skipped
+        return optimizer
+
+    def _finalize_training(self, *args, **kwargs):
+        # With save_total_limit 1, Trainer deletes every checkpoint but the best when training ends,
+        # the newest included: keep the newest, the only one a longer run can resume from.
+        limit = self.args.save_total_limit
+        if limit == 1:
+            self.args.save_total_limit = 2
+        try:
+            return super()._finalize_training(*args, **kwargs)
+        finally:
+            self.args.save_total_limit = limit
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._check_loss(loss)
+        return loss
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop (or skip the step) on a non-finite or exploding loss, naming the step."""
+        value = loss.detach().float()
+        if self.args.world_size > 1:  # every process must take the same decision
+            value = self.accelerator.reduce(value, reduction="mean")
+        value = value.item()  # no extra cost: Trainer's NaN filter already syncs on every step
+        average, factor = self._loss_average, getattr(self.args, "bad_loss_spike_factor", 0.0)
+        if not math.isfinite(value):
+            problem = f"the training loss is {value}"
+        elif factor and average is not None and value > max(factor * average, average + 1):
+            problem = f"the training loss {value:.3f} is {value / average:.1f}x its running average {average:.3f}"
+        else:
+            self._loss_average = value if average is None else 0.95 * average + 0.05 * value
+            return
+        step = self.state.global_step + 1
+        if getattr(self.args, "bad_loss", "stop") == "skip":
+            self._skip_update = True
+            self.skipped_steps += 1
+            logger.warning("step %d: %s; skipping this optimizer step (bad_loss: skip; %d skipped so far)",
+                           step, problem, self.skipped_steps)
+            return
+        saved = checkpoints_newest_first(Path(self.args.output_dir)) if Path(self.args.output_dir).is_dir() else []
+        last_good = f"the last good checkpoint is {saved[0]}" if saved else "no checkpoint was saved yet"
+        raise ScratchError(f"step {step}: {problem}, so training stopped (bad_loss: stop) and {last_good}; lower "
+                           "--learning_rate or lengthen --warmup_steps and resume with --resume_from_checkpoint "
+                           "true, or pass --bad_loss skip to skip such steps")
 
     def evaluate(self, *args, **kwargs):
         # The same random masks (MLM) at every evaluation, without moving the training RNG:
@@ -123,6 +194,8 @@ class PretrainingTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
             logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
+        elif "loss" in logs and self.skipped_steps:
+            logs["skipped_steps"] = self.skipped_steps
         super().log(logs, start_time)
 
 
@@ -161,9 +234,13 @@ class SampleCallback(TrainerCallback):
                     self.metrics.get("distinct_2", float("nan")), shown)
 
 
-def build_trainer(model, tokenizer, data: LMData, args: PretrainingArguments, collator,
-                  masked: bool = False) -> PretrainingTrainer:
-    """The Trainer for a causal LM, or with `masked=True` for a masked LM (accuracy on masked tokens)."""
+def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, masked: bool = False) -> PretrainingTrainer:
+    """The Trainer for a causal LM, or with `masked=True` for a masked LM (accuracy on masked tokens).
+
+    `settings` are the run's argument dataclasses, training arguments last; they go into the
+    manifest sealed into every checkpoint and the final model.
+    """
+    args = settings[-1]
     if masked:
         unigram = unigram_cross_entropy(data.unigram_counts, data.validation, skip_first=0,
                                         exclude_ids=tokenizer.all_special_ids)
@@ -179,7 +256,16 @@ def build_trainer(model, tokenizer, data: LMData, args: PretrainingArguments, co
     )
     if not masked:
         trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed))
+    trainer.run_manifest = run_manifest(resolved_config(*settings), data.corpus_fingerprint,
+                                        data.tokenizer_fingerprint, args.world_size)
+    trainer.add_callback(ManifestCallback(trainer.run_manifest))
     return trainer
+
+
+def train(trainer: PretrainingTrainer, resume_from: str | None):
+    if resume_from is not None:
+        check_checkpoint_matches(Path(resume_from), trainer.model)
+    return trainer.train(resume_from_checkpoint=resume_from)
 
 
 def sample_callback(trainer: Trainer) -> SampleCallback | None:
@@ -200,8 +286,10 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         "total_tokens": steps * per_step * block, "train_tokens_available": len(data.train) * block,
         "eval_unigram_loss": trainer.eval_unigram_loss, "ln_vocab": math.log(vocab), "initial_loss": initial,
     }
-    logger.info("run: %s parameters, %s tokens/step x %s steps = %s tokens (%.2f epochs of %s); bf16=%s",
-                f"{params:,}", f"{per_step * block:,}", f"{steps:,}", f"{steps * per_step * block:,}",
+    logger.info("run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
+                "%s tokens/step x %s steps = %s tokens (%.2f epochs of %s); bf16=%s", f"{params:,}", per_step,
+                args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size,
+                f"{per_step * block:,}", f"{steps:,}", f"{steps * per_step * block:,}",
                 steps * per_step / max(len(data.train), 1), data.corpus_description.split(":")[0], args.bf16)
     logger.info("initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
                 "(the model must go well below it)", initial, math.log(vocab), trainer.eval_unigram_loss)
@@ -247,7 +335,7 @@ def resolved_config(*settings) -> dict:
     return out
 
 
-def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, settings: tuple) -> dict:
+def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
     """Save model + tokenizer, evaluate, write all_results.json, the resolved config and samples."""
     trainer.save_model()
     metrics = dict(train_result.metrics)
@@ -259,7 +347,8 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, setting
     callback = sample_callback(trainer)
     if trainer.is_world_process_zero():
         out = Path(trainer.args.output_dir)
-        (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(*settings), allow_unicode=True,
+        write_manifest(out, {**trainer.run_manifest, "global_step": trainer.state.global_step}, list_files=False)
+        (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(trainer.run_manifest["config"], allow_unicode=True,
                                                                sort_keys=False), encoding="utf-8")
         margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
         logger.info("held-out loss %.3f nats/token vs unigram %.3f (%.2f below); %s",

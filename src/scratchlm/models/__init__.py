@@ -54,6 +54,13 @@ def padded_vocab_size(tokenizer: PreTrainedTokenizerBase, multiple: int) -> int:
     return -(-len(tokenizer) // multiple) * multiple
 
 
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, config, where: str) -> None:
+    """Token ids past the model's embedding table would fail deep inside the model: say so up front."""
+    if len(tokenizer) > config.vocab_size:
+        raise ScratchError(f"the tokenizer in {where} has {len(tokenizer)} tokens but the model's vocabulary has "
+                           f"{config.vocab_size}: put the tokenizer the model was pretrained with next to it")
+
+
 def _check_positions(block_size: int, n_positions: int) -> None:
     if block_size > n_positions:
         raise ScratchError(f"--block_size {block_size} is larger than the model's positions (--n_positions "

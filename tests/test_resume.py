@@ -1,0 +1,183 @@
+"""A run killed with SIGKILL and relaunched with --resume_from_checkpoint true continues exactly."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import pretrain_gpt2_zh
+from conftest import ROOT
+from scratchlm.checkpoints import MANIFEST_FILE, QUARANTINE_DIR
+from scratchlm.config import parse_config
+from scratchlm.errors import run_cli
+
+DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+# 12 steps, a checkpoint every 3, a logged loss every step, one evaluation at the end.
+SHORT_RUN = ["--max_steps", 12, "--save_steps", 3, "--logging_steps", 1, "--eval_steps", 12, "--save_total_limit", 2]
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {recipes!r})
+import pretrain_gpt2_zh
+from transformers import TrainerCallback
+from scratchlm.errors import run_cli
+
+class KillAtStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == {step}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+build = pretrain_gpt2_zh.build_trainer
+def build_with_killer(*args, **kwargs):
+    trainer = build(*args, **kwargs)
+    trainer.add_callback(KillAtStep())
+    return trainer
+
+pretrain_gpt2_zh.build_trainer = build_with_killer
+run_cli(pretrain_gpt2_zh.cli, sys.argv[1:])
+"""
+
+
+def flags(zh_file, tok, out, *extra):
+    return ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(tok),
+            "--output_dir", str(out), *map(str, SHORT_RUN), *map(str, extra)]
+
+
+def run_recipe(argv):
+    return pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, argv))
+
+
+def kill_at(step, argv, cwd):
+    result = subprocess.run([sys.executable, "-c", KILLER.format(recipes=str(ROOT / "recipes"), step=step), *argv],
+                            capture_output=True, text=True, cwd=str(cwd), env={**os.environ})
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+
+
+def per_step(out, key):
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry[key] for entry in history if key in entry}
+
+
+@pytest.fixture
+def reference(tmp_path, zh_file, gpt_tokenizer_dir):
+    """The uninterrupted run (it also fills the packed-data cache the killed runs reuse)."""
+    out = tmp_path / "uninterrupted"
+    metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out))
+    return out, metrics
+
+
+@pytest.mark.parametrize("kill_step", [5, 7, 11])
+def test_killed_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_dir, reference, kill_step):
+    ref_out, ref_metrics = reference
+    out = tmp_path / "killed"
+    kill_at(kill_step, flags(zh_file, gpt_tokenizer_dir, out), tmp_path)
+    saved = sorted(p.name for p in out.glob("checkpoint-*"))
+    assert f"checkpoint-{kill_step // 3 * 3}" in saved and not (out / "model.safetensors").exists()
+
+    metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
+    assert sorted(resumed) == list(range(1, 13))
+    for step in range(kill_step // 3 * 3 + 1, 13):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+    assert per_step(out, "grad_norm")[12] == pytest.approx(per_step(ref_out, "grad_norm")[12], rel=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
+
+
+def test_resume_skips_a_truncated_checkpoint_and_one_cut_off_mid_save(tmp_path, zh_file, gpt_tokenizer_dir,
+                                                                      reference, caplog):
+    ref_out, ref_metrics = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-9", out / "checkpoint-9")
+    shutil.copytree(ref_out / "checkpoint-12", out / "checkpoint-12")
+    weights = out / "checkpoint-12" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated by a full disk
+    interrupted = out / "checkpoint-15"  # killed after the weights, before the manifest
+    interrupted.mkdir()
+    shutil.copy(ref_out / "checkpoint-12" / "model.safetensors", interrupted)
+    (out / "checkpoint-9" / "model.safetensors").touch()  # an mtime change alone is fine
+
+    with caplog.at_level("WARNING"):
+        metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    assert "model.safetensors has" in caplog.text and "no complete run_manifest.json" in caplog.text
+    quarantined = sorted(p.name.rsplit("-", 1)[0] for p in (out / QUARANTINE_DIR).iterdir())
+    assert quarantined == ["checkpoint-12", "checkpoint-15"]  # moved aside, never deleted
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
+    assert per_step(out, "loss")[12] == pytest.approx(per_step(ref_out, "loss")[12], abs=1e-6)
+
+
+def test_explicit_broken_checkpoint_is_refused(tmp_path, zh_file, gpt_tokenizer_dir, reference, capsys):
+    ref_out, _ = reference
+    broken = tmp_path / "checkpoint-6"
+    shutil.copytree(ref_out / "checkpoint-12", broken)
+    (broken / "optimizer.pt").write_bytes(b"\0" * (broken / "optimizer.pt").stat().st_size)
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, tmp_path / "out", "--resume_from_checkpoint",
+                                            broken))
+    err = capsys.readouterr().err.strip()
+    assert "optimizer.pt does not match the hash" in err and "--resume_from_checkpoint true" in err
+
+
+def test_every_checkpoint_and_the_model_carry_the_manifest(reference):
+    out, _ = reference
+    final = json.loads((out / MANIFEST_FILE).read_text())
+    for key in ("git", "versions", "device", "seed", "corpus_fingerprint", "tokenizer_fingerprint", "config"):
+        assert key in final, key
+    assert final["seed"] == 42 and final["config"]["max_steps"] == 12 and len(final["corpus_fingerprint"]) == 64
+    assert final["versions"]["transformers"] and final["git"]["commit"]  # the tests run from a checkout
+    for checkpoint in out.glob("checkpoint-*"):
+        sealed = json.loads((checkpoint / MANIFEST_FILE).read_text())
+        assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= set(sealed["files"])
+        assert sealed["global_step"] == int(checkpoint.name.split("-")[1])
+
+
+def test_rotation_keeps_the_best_and_the_newest(tmp_path, zh_file, gpt_tokenizer_dir):
+    # "Best" is the highest eval loss here, so it is the oldest checkpoint: rotation must still keep it.
+    out = tmp_path / "run"
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--save_total_limit", 1, "--eval_steps", 3,
+                     "--metric_for_best_model", "eval_loss", "--greater_is_better", "true"))
+    state = json.loads((out / "trainer_state.json").read_text())
+    best = os.path.basename(state["best_model_checkpoint"])
+    assert best == "checkpoint-3"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-3"]
+
+
+def test_resume_from_another_model_family_is_refused(tmp_path, zh_file, gpt_tokenizer_dir, reference, capsys):
+    ref_out, _ = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-12", out / "checkpoint-12")
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true",
+                                            "--model_type", "scratch_decoder"))
+    err = capsys.readouterr().err.strip()
+    assert "holds a different model (model_type: checkpoint 'gpt2' vs run 'scratch_decoder'" in err
+
+
+def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
+    """Trainer skips to the resume position by drawing sampler indices, not by loading blocks
+    (the dataloader reads the batch it returns and prefetches one more)."""
+    import torch
+    from accelerate import skip_first_batches
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from scratchlm.arguments import PretrainingArguments
+    from scratchlm.training import PretrainingTrainer
+
+    class CountingBlocks(torch.utils.data.Dataset):
+        reads = 0
+
+        def __len__(self):
+            return 100_000
+
+        def __getitem__(self, index):
+            CountingBlocks.reads += 1
+            return {"input_ids": torch.full((8,), index % 50)}
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=8, n_embd=32, n_layer=1, n_head=2))
+    args = PretrainingArguments(output_dir=str(tmp_path), eval_strategy="no", per_device_train_batch_size=4)
+    trainer = PretrainingTrainer(model=model, args=args, train_dataset=CountingBlocks(), chars_per_token=None,
+                                 eval_unigram_loss=1.0)
+    batch = next(iter(skip_first_batches(trainer.get_train_dataloader(), 20_000)))
+    assert CountingBlocks.reads == 8 and batch["input_ids"].shape == (4, 8)
