@@ -22,6 +22,7 @@ from scratchlm.corpus import require_hub
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.finetune import (LABEL, SENTENCE, append_to_model_card, classification_metrics, keep_median_seed,
                                 load_classification_file, mcc_source, summarise_seeds)
+from scratchlm.hub import upload_folder
 from scratchlm.models import check_tokenizer_fits
 from scratchlm.training import guard_output_dir, setup_run
 
@@ -87,7 +88,7 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
             cola_args.model_name_or_path, num_labels=2, trust_remote_code=cola_args.trust_remote_code)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        args = dataclasses.replace(training_args, seed=seed, output_dir=str(out / f"seed-{seed}"))
+        args = dataclasses.replace(training_args, seed=seed, output_dir=str(out / f"seed-{seed}"), push_to_hub=False)
         trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                           compute_metrics=classification_metrics(source))
@@ -108,6 +109,8 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     logger.info("CoLA: median MCC %.4f over %d seed(s) (each: %s); model of seed %d saved in %s",
                 summary["median_matthews_correlation"], len(per_seed),
                 ", ".join(f"{r['eval_matthews_correlation']:.3f}" for r in per_seed), median_seed, out)
+    if training_args.push_to_hub:
+        upload_folder(out, training_args)
     return summary
 
 

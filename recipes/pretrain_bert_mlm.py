@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling, set_seed
 
-from scratchlm.arguments import DataArguments, EncoderModelArguments, PretrainingArguments, TokenizerArguments
+from scratchlm.arguments import (DataArguments, EncoderModelArguments, MaskingArguments, PretrainingArguments,
+                                 TokenizerArguments)
 from scratchlm.config import parse_config
 from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import ScratchError, run_cli
@@ -20,16 +20,6 @@ from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log
                                 setup_run, train)
 
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_bert_mlm" / "config_demo.yaml"
-
-
-@dataclass
-class MaskingArguments:
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked (split 80/10/10 into "
-                                                           "[MASK] / random token / unchanged, as BERT)."})
-
-    def __post_init__(self):
-        if not 0 < self.mlm_probability < 1:
-            raise ScratchError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
 
 
 SETTINGS = (EncoderModelArguments, TokenizerArguments, DataArguments, MaskingArguments, PretrainingArguments)

@@ -29,9 +29,9 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
                  "samples.json", "trainer_state.json"):
         assert (out / name).exists(), name
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("eval_loss", "perplexity", "eval_bits_per_char", "eval_unigram_loss"):
+    for key in ("eval_loss", "eval_perplexity", "eval_bits_per_char", "eval_unigram_loss"):
         assert key in results and results[key] > 0, key
-    assert abs(results["perplexity"] - 2.718281828 ** results["eval_loss"]) < 1e-3 * results["perplexity"]
+    assert abs(results["eval_perplexity"] - 2.718281828 ** results["eval_loss"]) < 1e-3 * results["eval_perplexity"]
     assert results == {**results, **{k: metrics[k] for k in ("eval_loss", "eval_unigram_loss")}}
     samples = json.loads((out / "samples.json").read_text())
     assert len(samples["samples"]) == 2 and samples["samples"][0].startswith("中国")

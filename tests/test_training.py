@@ -6,7 +6,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
-from scratchlm.generation import distinct_n, repeated_ngram_share, repetition_metrics
+from scratchlm.generation import distinct_n, longest_repeat_share, repeated_ngram_share, repetition_metrics
 from scratchlm.training import PretrainingTrainer, lm_eval_metrics
 
 
@@ -27,7 +27,7 @@ def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
 
 def test_eval_metrics_convert_nats_per_token():
     metrics = lm_eval_metrics(eval_loss=2.0, chars_per_token=1.5, unigram_loss=5.0)
-    assert math.isclose(metrics["perplexity"], math.exp(2.0))
+    assert math.isclose(metrics["eval_perplexity"], math.exp(2.0))
     assert math.isclose(metrics["eval_bits_per_char"], 2.0 / math.log(2) / 1.5)
     assert metrics["eval_unigram_loss"] == 5.0
     assert "eval_bits_per_char" not in lm_eval_metrics(2.0, None, 5.0)
@@ -37,8 +37,10 @@ def test_repetition_metrics_flag_loops():
     assert distinct_n([1, 2, 3, 4], 1) == 1.0 and distinct_n([7] * 8, 1) == 1 / 8
     assert repeated_ngram_share([1, 2, 3, 4, 5, 6, 7, 8], 4) == 0.0
     assert repeated_ngram_share([1, 2, 3, 4, 1, 2, 3, 4], 4) == 1.0
-    loop, varied = repetition_metrics([[5, 6] * 10])["distinct_2"], repetition_metrics([list(range(20))])["distinct_2"]
-    assert loop < 0.2 and varied == 1.0
+    loop, varied = repetition_metrics([[5, 6] * 10]), repetition_metrics([list(range(20))])
+    assert loop["distinct_2"] < 0.2 and varied["distinct_2"] == 1.0
+    assert loop["longest_repeat_share"] == 18 / 20 and varied["longest_repeat_share"] == 0.0
+    assert longest_repeat_share([1, 2, 3, 9, 1, 2, 3, 8]) == 3 / 8
 
 
 def test_samples_do_not_move_the_training_rng():
@@ -60,11 +62,10 @@ def test_samples_do_not_move_the_training_rng():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    texts, metrics = generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0)
+    samples = generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0)
     assert torch.equal(torch.rand(3), expected)
-    assert len(texts) == 2 and 0 < metrics["distinct_1"] <= 1
-    again, _ = generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0)
-    assert again == texts
+    assert len(samples.texts) == 2 and 0 < samples.metrics["distinct_1"] <= 1
+    assert generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0).texts == samples.texts
 
 
 @pytest.mark.parametrize("value", ["0", "-1e-4", "nan"])

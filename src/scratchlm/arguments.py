@@ -157,6 +157,16 @@ class EncoderModelArguments(_TransformerShape):
     dropout: float = field(default=0.1, metadata={"help": "Dropout on embeddings, attention and residuals."})
 
 
+@dataclass
+class MaskingArguments:
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked (split 80/10/10 into "
+                                                           "[MASK] / random token / unchanged, as BERT)."})
+
+    def __post_init__(self):
+        if not 0 < self.mlm_probability < 1:
+            raise ScratchError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+
+
 def bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 

@@ -22,7 +22,7 @@ from .errors import ScratchError
 logger = logging.getLogger("scratchlm")
 
 MANIFEST_FILE = "run_manifest.json"
-QUARANTINE_DIR = "incomplete-checkpoints"  # outside the `checkpoint-*` pattern that Trainer rotates and resumes
+QUARANTINE_DIR = "_incomplete-checkpoints"  # outside `checkpoint-*` (rotation, resume) and `_*` is never uploaded
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Config keys that may differ between a checkpoint and the model that resumes from it.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "architectures", "torch_dtype", "dtype", "_name_or_path", "auto_map",
@@ -87,12 +87,13 @@ def device_description() -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
-def run_manifest(config: dict, corpus_fingerprint: str, tokenizer_fingerprint: str, world_size: int) -> dict:
+def run_manifest(config: dict, corpus_description: str, corpus_fingerprint: str, tokenizer_fingerprint: str,
+                 world_size: int) -> dict:
     """Everything needed to tell what produced a checkpoint, and to reproduce it."""
     return {
         "git": code_git_state(), "versions": package_versions(), "device": device_description(),
-        "world_size": world_size, "seed": config.get("seed"), "corpus_fingerprint": corpus_fingerprint,
-        "tokenizer_fingerprint": tokenizer_fingerprint, "config": config,
+        "world_size": world_size, "seed": config.get("seed"), "corpus": corpus_description,
+        "corpus_fingerprint": corpus_fingerprint, "tokenizer_fingerprint": tokenizer_fingerprint, "config": config,
     }
 
 

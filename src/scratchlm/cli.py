@@ -1,0 +1,173 @@
+"""The `scratchlm` command: tools around a pretraining run (the recipes themselves stay scripts)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import run_cli
+
+
+def _log_to_stdout() -> None:
+    logging.basicConfig(format="%(message)s", handlers=[logging.StreamHandler(sys.stdout)], level=logging.INFO)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+def cmd_plot(args) -> None:
+    from .plotting import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
+        print(path)
+
+
+def cmd_find_lr(args, overrides: list[str]) -> None:
+    from .lr_finder import find_lr
+
+    out = args.out or Path("outputs") / f"{args.config.stem}-lr-find"
+    result = find_lr(args.config, overrides, out, args.min_lr, args.max_lr, args.steps, overwrite=args.overwrite)
+    print(f"suggested learning_rate: {result['suggested_lr']:.2e} (lowest smoothed loss at {result['min_loss_lr']:.2e}, "
+          f"steepest descent at {result['steepest_lr']:.2e})")
+
+
+def cmd_plan(args) -> None:
+    from .planner import format_plan, make_plan, measure_tokens_per_second
+
+    options = dict(gpu=args.gpu, hours=args.hours, flops=args.flops, num_gpus=args.num_gpus, mfu=args.mfu,
+                   context=args.context, vocab=args.vocab, global_batch_tokens=args.global_batch_tokens,
+                   corpus_tokens=args.corpus_tokens)
+    plan = make_plan(**options)
+    if args.measure:
+        measured = measure_tokens_per_second(plan.shape, plan.context, args.vocab, plan.micro_batch)
+        plan = make_plan(**options, measured_tokens_per_second=measured)
+    print(format_plan(plan))
+    if args.json:
+        args.json.write_text(json.dumps(plan.as_dict(), indent=2) + "\n")
+
+
+def cmd_generate(args) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .generation import generate_samples
+    from .tokenizer import load_tokenizer
+
+    if not Path(args.model_dir).exists():
+        from .corpus import require_hub
+
+        require_hub(f"model {args.model_dir} (not a local directory)", fix="check the path")
+    tokenizer = load_tokenizer(args.model_dir, required=()) if Path(args.model_dir).exists() else \
+        AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, trust_remote_code=args.trust_remote_code)
+    if torch.cuda.is_available():
+        model = model.to("cuda", dtype=torch.bfloat16)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    sampling = {"do_sample": not args.greedy, "repetition_penalty": args.repetition_penalty}
+    if not args.greedy:
+        sampling.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    else:
+        sampling.update(temperature=None, top_k=None, top_p=None)
+    prompts = [p for p in args.prompt for _ in range(args.num_samples)]
+    samples = generate_samples(model, tokenizer, prompts, args.max_new_tokens, seed=args.seed, **sampling)
+    for row in samples.rows():
+        print(row["text"])
+        print(f"  [distinct-2 {row['distinct_2']:.2f}, repeated 4-gram share {row['repeated_4gram_share']:.2f}]")
+
+
+def cmd_inspect_tokenizer(args) -> None:
+    from .tokenizer import REPORT_FILE, load_tokenizer
+
+    tokenizer = load_tokenizer(str(args.tokenizer_dir), required=())
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    print(f"{args.tokenizer_dir}: {type(tokenizer).__name__}, {len(tokenizer)} tokens, "
+          f"model {backend['model']['type']}, normalizer {(backend.get('normalizer') or {}).get('type')}")
+    print("special tokens:", ", ".join(f"{k}={v!r}" for k, v in tokenizer.special_tokens_map.items()))
+    report = Path(args.tokenizer_dir) / REPORT_FILE
+    if report.is_file():
+        for key, value in json.loads(report.read_text(encoding="utf-8")).items():
+            print(f"  {key:32s} {value}")
+    for text in args.text or []:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        pieces = [tokenizer.decode([i]) for i in ids]
+        print(f"{text!r}: {len(ids)} tokens, {len(text) / max(len(ids), 1):.2f} chars/token")
+        print("  " + " | ".join(pieces))
+        print("  ids: " + " ".join(map(str, ids)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scratchlm", description="Tools around pretraining runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plot = sub.add_parser("plot", help="PNG plots of a run: loss vs the unigram bar, learning rate, throughput.")
+    plot.add_argument("run_dir", type=Path, help="A run's output_dir (or one with checkpoint-* folders).")
+    plot.add_argument("--out", type=Path, default=None, help="Where the PNGs go (default: RUN_DIR/plots).")
+
+    find_lr = sub.add_parser(
+        "find-lr", help="LR range test on a pretraining config's model and data; suggests a peak learning rate.",
+        epilog="Other flags (e.g. --train_files, --max_train_samples) override the config, as in the recipes.")
+    find_lr.add_argument("config", type=Path, help="A pretraining recipe's YAML config.")
+    find_lr.add_argument("--steps", type=int, default=200, help="Steps from --min_lr to --max_lr (default 200).")
+    find_lr.add_argument("--min_lr", type=float, default=1e-6)
+    find_lr.add_argument("--max_lr", type=float, default=1e-1)
+    find_lr.add_argument("--out", type=Path, default=None,
+                         help="Output folder for lr_find.png/json (default: outputs/<config name>-lr-find).")
+    find_lr.add_argument("--overwrite", action="store_true", help="Write into an existing --out folder.")
+
+    plan = sub.add_parser("plan", help="Compute-optimal model size, tokens, shape, batch and wall time for a budget.")
+    plan.add_argument("--gpu", help="GPU type, e.g. H100, A100, L4 (with --hours).")
+    plan.add_argument("--hours", type=float, help="GPU hours per GPU.")
+    plan.add_argument("--num_gpus", type=int, default=1)
+    plan.add_argument("--flops", type=float, help="Or the budget in FLOPs.")
+    plan.add_argument("--mfu", type=float, default=0.35, help="Model FLOPs utilisation to assume (default 0.35).")
+    plan.add_argument("--context", type=int, default=1024)
+    plan.add_argument("--vocab", type=int, default=50304)
+    plan.add_argument("--global_batch_tokens", type=int, default=524288, help="Target tokens per optimizer step.")
+    plan.add_argument("--corpus_tokens", type=float, help="Tokens in your corpus, to warn when it is too small.")
+    plan.add_argument("--measure", action="store_true", help="Measure throughput of the planned shape here.")
+    plan.add_argument("--json", type=Path, help="Also write the plan as JSON.")
+
+    gen = sub.add_parser("generate", help="Sample from a causal LM checkpoint (ours or stock).")
+    gen.add_argument("model_dir", help="A model directory (or Hub id, online).")
+    gen.add_argument("--prompt", action="append", required=True, help="Prompt; repeat for several.")
+    gen.add_argument("--max_new_tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top_k", type=int, default=50)
+    gen.add_argument("--top_p", type=float, default=0.95)
+    gen.add_argument("--repetition_penalty", type=float, default=1.1)
+    gen.add_argument("--greedy", action="store_true", help="Greedy decoding instead of sampling.")
+    gen.add_argument("--num_samples", type=int, default=1, help="Samples per prompt.")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
+
+    inspect = sub.add_parser("inspect-tokenizer", help="A tokenizer's type, size, special tokens, report and splits.")
+    inspect.add_argument("tokenizer_dir", type=Path)
+    inspect.add_argument("--text", action="append", help="Show how this text is split; repeat for several.")
+    return parser
+
+
+def _main(argv: list[str]) -> None:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "find-lr":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _log_to_stdout()
+    if args.command == "find-lr":
+        cmd_find_lr(args, extra)
+    else:
+        {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate,
+         "inspect-tokenizer": cmd_inspect_tokenizer}[args.command](args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    main()
