@@ -118,7 +118,7 @@ def pretraining_card(manifest: dict, model, metrics: dict, summary: dict, sample
         lines += ["", "## Samples", "", "From fixed prompts at the end of training (temperature 0.8, top-k 50):", ""]
         lines += [f"- {json.dumps(s, ensure_ascii=False)}" for s in samples]
     lines += ["", "## How to load", "", "```python", "from transformers import AutoTokenizer, " + auto,
-              f'tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")',
+              'tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")',
               f'model = {auto}.from_pretrained("REPO_OR_DIR"{remote})', "```", ""]
     if ours:
         lines += [f"`{model_type}` is scratchlm's own model family: its code travels with the checkpoint, hence "
