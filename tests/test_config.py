@@ -27,7 +27,8 @@ def _settings_for(config: Path):
 
 
 def all_configs():
-    return sorted(p for p in ROOT.glob("**/config_*.yaml") if "outputs" not in p.parts)
+    return sorted(p for p in ROOT.glob("**/config_*.yaml")
+                  if "outputs" not in p.parts and not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
 
 
 def test_every_config_folder_is_known():
@@ -117,3 +118,13 @@ def test_help_lists_settings_and_config(script, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--config FILE.yaml" in text and "--output_dir" in text and "--traceback" in text
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "accelerate_configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_load_and_show_their_launch_command(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))  # raises on unknown keys
+    assert config.num_processes >= 1
+    assert f"accelerate launch --config_file recipes/accelerate_configs/{path.name}" in path.read_text()
+    assert f"recipes/accelerate_configs/{path.name}" in (ROOT / "README.md").read_text()

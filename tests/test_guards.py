@@ -126,8 +126,9 @@ def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir):
     two = tmp_path / "two"
     env = {**os.environ, "SCRATCHLM_CACHE": str(tmp_path / "fresh-cache"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--main_process_port", str(29500 + os.getpid() % 1000), str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"), "--main_process_port",
+         str(29500 + os.getpid() % 1000), str(ROOT / "recipes/pretrain_gpt2_zh.py"),
          *flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1, "--per_device_train_batch_size", 2,
                 "--output_dir", two, "--log_level_replica", "info")],
         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import time
 
 import pytest
 
@@ -37,6 +38,14 @@ def tensorboard_run(tmp_path_factory, corpus, gpt_tokenizer_dir):
     return tmp / "run", logs, metrics
 
 
+def _wait_for_flush(path, keys, seconds=60):
+    """On a busy machine wandb's writer may still be closing the file after teardown returns."""
+    deadline = time.monotonic() + seconds
+    while not all(key.encode() in (data := path.read_bytes()) for key in keys) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return data
+
+
 def test_wandb_offline_run_has_the_keys_and_sample_tables(tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch):
     import wandb
 
@@ -45,13 +54,15 @@ def test_wandb_offline_run_has_the_keys_and_sample_tables(tmp_path, zh_file, gpt
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_recipe("--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir",
                tmp_path / "run", "--report_to", "wandb")
-    wandb.finish()
+    # teardown stops wandb's writer process, which is what closes (and so flushes) the offline record file
+    wandb.teardown()
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     (records,) = run_dir.glob("run-*.wandb")
-    logged = records.read_bytes()
-    for key in ("train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_seen", "train/tokens_per_second",
-                "eval/loss", "eval/unigram_loss", "eval/bits_per_char", "eval/perplexity", "eval/samples",
-                "eval/samples_distinct_2", "eval/samples_longest_repeat_share"):
+    keys = ("train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_seen", "train/tokens_per_second",
+            "eval/loss", "eval/unigram_loss", "eval/bits_per_char", "eval/perplexity", "eval/samples",
+            "eval/samples_distinct_2", "eval/samples_longest_repeat_share")
+    logged = _wait_for_flush(records, keys)
+    for key in keys:
         assert key.encode() in logged, key
     tables = sorted((run_dir / "files" / "media" / "table" / "eval").glob("samples_*.table.json"))
     assert len(tables) == 3  # evaluations at steps 4 and 8, and the final one

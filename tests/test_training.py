@@ -11,7 +11,7 @@ from scratchlm.training import PretrainingTrainer, lm_eval_metrics
 
 
 def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
     args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no")
     trainer = PretrainingTrainer(model=model, args=args, chars_per_token=1.0, eval_unigram_loss=1.0)
     optimizer = trainer.create_optimizer()
@@ -74,3 +74,48 @@ def test_learning_rate_must_be_positive(tmp_path, value):
 
     with pytest.raises(ScratchError):
         PretrainingArguments(output_dir=str(tmp_path), learning_rate=float(value))
+
+
+def test_split_blocks_repacks_the_stream_and_keeps_the_loss_a_token_mean():
+    from scratchlm.training import split_blocks
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
+    ids = torch.randint(0, 64, (3, 16))
+    inputs = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
+    counted = (inputs["labels"][:, 1:] != -100).sum()  # as Trainer counts for a causal LM
+    split, num_items = split_blocks(inputs, 4, counted, causal=True)
+    assert split["input_ids"].shape == (12, 4) and torch.equal(split["input_ids"].reshape(3, 16), ids)
+    assert int(num_items) == 12 * 3
+    with torch.no_grad():
+        scaled = model(**split, num_items_in_batch=num_items).loss
+        mean = model(**split).loss
+    assert torch.allclose(scaled, mean, atol=1e-6)
+    masked = {"input_ids": ids, "labels": torch.where(ids % 3 == 0, ids, -100)}
+    assert split_blocks(masked, 8, 7, causal=False)[1] == 7  # masked-token counts do not change
+
+
+def test_curriculum_trains_short_blocks_first(tmp_path, zh_file, gpt_tokenizer_dir):
+    import pretrain_gpt2_zh
+    from conftest import ROOT
+    from scratchlm.config import parse_config
+
+    shapes = []
+    build = pretrain_gpt2_zh.build_causal_lm
+
+    def build_and_watch(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda module, a, kw: shapes.append(tuple(kw["input_ids"].shape)) if module.training else None,
+            with_kwargs=True)
+        return model
+
+    pretrain_gpt2_zh.build_causal_lm = build_and_watch
+    try:
+        pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, [
+            "--config", str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"), "--train_files", str(zh_file),
+            "--tokenizer_name_or_path", str(gpt_tokenizer_dir), "--output_dir", str(tmp_path / "run"),
+            "--curriculum_block_size", "8", "--curriculum_fraction", "0.75"]))
+    finally:
+        pretrain_gpt2_zh.build_causal_lm = build
+    assert shapes == [(16, 8)] * 6 + [(4, 32)] * 2

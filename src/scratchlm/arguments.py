@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+import yaml
 from transformers import TrainingArguments
 
 from .errors import ScratchError
@@ -58,6 +60,10 @@ class DataArguments:
         metadata={"help": "Where packed datasets are cached (default: $SCRATCHLM_CACHE or ~/.cache/scratchlm)."},
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the packed dataset even on a cache hit."})
+    prepared_data: str | None = field(
+        default=None, metadata={"help": "A folder written by `scratchlm prepare`: train on its blocks without "
+                                "tokenizing (the corpus settings are then not used)."}
+    )
 
     def __post_init__(self):
         if self.block_size < 2:
@@ -235,6 +241,15 @@ class PretrainingArguments(_ScratchTrainingArguments):
         default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
     )
     sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
+    curriculum_block_size: int | None = field(
+        default=None,
+        metadata={"help": "Sequence-length curriculum: train the first curriculum_fraction of the steps on blocks "
+                  "of this many tokens (each block_size block cut into equal pieces), the rest at block_size."},
+    )
+    curriculum_fraction: float = field(
+        default=0.9, metadata={"help": "Share of the steps trained at curriculum_block_size (BERT: 0.9 at 128, "
+                               "then 512)."}
+    )
     bad_loss: str = field(
         default="stop",
         metadata={"help": "On a non-finite or exploding training loss: stop with an error (the last checkpoint "
@@ -247,6 +262,10 @@ class PretrainingArguments(_ScratchTrainingArguments):
     )
 
     def __post_init__(self):
+        if self.curriculum_block_size is not None and self.curriculum_block_size < 2:
+            raise ScratchError(f"--curriculum_block_size must be at least 2, got {self.curriculum_block_size}")
+        if not 0 < self.curriculum_fraction < 1:
+            raise ScratchError(f"--curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}")
         if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
         if str(self.lr_scheduler_type) != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
@@ -268,3 +287,21 @@ class FinetuneArguments(_ScratchTrainingArguments):
     save_strategy: str = field(default="no", metadata={"help": "Checkpoints during fine-tuning (the final model "
                                                        "is always saved)."})
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
+
+
+# The settings of each pretraining recipe, for tools that take a recipe's config (find-lr, prepare).
+RECIPE_SETTINGS = {
+    "gpt2": (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments),
+    "bert": (EncoderModelArguments, TokenizerArguments, DataArguments, MaskingArguments, PretrainingArguments),
+}
+
+
+def detect_recipe(config_file: Path) -> str:
+    """Which pretraining recipe a YAML config belongs to (the BERT one has masking or BERT-only keys)."""
+    try:
+        keys = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ScratchError(f"{config_file}: cannot read it as YAML ({err})")
+    bert = ("mlm_probability" in keys or keys.get("special_tokens_style") == "bert"
+            or keys.get("model_type") in ("bert", "scratch_encoder"))
+    return "bert" if bert else "gpt2"

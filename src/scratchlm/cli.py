@@ -33,6 +33,19 @@ def cmd_find_lr(args, overrides: list[str]) -> None:
           f"steepest descent at {result['steepest_lr']:.2e})")
 
 
+def cmd_prepare(args, overrides: list[str]) -> None:
+    from .arguments import RECIPE_SETTINGS, detect_recipe
+    from .config import parse_config
+    from .prepare import prepare
+
+    recipe = detect_recipe(args.config)
+    settings = parse_config(RECIPE_SETTINGS[recipe], ["--config", str(args.config), *overrides])
+    manifest = prepare(settings[2], settings[1], "masked" if recipe == "bert" else "causal", args.out,
+                       num_proc=args.num_proc, shard_tokens=args.shard_tokens, overwrite=args.overwrite)
+    print(f"{manifest['splits']['train']['tokens']:,} train tokens in {len(manifest['splits']['train']['shards'])} "
+          f"shards; train with --prepared_data {args.out}")
+
+
 def cmd_plan(args) -> None:
     from .planner import format_plan, make_plan, measure_tokens_per_second
 
@@ -120,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Output folder for lr_find.png/json (default: outputs/<config name>-lr-find).")
     find_lr.add_argument("--overwrite", action="store_true", help="Write into an existing --out folder.")
 
+    prep = sub.add_parser(
+        "prepare", help="Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
+        epilog="Other flags (e.g. --train_files 'corpus/*.txt', --block_size) override the config, as in the recipes.")
+    prep.add_argument("config", type=Path, help="The pretraining recipe's YAML config (tokenizer, corpus, block size).")
+    prep.add_argument("--out", type=Path, required=True, help="Folder for the shards and prepared.json.")
+    prep.add_argument("--num_proc", type=int, default=None, help="Tokenizing processes (default: CPU count, max 8).")
+    prep.add_argument("--shard_tokens", type=int, default=100_000_000, help="Tokens per shard file (default 1e8).")
+    prep.add_argument("--overwrite", action="store_true", help="Replace an existing --out folder.")
+
     plan = sub.add_parser("plan", help="Compute-optimal model size, tokens, shape, batch and wall time for a budget.")
     plan.add_argument("--gpu", help="GPU type, e.g. H100, A100, L4 (with --hours).")
     plan.add_argument("--hours", type=float, help="GPU hours per GPU.")
@@ -155,11 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str]) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "find-lr":
+    if extra and args.command not in ("find-lr", "prepare"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _log_to_stdout()
     if args.command == "find-lr":
         cmd_find_lr(args, extra)
+    elif args.command == "prepare":
+        cmd_prepare(args, extra)
     else:
         {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate,
          "inspect-tokenizer": cmd_inspect_tokenizer}[args.command](args)

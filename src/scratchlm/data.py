@@ -163,7 +163,13 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
 
 def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spec: PackingSpec,
                     corpus: Corpus | None = None) -> LMData:
-    """Packed train/validation blocks for `tokenizer`, from the cache when nothing that shapes them changed."""
+    """Packed train/validation blocks for `tokenizer`, from the cache when nothing that shapes them changed
+    (or from a folder written by `scratchlm prepare`, with `--prepared_data`)."""
+    if args.prepared_data:
+        from .prepare import load_prepared
+
+        logger.info("reading prepared blocks from %s (no tokenization)", args.prepared_data)
+        return _select(load_prepared(args.prepared_data, tokenizer, spec), args)
     num_proc = args.preprocessing_num_workers or min(os.cpu_count() or 1, 8)
     corpus_fp = corpus.fingerprint if corpus is not None else corpus_fingerprint(args)
     if not corpus_fp:  # Hub datasets are fingerprinted once loaded
@@ -180,16 +186,19 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
         target.parent.mkdir(parents=True, exist_ok=True)
         _build(corpus, tokenizer, spec, num_proc, target)
     meta = json.loads((target / META_FILE).read_text())
-    stats = DataStats(**meta["stats"])
     packed = load_from_disk(str(target))
-    train, validation = packed["train"], packed["validation"]
+    return _select(LMData(packed["train"], packed["validation"], DataStats(**meta["stats"]),
+                          np.load(target / UNIGRAM_FILE), target, hit, meta["corpus"], corpus_fp, tokenizer_fp), args)
+
+
+def _select(data: LMData, args: DataArguments) -> LMData:
+    """Apply max_train_samples / max_eval_samples and hand out torch tensors."""
     if args.max_train_samples is not None:
-        train = train.select(range(min(args.max_train_samples, len(train))))
+        data.train = data.train.select(range(min(args.max_train_samples, len(data.train))))
     if args.max_eval_samples is not None:
-        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
-    counts = np.load(target / UNIGRAM_FILE)
-    return LMData(train.with_format("torch"), validation.with_format("torch"), stats, counts, target, hit,
-                  meta["corpus"], corpus_fp, tokenizer_fp)
+        data.validation = data.validation.select(range(min(args.max_eval_samples, len(data.validation))))
+    data.train, data.validation = data.train.with_format("torch"), data.validation.with_format("torch")
+    return data
 
 
 # ---------------------------------------------------------------------------------------------

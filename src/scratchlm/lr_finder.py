@@ -9,11 +9,9 @@ import math
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import DataCollatorForLanguageModeling, TrainerCallback, set_seed
 
-from .arguments import (CausalLMArguments, DataArguments, EncoderModelArguments, MaskingArguments,
-                        PretrainingArguments, TokenizerArguments)
+from .arguments import RECIPE_SETTINGS, detect_recipe
 from .config import parse_config
 from .data import PackingSpec, prepare_lm_data
 from .errors import ScratchError
@@ -21,23 +19,6 @@ from .models import build_causal_lm, build_masked_lm
 from .training import PretrainingTrainer, ensure_tokenizer, guard_output_dir, setup_run
 
 logger = logging.getLogger("scratchlm")
-
-SETTINGS = {
-    "gpt2": (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments),
-    "bert": (EncoderModelArguments, TokenizerArguments, DataArguments, MaskingArguments, PretrainingArguments),
-}
-
-
-def detect_recipe(config_file: Path) -> str:
-    """Which pretraining recipe a YAML config belongs to (the BERT one has masking or BERT-only keys)."""
-    try:
-        keys = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ScratchError(f"{config_file}: cannot read it as YAML ({err})")
-    bert = ("mlm_probability" in keys or keys.get("special_tokens_style") == "bert"
-            or keys.get("model_type") in ("bert", "scratch_encoder"))
-    return "bert" if bert else "gpt2"
-
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:
     """Exponential moving average with bias correction (the first values are not pulled to zero)."""
@@ -80,7 +61,7 @@ def find_lr(config_file: Path, overrides: list[str], out: Path, min_lr: float, m
     if steps < 10:
         raise ScratchError(f"--steps must be at least 10, got {steps}")
     recipe = detect_recipe(config_file)
-    settings = parse_config(SETTINGS[recipe], ["--config", str(config_file), *overrides])
+    settings = parse_config(RECIPE_SETTINGS[recipe], ["--config", str(config_file), *overrides])
     model_args, tok_args, data_args, *_, run_args = settings
     guard_output_dir(out, overwrite)
     if out.resolve() == Path(run_args.output_dir).resolve():
@@ -90,7 +71,7 @@ def find_lr(config_file: Path, overrides: list[str], out: Path, min_lr: float, m
         run_args, output_dir=str(out / "trainer"), max_steps=steps, learning_rate=max_lr, warmup_steps=0,
         lr_scheduler_type="constant", lr_scheduler_kwargs={}, eval_strategy="no", save_strategy="no",
         logging_steps=1, report_to="none", bad_loss="skip", bad_loss_spike_factor=0.0, overwrite_output_dir=True,
-        push_to_hub=False, resume_from_checkpoint=None)
+        push_to_hub=False, resume_from_checkpoint=None, curriculum_block_size=None)
     setup_run(args)
     set_seed(args.seed)
     tokenizer, corpus = ensure_tokenizer(tok_args, data_args)

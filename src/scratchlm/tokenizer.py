@@ -5,6 +5,7 @@ import collections
 import hashlib
 import json
 import logging
+import sys
 import time
 import unicodedata
 from pathlib import Path
@@ -63,7 +64,7 @@ def _bytelevel_bpe(texts: Iterable[str], args: TokenizerArguments, specials: lis
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=args.vocab_size, min_frequency=args.min_frequency, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=sys.stderr.isatty(),
     )
     tok.train_from_iterator(texts, trainer)
     return tok

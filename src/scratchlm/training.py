@@ -99,7 +99,7 @@ def ensure_tokenizer(tok_args: TokenizerArguments, data_args: DataArguments) -> 
     Returns the corpus too when it had to be loaded, so the data step need not load it again.
     """
     path = Path(tok_args.tokenizer_name_or_path)
-    if path.exists() or not tok_args.train_tokenizer_if_missing:
+    if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
         return load_tokenizer(tok_args.tokenizer_name_or_path, required=_required_specials(tok_args)), None
     logger.info("tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
                 path, tok_args.tokenizer_type, tok_args.vocab_size)
@@ -132,6 +132,7 @@ class PretrainingTrainer(Trainer):
         self.flops_per_token = 0.0
         self.peak_flops: float | None = None
         self._clock: tuple[float, int] | None = None
+        self.causal = chars_per_token is not None
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
@@ -154,6 +155,10 @@ class PretrainingTrainer(Trainer):
         optimizer._skips_bad_steps = True
         return optimizer
 
+    def curriculum_steps(self) -> int:
+        """Steps trained at curriculum_block_size: the first curriculum_fraction of the run."""
+        return int(self.args.curriculum_fraction * self.state.max_steps)
+
     def _finalize_training(self, *args, **kwargs):
         # With save_total_limit 1, Trainer deletes every checkpoint but the best when training ends,
         # the newest included: keep the newest, the only one a longer run can resume from.
@@ -168,6 +173,9 @@ class PretrainingTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self._clock is None:
             self._clock = (time.perf_counter(), self.state.global_step)
+        short = getattr(self.args, "curriculum_block_size", None)
+        if short and self.state.global_step < self.curriculum_steps():
+            inputs, num_items_in_batch = split_blocks(inputs, short, num_items_in_batch, self.causal)
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._check_loss(loss)
         return loss
@@ -234,6 +242,20 @@ class PretrainingTrainer(Trainer):
             if self.skipped_steps:
                 logs["skipped_steps"] = self.skipped_steps
         super().log(logs, start_time)
+
+
+def split_blocks(inputs: dict, length: int, num_items_in_batch, causal: bool):
+    """(batch, block) tensors cut into (batch x block/length, length): the same token stream packed shorter.
+
+    A causal LM predicts one token fewer per piece, so the count that normalises the loss shrinks to match.
+    """
+    block = inputs["input_ids"].shape[1]
+    pieces = block // length
+    split = {k: v.reshape(-1, length) if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == block else v
+             for k, v in inputs.items()}
+    if causal and num_items_in_batch is not None:
+        num_items_in_batch = num_items_in_batch // (block - 1) * pieces * (length - 1)
+    return split, num_items_in_batch
 
 
 def lm_eval_metrics(eval_loss: float, chars_per_token: float | None, unigram_loss: float) -> dict[str, float]:
@@ -317,6 +339,9 @@ def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, mas
         trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed,
                                             trainer.callback_handler.callbacks))
     block = int(data.train[0]["input_ids"].shape[0])
+    short = getattr(args, "curriculum_block_size", None)
+    if short and (short >= block or block % short):
+        raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {block} and be smaller")
     trainer.tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block
     trainer.flops_per_token = model_flops_per_token(model, block)
     if torch.cuda.is_available():
@@ -359,6 +384,10 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
                 steps * per_step / max(len(data.train), 1), data.corpus_description.split(":")[0], args.bf16)
     logger.info("initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
                 "(the model must go well below it)", initial, math.log(vocab), trainer.eval_unigram_loss)
+    short = getattr(args, "curriculum_block_size", None)
+    if short:
+        logger.info("sequence-length curriculum: steps 1-%d on blocks of %d tokens, then %d",
+                    int(args.curriculum_fraction * steps), short, block)
     if abs(initial - math.log(vocab)) > 1.0:
         logger.warning("initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
                        initial, math.log(vocab))
