@@ -65,6 +65,20 @@ class DataArguments:
                                 "tokenizing (the corpus settings are then not used)."}
     )
 
+    streaming: bool = field(
+        default=False, metadata={"help": "Tokenize and pack on the fly while training, for corpora too big to "
+                                 "prepare up front (needs --max_steps; set --dataloader_num_workers to tokenize in "
+                                 "parallel)."}
+    )
+    streaming_validation_documents: int = field(
+        default=1000, metadata={"help": "With --streaming: held-out documents, taken from the start of the stream "
+                                "(or of the validation files / split)."}
+    )
+    streaming_shuffle_buffer: int = field(
+        default=2000, metadata={"help": "With --streaming: blocks each dataloader worker shuffles among (1: no "
+                                "shuffling)."}
+    )
+
     def __post_init__(self):
         if self.block_size < 2:
             raise ScratchError(f"--block_size must be at least 2, got {self.block_size}")
@@ -79,6 +93,13 @@ class DataArguments:
             raise ScratchError("give either --train_files or --dataset_name, not both")
         if self.validation_files and not self.train_files:
             raise ScratchError("--validation_files needs --train_files")
+        if self.streaming and self.prepared_data:
+            raise ScratchError("give either --streaming or --prepared_data: prepared blocks are already tokenized")
+        if self.streaming and self.max_train_samples is not None:
+            raise ScratchError("--max_train_samples does not apply to a stream: limit the run with --max_steps")
+        for name in ("streaming_validation_documents", "streaming_shuffle_buffer"):
+            if getattr(self, name) < 1:
+                raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
 
 
 @dataclass

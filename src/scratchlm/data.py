@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
@@ -36,8 +37,15 @@ UNIGRAM_FILE = "unigram_counts.npy"
 # Pure steps
 # ---------------------------------------------------------------------------------------------
 def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each document, without special tokens (packing adds the separators)."""
-    return tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    """Token ids of each document, without special tokens (packing adds the separators).
+
+    The Rust tokenizer is called directly: same ids, and no warning that a document is longer than the
+    model's context (packing cuts documents into blocks anyway).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch(list(texts), add_special_tokens=False)]
 
 
 def pack(sequences: Sequence[Sequence[int]], block_size: int, separator_id: int,
@@ -101,7 +109,7 @@ def cache_key(corpus_fp: str, tokenizer_fp: str, spec: PackingSpec) -> str:
 
 @dataclass
 class DataStats:
-    train_blocks: int
+    train_blocks: int | None  # None for a stream
     validation_blocks: int
     validation_characters: int  # of the validation documents, for bits per character
     validation_tokens: int  # of the same documents, separators included
@@ -113,15 +121,23 @@ class DataStats:
 
 @dataclass
 class LMData:
-    train: Dataset
+    train: Dataset | torch.utils.data.IterableDataset  # a stream with --streaming
     validation: Dataset
     stats: DataStats
     unigram_counts: np.ndarray  # token counts over the training blocks, for the unigram baseline
-    cache_dir: Path
+    cache_dir: Path | None
     cache_hit: bool
     corpus_description: str
     corpus_fingerprint: str
     tokenizer_fingerprint: str
+
+    @property
+    def block_size(self) -> int:
+        return int(self.validation[0]["input_ids"].shape[0])
+
+    @property
+    def streaming(self) -> bool:
+        return self.stats.train_blocks is None
 
 
 def _count_tokens(ds: Dataset, vocab_size: int) -> np.ndarray:
@@ -165,6 +181,10 @@ def prepare_lm_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, spe
                     corpus: Corpus | None = None) -> LMData:
     """Packed train/validation blocks for `tokenizer`, from the cache when nothing that shapes them changed
     (or from a folder written by `scratchlm prepare`, with `--prepared_data`)."""
+    if args.streaming:
+        from .streaming import prepare_streaming_data
+
+        return prepare_streaming_data(args, tokenizer, spec, corpus)
     if args.prepared_data:
         from .prepare import load_prepared
 

@@ -24,7 +24,7 @@ from datasets.arrow_writer import ArrowWriter
 
 from .arguments import DataArguments, TokenizerArguments
 from .corpus import TEXT, load_corpus
-from .data import UNIGRAM_FILE, DataStats, LMData, PackingSpec
+from .data import UNIGRAM_FILE, DataStats, LMData, PackingSpec, tokenize
 from .errors import ScratchError
 from .tokenizer import load_tokenizer, tokenizer_fingerprint
 
@@ -45,7 +45,7 @@ def _init_worker(tokenizer_dir: str) -> None:
 def _tokenize_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, int, int]:
     """A chunk of documents as one token stream, each document followed by the separator."""
     texts, separator = args
-    ids = _worker_tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    ids = tokenize(texts, _worker_tokenizer)
     lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
     stream = np.full(int(lengths.sum()), separator, dtype=np.int64)
     ends = np.cumsum(lengths)

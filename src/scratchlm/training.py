@@ -103,7 +103,15 @@ def ensure_tokenizer(tok_args: TokenizerArguments, data_args: DataArguments) -> 
         return load_tokenizer(tok_args.tokenizer_name_or_path, required=_required_specials(tok_args)), None
     logger.info("tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
                 path, tok_args.tokenizer_type, tok_args.vocab_size)
-    corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
+    if data_args.streaming:
+        from .streaming import load_streaming_corpus
+
+        corpus = load_streaming_corpus(data_args)
+        if tok_args.max_tokenizer_train_bytes is None:
+            logger.warning("training the tokenizer on the whole stream: cap it with --max_tokenizer_train_bytes "
+                           "(about 1e9 is plenty)")
+    else:
+        corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
     train_tokenizer_on_corpus(corpus, tok_args, path)
     return load_tokenizer(str(path), required=_required_specials(tok_args)), corpus
 
@@ -322,6 +330,10 @@ def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, mas
     manifest sealed into every checkpoint and the final model.
     """
     args = settings[-1]
+    if data.streaming:
+        if args.max_steps <= 0:
+            raise ScratchError("--streaming needs --max_steps: a stream has no length to count epochs in")
+        data.train.seed = args.seed  # the stream's shuffle follows the run's seed
     if masked:
         unigram = unigram_cross_entropy(data.unigram_counts, data.validation, skip_first=0,
                                         exclude_ids=tokenizer.all_special_ids)
@@ -338,7 +350,7 @@ def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, mas
     if not masked:
         trainer.add_callback(SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed,
                                             trainer.callback_handler.callbacks))
-    block = int(data.train[0]["input_ids"].shape[0])
+    block = data.block_size
     short = getattr(args, "curriculum_block_size", None)
     if short and (short >= block or block % short):
         raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {block} and be smaller")
@@ -367,21 +379,28 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
     """Sizes, token budget and the bars the run must clear; warns when the first loss is off."""
     args, model = trainer.args, trainer.model
     params = sum(p.numel() for p in model.parameters())
-    block = int(data.train[0]["input_ids"].shape[0])
+    block = data.block_size
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(len(data.train) / per_step))
+    train_blocks = None if data.streaming else len(data.train)
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(train_blocks / per_step))
     vocab = model.config.vocab_size
     initial = initial_loss(model, data.validation)
     summary = {
         "parameters": params, "tokens_per_step": per_step * block, "steps": steps,
-        "total_tokens": steps * per_step * block, "train_tokens_available": len(data.train) * block,
+        "total_tokens": steps * per_step * block,
+        "train_tokens_available": None if data.streaming else train_blocks * block,
         "eval_unigram_loss": trainer.eval_unigram_loss, "ln_vocab": math.log(vocab), "initial_loss": initial,
     }
+    share = ("streamed: length unknown" if data.streaming else
+             f"{steps * per_step / max(train_blocks, 1):.2f} epochs")
     logger.info("run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
-                "%s tokens/step x %s steps = %s tokens (%.2f epochs of %s); bf16=%s", f"{params:,}", per_step,
+                "%s tokens/step x %s steps = %s tokens (%s of %s); bf16=%s", f"{params:,}", per_step,
                 args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size,
-                f"{per_step * block:,}", f"{steps:,}", f"{steps * per_step * block:,}",
-                steps * per_step / max(len(data.train), 1), data.corpus_description.split(":")[0], args.bf16)
+                f"{per_step * block:,}", f"{steps:,}", f"{steps * per_step * block:,}", share,
+                data.corpus_description.split(":")[0], args.bf16)
+    if data.streaming and args.dataloader_num_workers == 0:
+        logger.warning("streaming with --dataloader_num_workers 0 tokenizes in the training process; "
+                       "give it workers (e.g. 4) so the accelerator does not wait for text")
     logger.info("initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
                 "(the model must go well below it)", initial, math.log(vocab), trainer.eval_unigram_loss)
     short = getattr(args, "curriculum_block_size", None)
