@@ -168,3 +168,16 @@ def test_mlm_evaluation_is_repeatable(mlm_checkpoint):
     at_last_step = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] == state["global_step"]]
     # the in-training evaluation at the last step and the final one see the same masks
     assert len(at_last_step) >= 1 and all(abs(v - results["eval_loss"]) < 1e-6 for v in at_last_step)
+
+
+def test_cola_with_a_hub_model_fails_fast_offline(tmp_path, capsys):
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / name).write_text("a fine sentence\t1\nsentence fine a\t0\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", "google-bert/bert-base-uncased",
+                                    "--train_file", str(tmp_path / "train.tsv"), "--validation_file",
+                                    str(tmp_path / "dev.tsv"), "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "model google-bert/bert-base-uncased (not a local directory) needs the Hugging Face Hub" in err
+    assert not (tmp_path / "o").exists()
