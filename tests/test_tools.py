@@ -113,6 +113,7 @@ def test_model_card_and_the_upload_set(tensorboard_run):
                    f"| eval_loss | {metrics['eval_loss']:.4f} |", "characters per token", "nats/token below a unigram"):
         assert needle in body, needle
     assert "trust_remote_code" not in body  # stock GPT-2 needs no remote code
+    assert f'AutoModelForCausalLM.from_pretrained("{run}")' in body  # not pushed: the local folder
     uploaded = set(files_to_upload(run))
     assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
             "all_results.json", "run_config.yaml", "run_manifest.json", "samples.json"} <= uploaded

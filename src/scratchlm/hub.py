@@ -117,9 +117,11 @@ def pretraining_card(manifest: dict, model, metrics: dict, summary: dict, sample
     if samples:
         lines += ["", "## Samples", "", "From fixed prompts at the end of training (temperature 0.8, top-k 50):", ""]
         lines += [f"- {json.dumps(s, ensure_ascii=False)}" for s in samples]
+    # The Hub id when the run pushes, else the local folder it was saved in.
+    where = config.get("hub_model_id") or config.get("output_dir") or "."
     lines += ["", "## How to load", "", "```python", "from transformers import AutoTokenizer, " + auto,
-              'tokenizer = AutoTokenizer.from_pretrained("REPO_OR_DIR")',
-              f'model = {auto}.from_pretrained("REPO_OR_DIR"{remote})', "```", ""]
+              f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+              f'model = {auto}.from_pretrained("{where}"{remote})', "```", ""]
     if ours:
         lines += [f"`{model_type}` is scratchlm's own model family: its code travels with the checkpoint, hence "
                   "`trust_remote_code=True` (or `import scratchlm` first, which registers it).", ""]
