@@ -156,3 +156,37 @@ def test_encoder_without_biases_has_none_and_trains():
         loss.backward()
         optimizer.step()
     assert losses[-1] < losses[0] - 1.0
+
+
+@pytest.mark.parametrize("family", ["scratch_encoder_mlm", "scratch_encoder_classifier", "scratch_decoder"])
+def test_accumulation_takes_the_same_step_as_one_big_batch(tmp_path, family):
+    """Trainer leaves the normalisation to models that take num_items_in_batch: 2 x 2 must equal 4 x 1."""
+    from transformers import Trainer, TrainingArguments, default_data_collator
+    from datasets import Dataset
+
+    from scratchlm.models import ScratchEncoderForSequenceClassification
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 64, (4, 16), generator=generator)
+    if family == "scratch_encoder_classifier":
+        labels = torch.tensor([0, 1, 1, 0])
+        make = lambda: ScratchEncoderForSequenceClassification(ScratchEncoderConfig(**TINY, dropout=0.0, num_labels=2))
+    elif family == "scratch_encoder_mlm":
+        labels = torch.full_like(ids, -100)
+        labels[0, :2], labels[1, :6], labels[2, 3], labels[3, 5:9] = 7, 8, 9, 10  # uneven counts per example
+        make = lambda: ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY, dropout=0.0))
+    else:
+        labels = ids.clone()
+        labels[1, 4:] = -100
+        make = lambda: decoder(dropout=0.0)
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": labels.tolist()})
+    weights = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        torch.manual_seed(0)
+        model = make()
+        args = TrainingArguments(output_dir=str(tmp_path / f"{batch}"), per_device_train_batch_size=batch,
+                                 gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-2,
+                                 optim="sgd", report_to="none", use_cpu=True, save_strategy="no", logging_steps=1)
+        Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator).train()
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)

@@ -255,6 +255,11 @@ class PretrainingArguments(_ScratchTrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints to keep."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "DDP: search every step for parameters without gradients. Every pretraining "
+                                 "model here uses all its parameters, so the search (Trainer turns it on by default) "
+                                 "would only cost time; DDP names the parameter if one is ever unused."}
+    )
     prediction_loss_only: bool = field(
         default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
     )

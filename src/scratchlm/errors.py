@@ -32,3 +32,13 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Left open, a multi-process run can abort at exit ('terminate called without an active exception')
+    while the process group's threads are torn down."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

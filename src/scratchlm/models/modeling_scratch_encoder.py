@@ -84,11 +84,16 @@ class ScratchEncoderForMaskedLM(ScratchEncoderPreTrainedModel):
         logits = self.head(hidden)  # (B, T, V)
         loss = None
         if labels is not None:  # -100 everywhere but the masked positions
-            loss = nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=-100)
+            # Trainer passes num_items_in_batch (masked tokens over all micro-batches and processes) and then
+            # neither averages over accumulation steps nor over processes: the loss must divide by it.
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return MaskedLMOutput(loss=loss, logits=logits)
 
 
 class ScratchEncoderForSequenceClassification(ScratchEncoderPreTrainedModel):
+    # A mean over the batch: Trainer then scales for gradient accumulation and processes itself.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: ScratchEncoderConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
