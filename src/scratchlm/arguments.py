@@ -286,6 +286,10 @@ class PretrainingArguments(_ScratchTrainingArguments):
         metadata={"help": "A loss above this multiple of its running average counts as exploding "
                   "(0: only non-finite losses count)."},
     )
+    stop_at_eval_loss: float | None = field(
+        default=None, metadata={"help": "Stop (and save) at the first evaluation whose held-out loss is at or "
+                                "below this, e.g. a quality target."}
+    )
 
     def __post_init__(self):
         if self.curriculum_block_size is not None and self.curriculum_block_size < 2:

@@ -283,6 +283,20 @@ def _argmax_logits(logits, labels):
     return logits.argmax(dim=-1)  # keeps evaluation from gathering (blocks x positions x vocab) floats
 
 
+class StopAtEvalLoss(TrainerCallback):
+    """Ends training at the first evaluation that reaches `target` (the final model is then saved as usual)."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is not None and loss <= self.target and not control.should_training_stop:
+            logger.info("eval_loss %.4f reached --stop_at_eval_loss %g at step %d: stopping", loss, self.target,
+                        state.global_step)
+            control.should_training_stop = True
+
+
 class SampleCallback(TrainerCallback):
     """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
     the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
@@ -362,6 +376,8 @@ def build_trainer(model, tokenizer, data: LMData, settings: tuple, collator, mas
     trainer.run_manifest = run_manifest(resolved_config(*settings), data.corpus_description, data.corpus_fingerprint,
                                         data.tokenizer_fingerprint, args.world_size)
     trainer.add_callback(ManifestCallback(trainer.run_manifest))
+    if getattr(args, "stop_at_eval_loss", None) is not None:
+        trainer.add_callback(StopAtEvalLoss(args.stop_at_eval_loss))
     return trainer
 
 

@@ -1,0 +1,42 @@
+"""The GPU benchmarks' code paths, run on CPU with tiny shapes (what they print is not checked: no timing here)."""
+import json
+import math
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import throughput  # noqa: E402
+import time_to_quality  # noqa: E402
+
+
+def test_throughput_runs_the_recipe_and_the_stock_baseline_on_the_same_blocks(tmp_path):
+    out = tmp_path / "throughput.json"
+    result = throughput.main(["--model", "bert", "--tiny", "--steps", "3", "--warmup", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    recipe, stock = result["rows"]
+    assert (recipe["run"], stock["run"]) == ("recipe", "stock") and result["speedup"] > 0
+    assert recipe["parameters"] != stock["parameters"]  # the recipe pads the vocabulary to a multiple of 64
+    for row in (recipe, stock):
+        assert len(row["losses"]) == 3 and abs(row["losses"][0] - math.log(30522)) < 0.5
+        assert row["tokens_per_second"] > 0 and row["flops_per_token"] > 0
+
+
+def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--out", str(tmp_path / "t.json")])
+    assert exit_info.value.code == 2 and "pass --tiny" in capsys.readouterr().err
+
+
+def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(tmp_path, zh_docs):
+    from scratchlm.corpus import BUILTIN_CORPORA
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())))
+    result = time_to_quality.main(["--data", str(text), "--tiny", "--target", "50", "--out", str(tmp_path / "q.json")])
+    # Reached at step 10 of 20: that evaluation, then the final one, and no evaluation at step 20.
+    assert len(result["evaluations"]) == 2 and result["seconds_to_target"] == result["evaluations"][0]["seconds"]
+    missed = time_to_quality.main(["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")])
+    assert len(missed["evaluations"]) == 3 and missed["seconds_to_target"] is None
