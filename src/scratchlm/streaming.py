@@ -245,7 +245,7 @@ def prepare_streaming_data(args: DataArguments, tokenizer, spec: PackingSpec, co
                       validation_characters=sum(len(t) for t in heldout),
                       validation_tokens=sum(len(ids) + 1 for ids in val_ids))
     train = StreamingBlocks(documents, tokenizer, spec, args.streaming_shuffle_buffer, seed=0)  # build_trainer sets the run's
-    logger.info("streaming %s: tokenizing on the fly; %d held-out blocks from %d documents", corpus.description,
+    logger.info("%s: tokenizing on the fly; %d held-out blocks from %d documents", corpus.description,
                 len(validation), len(heldout))
     return LMData(train, validation.with_format("torch"), stats, counts, None, False, corpus.description,
                   corpus.fingerprint, tokenizer_fingerprint(tokenizer))
