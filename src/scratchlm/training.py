@@ -50,6 +50,7 @@ def setup_run(args: PretrainingArguments) -> None:
     transformers.utils.logging.set_verbosity_warning()
     if not sys.stderr.isatty():  # progress bars flood logs that are files; Trainer then prints plain log lines
         datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()  # e.g. "Writing model shards" on every save
         args.disable_tqdm = True
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1, which halves a 2-core CPU run: share the cores out.
