@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling, set_seed
 
-from scratchlm.arguments import (DataArguments, EncoderModelArguments, MaskingArguments, PretrainingArguments,
-                                 TokenizerArguments)
+from scratchlm.arguments import (RECIPE_SETTINGS, DataArguments, EncoderModelArguments, MaskingArguments,
+                                 PretrainingArguments, TokenizerArguments)
 from scratchlm.config import parse_config
 from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import ScratchError, run_cli
@@ -22,7 +22,7 @@ from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_bert_mlm" / "config_demo.yaml"
 
 
-SETTINGS = (EncoderModelArguments, TokenizerArguments, DataArguments, MaskingArguments, PretrainingArguments)
+SETTINGS = RECIPE_SETTINGS["bert"]
 
 
 def main(model_args: EncoderModelArguments, tokenizer_args: TokenizerArguments, data_args: DataArguments,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from transformers import DataCollatorForLanguageModeling, set_seed
 
-from scratchlm.arguments import DataArguments, CausalLMArguments, PretrainingArguments, TokenizerArguments
+from scratchlm.arguments import (RECIPE_SETTINGS, CausalLMArguments, DataArguments, PretrainingArguments,
+                                 TokenizerArguments)
 from scratchlm.config import parse_config
 from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.errors import run_cli
@@ -19,7 +20,7 @@ from scratchlm.training import (build_trainer, ensure_tokenizer, finish_run, log
                                 setup_run, train)
 
 DEFAULT_CONFIG = Path(__file__).parent / "pretrain_gpt2_zh" / "config_demo.yaml"
-SETTINGS = (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments)
+SETTINGS = RECIPE_SETTINGS["gpt2"]
 
 
 def main(model_args: CausalLMArguments, tokenizer_args: TokenizerArguments, data_args: DataArguments,

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import ROOT
 from scratchlm.arguments import DataArguments, TokenizerArguments
-from scratchlm.data import PackingSpec, pack, prepare_lm_data, tokenize
-from scratchlm.streaming import StreamingBlocks, load_streaming_corpus, pack_with_carry
+from scratchlm.data import PackingSpec, pack, pack_with_carry, prepare_lm_data, tokenize
+from scratchlm.streaming import StreamingBlocks, load_streaming_corpus
 from scratchlm.tokenizer import load_tokenizer, train_tokenizer
 from test_resume import flags, kill_at, per_step, run_recipe
 

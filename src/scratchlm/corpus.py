@@ -217,11 +217,17 @@ def _first_bad_json_line(path: Path) -> int | None:
     return None
 
 
-def _load_local(files: list[Path], args: DataArguments, flag: str) -> Dataset:
+def local_loader(files: list[Path], args: DataArguments) -> tuple[str, dict]:
+    """The `datasets` builder for these files and its options, for `load_dataset` (in memory or streamed)."""
     loader = _LOADERS[files[0].suffix.lower()]
     kwargs: dict = {} if loader == "parquet" else {"encoding_errors": args.encoding_errors}
     if loader == "text":
         kwargs["sample_by"] = args.text_sample_by
+    return loader, kwargs
+
+
+def load_local(files: list[Path], args: DataArguments, flag: str) -> Dataset:
+    loader, kwargs = local_loader(files, args)
     try:
         ds = datasets.load_dataset(loader, data_files=[str(p) for p in files], split="train", **kwargs)
     except Exception as err:  # datasets wraps parser errors in several exception types
@@ -318,10 +324,10 @@ def load_corpus(args: DataArguments, fingerprint: str | None = None, num_proc: i
     """Load the configured corpus as train/validation documents (blank documents dropped)."""
     if args.train_files:
         fingerprint = fingerprint or corpus_fingerprint(args)
-        train = _load_local(expand_files(args.train_files, "--train_files"), args, "--train_files")
+        train = load_local(expand_files(args.train_files, "--train_files"), args, "--train_files")
         description = f"local files {' '.join(args.train_files)}"
         validation = (
-            _load_local(expand_files(args.validation_files, "--validation_files"), args, "--validation_files")
+            load_local(expand_files(args.validation_files, "--validation_files"), args, "--validation_files")
             if args.validation_files else None
         )
     elif args.dataset_name:

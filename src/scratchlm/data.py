@@ -55,16 +55,23 @@ def pack(sequences: Sequence[Sequence[int]], block_size: int, separator_id: int,
     Every block is `block_prefix + content + block_suffix` and exactly `block_size` long; the tail
     that does not fill a block is dropped (at most one block per call, so call it on large batches).
     """
-    content_size = block_size - len(block_prefix) - len(block_suffix)
+    spec = PackingSpec(block_size, separator_id, tuple(block_prefix), tuple(block_suffix))
+    return pack_with_carry(sequences, spec, [])[0]
+
+
+def pack_with_carry(sequences: Sequence[Sequence[int]], spec: "PackingSpec",
+                    carry: Sequence[int]) -> tuple[list[list[int]], list[int]]:
+    """`pack` that starts from `carry` and returns the tokens that did not fill a block, for the next call."""
+    content_size = spec.block_size - len(spec.block_prefix) - len(spec.block_suffix)
     if content_size < 1:
-        raise ValueError(f"block_size {block_size} leaves no room for content")
-    stream: list[int] = []
+        raise ValueError(f"block_size {spec.block_size} leaves no room for content")
+    stream = list(carry)
     for ids in sequences:
         stream.extend(ids)
-        stream.append(separator_id)
-    prefix, suffix = list(block_prefix), list(block_suffix)
-    return [prefix + stream[i:i + content_size] + suffix
-            for i in range(0, len(stream) - content_size + 1, content_size)]
+        stream.append(spec.separator_id)
+    full = len(stream) - len(stream) % content_size
+    prefix, suffix = list(spec.block_prefix), list(spec.block_suffix)
+    return [prefix + stream[i:i + content_size] + suffix for i in range(0, full, content_size)], stream[full:]
 
 
 @dataclass(frozen=True)

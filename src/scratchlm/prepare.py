@@ -11,7 +11,6 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import shutil
 import time
 from dataclasses import asdict
@@ -148,7 +147,6 @@ def prepare(data_args: DataArguments, tokenizer_args: TokenizerArguments, spec_k
         "format": FORMAT_VERSION, "tokenizer": str(tokenizer_dir), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         "packing": asdict(spec), "dtype": dtype, "corpus": corpus.description, "corpus_fingerprint": corpus.fingerprint,
         "splits": splits, "stats": asdict(stats), "input_characters": characters, "seconds": round(seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if out.exists():

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterator
 
 import datasets
@@ -24,8 +25,9 @@ import torch
 from datasets import Dataset
 
 from .arguments import DataArguments
-from .corpus import (BUILTIN_CORPORA, TEXT, Corpus, _LOADERS, expand_files, require_hub, resolve_builtin)
-from .data import DataStats, LMData, PackingSpec, tokenize
+from .corpus import (BUILTIN_CORPORA, TEXT, Corpus, expand_files, load_local, local_loader, require_hub,
+                     resolve_builtin)
+from .data import DataStats, LMData, PackingSpec, pack_with_carry, tokenize
 from .errors import ScratchError
 from .tokenizer import tokenizer_fingerprint
 
@@ -45,10 +47,7 @@ def _source_and_description(args: DataArguments):
     """The training documents as a datasets IterableDataset (text column only), and a description."""
     if args.train_files:
         files = expand_files(args.train_files, "--train_files")
-        loader = _LOADERS[files[0].suffix.lower()]
-        kwargs: dict = {} if loader == "parquet" else {"encoding_errors": args.encoding_errors}
-        if loader == "text":
-            kwargs["sample_by"] = args.text_sample_by
+        loader, kwargs = local_loader(files, args)
         source = datasets.load_dataset(loader, data_files=[str(p) for p in files], split="train", streaming=True,
                                        **kwargs)
         return source, f"local files {' '.join(args.train_files)} (streamed)"
@@ -130,18 +129,6 @@ class DocumentStream:
             yield {TEXT: batch}
 
 
-def pack_with_carry(sequences: list[list[int]], spec: PackingSpec, carry: list[int]) -> tuple[list[list[int]], list[int]]:
-    """Like `pack`, but the tokens that do not fill a block are returned, to start the next call's stream."""
-    content = spec.block_size - len(spec.block_prefix) - len(spec.block_suffix)
-    stream = list(carry)
-    for ids in sequences:
-        stream.extend(ids)
-        stream.append(spec.separator_id)
-    full = len(stream) - len(stream) % content
-    prefix, suffix = list(spec.block_prefix), list(spec.block_suffix)
-    return [prefix + stream[i:i + content] + suffix for i in range(0, full, content)], stream[full:]
-
-
 class StreamingBlocks(torch.utils.data.IterableDataset):
     """Packed training blocks made on the fly; see the module docstring for who reads what."""
 
@@ -194,10 +181,8 @@ def load_streaming_corpus(args: DataArguments) -> Corpus:
     source, description = _source_and_description(args)
     validation = None
     if args.validation_files:
-        from .corpus import _load_local
-
-        validation = list(_load_local(expand_files(args.validation_files, "--validation_files"), args,
-                                      "--validation_files")[TEXT])
+        validation = list(load_local(expand_files(args.validation_files, "--validation_files"), args,
+                                     "--validation_files")[TEXT])
     elif args.dataset_name:
         try:
             names = datasets.get_dataset_split_names(args.dataset_name, args.dataset_config_name,
@@ -208,7 +193,7 @@ def load_streaming_corpus(args: DataArguments) -> Corpus:
             stream = DocumentStream(datasets.load_dataset(args.dataset_name, args.dataset_config_name,
                                                           revision=args.dataset_revision, split="validation",
                                                           streaming=True), args.text_column, 0, 0)
-            validation = [t for _, t in zip(range(args.streaming_validation_documents), stream.texts())]
+            validation = list(islice(stream.texts(), args.streaming_validation_documents))
     stride = 0 if validation is not None else max(2, round(100 / args.validation_split_percentage))
     documents = DocumentStream(source, args.text_column, stride, args.streaming_validation_documents)
     if validation is None:
@@ -233,9 +218,7 @@ def prepare_streaming_data(args: DataArguments, tokenizer, spec: PackingSpec, co
         validation = validation.select(range(min(args.max_eval_samples, len(validation))))
     documents: DocumentStream = corpus.splits["train"]
     counts = np.zeros(len(tokenizer), dtype=np.int64)
-    sample: list[str] = []
-    for _, text in zip(range(UNIGRAM_SAMPLE_DOCUMENTS), documents.texts()):
-        sample.append(text)
+    sample = list(islice(documents.texts(), UNIGRAM_SAMPLE_DOCUMENTS))
     if not sample:
         raise ScratchError(f"the stream ({corpus.description}) has no training documents")
     for ids in tokenize(sample, tokenizer):
