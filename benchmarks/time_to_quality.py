@@ -58,13 +58,18 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         tail: list[str] = []
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        log = args.out.with_suffix(".log").open("w", encoding="utf-8")  # the recipe's own log, kept if we are killed
         for line in process.stdout:
+            log.write(line)
+            log.flush()
             tail = (tail + [line])[-40:]
             if EVAL_LINE.match(line.strip()):
                 loss = float(ast.literal_eval(line.strip())["eval_loss"])
                 evaluations.append({"seconds": time.perf_counter() - start, "eval_loss": loss})
                 if reached is None and loss <= args.target:
                     reached = evaluations[-1]
+        log.close()
         if process.wait() != 0:
             sys.exit("the recipe failed:\n" + "".join(tail))
         total = time.perf_counter() - start
