@@ -8,6 +8,7 @@ Every measurement runs in a fresh process with its own caches, so its time and p
     python benchmarks/data_path.py --corpus /tmp/zh-200mb.txt --tokenizer outputs/tokenizer-zh-demo \
         --pack_mb 20 --tokenizer_mb 100 200 --out benchmarks/results/data_path.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,9 @@ def report(**values):
     print("RESULT " + json.dumps(values))
 """
 
-OURS = COMMON + """
+OURS = (
+    COMMON
+    + """
 from scratchlm.arguments import DataArguments
 from scratchlm.data import PackingSpec, prepare_lm_data
 from scratchlm.tokenizer import load_tokenizer
@@ -39,9 +42,12 @@ data = prepare_lm_data(DataArguments(train_files=[corpus], block_size=block), to
                        PackingSpec.causal(tokenizer, block))
 report(seconds=time.perf_counter() - start, blocks=len(data.train) + len(data.validation), cache_hit=data.cache_hit)
 """
+)
 
 # What a first attempt usually looks like: one document per call, in one process, then run_clm's grouping.
-NAIVE = COMMON + """
+NAIVE = (
+    COMMON
+    + """
 import datasets
 from itertools import chain
 from scratchlm.tokenizer import load_tokenizer
@@ -58,8 +64,11 @@ def group(batch):
 ds = ds.map(group, batched=True, batch_size=1000)
 report(seconds=time.perf_counter() - start, blocks=len(ds))
 """
+)
 
-TOKENIZER = COMMON + """
+TOKENIZER = (
+    COMMON
+    + """
 from scratchlm.arguments import TokenizerArguments
 from scratchlm.tokenizer import train_tokenizer
 def lines():
@@ -71,25 +80,36 @@ start = time.perf_counter()
 train_tokenizer(lines(), TokenizerArguments(vocab_size=32000), Path(sys.argv[4]))
 report(seconds=time.perf_counter() - start)
 """
+)
 
 
-def run(snippet: str, corpus: Path, tokenizer: str, block: int, tmp: Path, *extra: str, cache: Path | None = None) -> dict:
+def run(
+    snippet: str, corpus: Path, tokenizer: str, block: int, tmp: Path, *extra: str, cache: Path | None = None
+) -> dict:
     cache = cache or Path(tempfile.mkdtemp(dir=tmp))
-    env = {**os.environ, "HF_DATASETS_CACHE": str(cache / "hf"), "SCRATCHLM_CACHE": str(cache / "scratchlm"),
-           "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", snippet, str(corpus), tokenizer, str(block), *extra],
-                            capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "HF_DATASETS_CACHE": str(cache / "hf"),
+        "SCRATCHLM_CACHE": str(cache / "scratchlm"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", snippet, str(corpus), tokenizer, str(block), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if result.returncode != 0:
         sys.exit(result.stderr[-3000:])
-    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    line = next(row for row in result.stdout.splitlines() if row.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
 
 
 def head(corpus: Path, mb: float, out: Path) -> Path:
     """The first `mb` MB of `corpus`, cut at a line end."""
     with open(corpus, "rb") as f:
         data = f.read(int(mb * 1e6))
-    out.write_bytes(data[:data.rfind(b"\n") + 1])
+    out.write_bytes(data[: data.rfind(b"\n") + 1])
     return out
 
 
@@ -99,8 +119,13 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True, help="Tokenizer directory for the packing runs.")
     parser.add_argument("--block_size", type=int, default=1024)
     parser.add_argument("--pack_mb", type=float, default=20, help="Text for the tokenize + pack comparison.")
-    parser.add_argument("--tokenizer_mb", type=float, nargs="*", default=[100, 200],
-                        help="Sizes for the tokenizer-training runs (none: skip them).")
+    parser.add_argument(
+        "--tokenizer_mb",
+        type=float,
+        nargs="*",
+        default=[100, 200],
+        help="Sizes for the tokenizer-training runs (none: skip them).",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/data_path.json"))
     args = parser.parse_args()
     rows = []
@@ -113,19 +138,38 @@ def main() -> None:
         ours = run(OURS, sample, args.tokenizer, args.block_size, tmp, cache=cache)
         hit = run(OURS, sample, args.tokenizer, args.block_size, tmp, cache=cache)
         assert hit["cache_hit"] and not ours["cache_hit"]
-        for name, r in (("naive map (per document, 1 process)", naive), ("scratchlm tokenize + pack", ours),
-                        ("scratchlm cache hit", hit)):
+        for name, r in (
+            ("naive map (per document, 1 process)", naive),
+            ("scratchlm tokenize + pack", ours),
+            ("scratchlm cache hit", hit),
+        ):
             rows.append({"step": name, "mb": mb, **r, "mb_per_second": mb / r["seconds"]})
         for size in args.tokenizer_mb:
             text = head(args.corpus, size, tmp / f"tok-{size:g}.txt")
             r = run(TOKENIZER, text, args.tokenizer, args.block_size, tmp, str(tmp / f"tok-out-{size:g}"))
-            rows.append({"step": f"tokenizer training (BPE 32k), {size:g} MB", "mb": text.stat().st_size / 1e6, **r,
-                         "mb_per_second": text.stat().st_size / 1e6 / r["seconds"]})
+            rows.append(
+                {
+                    "step": f"tokenizer training (BPE 32k), {size:g} MB",
+                    "mb": text.stat().st_size / 1e6,
+                    **r,
+                    "mb_per_second": text.stat().st_size / 1e6 / r["seconds"],
+                }
+            )
             text.unlink()
     speedup = rows[0]["seconds"] / rows[1]["seconds"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": f"cpu ({os.cpu_count()} cores)", "block_size": args.block_size,
-                                    "speedup_over_naive": speedup, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "device": f"cpu ({os.cpu_count()} cores)",
+                "block_size": args.block_size,
+                "speedup_over_naive": speedup,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"{'step':<42} {'MB':>6} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>11}")
     for r in rows:
         rss = max(r["peak_rss_mb"], r["children_peak_rss_mb"])

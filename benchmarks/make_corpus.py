@@ -4,6 +4,7 @@ random from the built-in zh_demo corpus, one document per line, until the file r
 
     python benchmarks/make_corpus.py --size_mb 1000 --out /tmp/zh-1g.txt
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ Each size runs in a fresh process, so its peak RSS (the main process, and the la
     python benchmarks/prepare_scaling.py --corpora /tmp/zh-100mb.txt /tmp/zh-1000mb.txt \
         --tokenizer outputs/tokenizer-zh-demo --out benchmarks/results/prepare_scaling.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,11 @@ def watch_memory(process: subprocess.Popen, interval: float = 0.2) -> dict:
         main_anon, tree_anon = max(main_anon, anon[0]), max(tree_anon, sum(anon))
         main_file = max(main_file, _status_kb(process.pid, "RssFile"))
         time.sleep(interval)
-    return {"main_peak_anon_mb": main_anon / 1024, "all_processes_peak_anon_mb": tree_anon / 1024,
-            "main_peak_file_backed_mb": main_file / 1024}
+    return {
+        "main_peak_anon_mb": main_anon / 1024,
+        "all_processes_peak_anon_mb": tree_anon / 1024,
+        "main_peak_file_backed_mb": main_file / 1024,
+    }
 
 
 def main() -> None:
@@ -89,27 +93,53 @@ def main() -> None:
             env = {**os.environ, "HF_DATASETS_CACHE": str(Path(tmp) / "hf"), "SCRATCHLM_CACHE": str(Path(tmp) / "c")}
             with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
                 process = subprocess.Popen(
-                    [sys.executable, "-c", ONE_RUN.format(config=config), str(corpus), args.tokenizer,
-                     str(Path(tmp) / "prepared"), str(args.block_size), str(args.num_proc)],
-                    stdout=stdout, stderr=stderr, text=True, env=env)
+                    [
+                        sys.executable,
+                        "-c",
+                        ONE_RUN.format(config=config),
+                        str(corpus),
+                        args.tokenizer,
+                        str(Path(tmp) / "prepared"),
+                        str(args.block_size),
+                        str(args.num_proc),
+                    ],
+                    stdout=stdout,
+                    stderr=stderr,
+                    text=True,
+                    env=env,
+                )
                 peaks = watch_memory(process)
                 stdout.seek(0), stderr.seek(0)
                 if process.returncode != 0:
                     sys.exit(stderr.read()[-3000:])
-                line = next(l for l in stdout.read().splitlines() if l.startswith("RESULT "))
+                line = next(row for row in stdout.read().splitlines() if row.startswith("RESULT "))
             row = {"corpus": str(corpus), "mb": corpus.stat().st_size / 1e6, **json.loads(line[7:]), **peaks}
             row["mb_per_second"] = row["mb"] / row["seconds"]
             rows.append(row)
             shutil.rmtree(Path(tmp) / "hf", ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": f"cpu ({os.cpu_count()} cores)", "num_proc": args.num_proc,
-                                    "block_size": args.block_size, "rows": rows}, indent=2) + "\n")
-    print(f"{'MB':>7} {'tokens':>13} {'shards':>6} {'seconds':>8} {'MB/s':>6} {'main RSS':>9} {'main anon':>9} "
-          f"{'all anon':>9} {'worker RSS':>10}  (MB)")
+    args.out.write_text(
+        json.dumps(
+            {
+                "device": f"cpu ({os.cpu_count()} cores)",
+                "num_proc": args.num_proc,
+                "block_size": args.block_size,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(
+        f"{'MB':>7} {'tokens':>13} {'shards':>6} {'seconds':>8} {'MB/s':>6} {'main RSS':>9} {'main anon':>9} "
+        f"{'all anon':>9} {'worker RSS':>10}  (MB)"
+    )
     for r in rows:
-        print(f"{r['mb']:>7.0f} {r['tokens']:>13,} {r['shards']:>6} {r['seconds']:>8.0f} {r['mb_per_second']:>6.2f} "
-              f"{r['main_peak_rss_mb']:>9.0f} {r['main_peak_anon_mb']:>9.0f} {r['all_processes_peak_anon_mb']:>9.0f} "
-              f"{r['largest_child_peak_rss_mb']:>10.0f}")
+        print(
+            f"{r['mb']:>7.0f} {r['tokens']:>13,} {r['shards']:>6} {r['seconds']:>8.0f} {r['mb_per_second']:>6.2f} "
+            f"{r['main_peak_rss_mb']:>9.0f} {r['main_peak_anon_mb']:>9.0f} {r['all_processes_peak_anon_mb']:>9.0f} "
+            f"{r['largest_child_peak_rss_mb']:>10.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ so the cost grows with the number of blocks skipped but not with their size or t
 
     python benchmarks/resume_position.py --blocks 1000000 10000000 --out benchmarks/results/resume_position.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ from accelerate import skip_first_batches
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer
 
 
@@ -38,20 +40,32 @@ class Blocks(torch.utils.data.Dataset):
 
 def measure(n_blocks: int, batch_size: int) -> dict:
     blocks = Blocks(n_blocks)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=8, n_embd=32, n_layer=1, n_head=2,
-                                       bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=64, n_positions=8, n_embd=32, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         args = PretrainingArguments(output_dir=tmp, eval_strategy="no", per_device_train_batch_size=batch_size)
-        trainer = PretrainingTrainer(model=model, args=args, train_dataset=blocks, chars_per_token=None,
-                                     eval_unigram_loss=1.0)
+        trainer = PretrainingTrainer(
+            model=model,
+            args=args,
+            train_dataset=blocks,
+            objective=OBJECTIVES["causal"],
+            chars_per_token=None,
+            eval_unigram_loss=1.0,
+        )
         loader = trainer.get_train_dataloader()
         skipped = n_blocks // batch_size // 2  # resume half-way through the epoch
         start = time.perf_counter()
         next(iter(skip_first_batches(loader, skipped)))
         seconds = time.perf_counter() - start
-    return {"blocks": n_blocks, "batch_size": batch_size, "batches_skipped": skipped,
-            "tokens_skipped": skipped * batch_size * blocks.block_size, "seconds": round(seconds, 3),
-            "blocks_read": blocks.reads}
+    return {
+        "blocks": n_blocks,
+        "batch_size": batch_size,
+        "batches_skipped": skipped,
+        "tokens_skipped": skipped * batch_size * blocks.block_size,
+        "seconds": round(seconds, 3),
+        "blocks_read": blocks.reads,
+    }
 
 
 def main() -> None:

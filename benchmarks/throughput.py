@@ -14,11 +14,11 @@ MFU divides 6N + 12·L·d·T FLOPs per token (nanoGPT's count) by the device's d
 (`scratchlm.flops.PEAK_BF16_TFLOPS`), GPU only. The loss columns show both runs start at ln(vocab)
 and fall alike.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,26 +27,39 @@ import numpy as np
 import torch
 from datasets import Dataset
 from tokenizers import Tokenizer, models
-from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel,
-                          PreTrainedTokenizerFast, Trainer, TrainerCallback, TrainingArguments)
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from scratchlm.data import DataStats, LMData
+from scratchlm.flops import model_flops_per_token, peak_tflops
+from scratchlm.objectives import parse_run_settings
+from scratchlm.recipe import build_run
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-
-import pretrain_bert_mlm  # noqa: E402
-import pretrain_gpt2_zh  # noqa: E402
-from scratchlm.config import parse_config  # noqa: E402
-from scratchlm.data import DataStats, LMData  # noqa: E402
-from scratchlm.flops import model_flops_per_token, peak_tflops  # noqa: E402
-from scratchlm.models import build_causal_lm, build_masked_lm  # noqa: E402
-from scratchlm.training import build_trainer  # noqa: E402
-
 SHAPES = {  # model -> (vocab of the stand-in tokenizer, context, stock batch, recipe config)
     "gpt2": (50257, 1024, 8, ROOT / "recipes/pretrain_gpt2_zh/config_gpt2_124m.yaml"),
     "bert": (30522, 128, 32, ROOT / "recipes/pretrain_bert_mlm/config_bert_base.yaml"),
 }
-TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "64", "--per_device_train_batch_size", "4",
-        "--torch_compile", "false"]
+TINY = [
+    "--n_layer",
+    "2",
+    "--n_head",
+    "2",
+    "--n_embd",
+    "64",
+    "--per_device_train_batch_size",
+    "4",
+    "--torch_compile",
+    "false",
+]
 
 
 def stand_in_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
@@ -54,8 +67,14 @@ def stand_in_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
     specials = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
     words = specials + [f"t{i}" for i in range(vocab - len(specials))]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[PAD]"))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=specials[0], pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=specials[0],
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 class Clock(TrainerCallback):
@@ -86,11 +105,16 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
     args = trainer.args
     tokens = (args.max_steps - warmup) * args.per_device_train_batch_size * args.gradient_accumulation_steps * block
     model = trainer.model
-    row = {"run": name, "micro_batch": args.per_device_train_batch_size, "torch_compile": args.torch_compile,
-           "bf16": args.bf16, "tokens_per_second": tokens / clock.seconds,
-           "parameters": sum(p.numel() for p in model.parameters()),
-           "flops_per_token": model_flops_per_token(model, block),
-           "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
+    row = {
+        "run": name,
+        "micro_batch": args.per_device_train_batch_size,
+        "torch_compile": args.torch_compile,
+        "bf16": args.bf16,
+        "tokens_per_second": tokens / clock.seconds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "flops_per_token": model_flops_per_token(model, block),
+        "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+    }
     if torch.cuda.is_available():
         peak = peak_tflops(torch.cuda.get_device_name(0))
         row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
@@ -109,54 +133,105 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.tiny and not torch.cuda.is_available():
         parser.error("this benchmark measures a GPU; on a CPU pass --tiny to check the code path only")
     vocab, block, stock_batch, config = SHAPES[args.model]
-    masked = args.model == "bert"
     tokenizer = stand_in_tokenizer(vocab)
     rng = np.random.default_rng(0)
     n_blocks = 4096 if not args.tiny else 256
     train = Dataset.from_dict({"input_ids": rng.integers(5, vocab, (n_blocks, block)).tolist()}).with_format("torch")
     validation = train.select(range(8))
-    data = LMData(train, validation, DataStats(n_blocks, 8, 1, 1), np.ones(vocab, dtype=np.int64), None, False,
-                  "random tokens", "", "")
+    data = LMData(
+        train=train,
+        validation=validation,
+        stats=DataStats(n_blocks, 8, 1, 1),
+        unigram_counts=np.ones(vocab, dtype=np.int64),
+        corpus_description="random tokens",
+        corpus_fingerprint="",
+        tokenizer_fingerprint="",
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = pretrain_bert_mlm if masked else pretrain_gpt2_zh
-        settings = parse_config(recipe.SETTINGS, [
-            "--config", str(config), "--output_dir", f"{tmp}/recipe", "--max_steps", str(args.steps),
-            "--gradient_accumulation_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps",
-            "1", "--report_to", "none", "--dataloader_num_workers", "0", *(TINY if args.tiny else [])])
-        model_args = settings[0]
-        build = build_masked_lm if masked else build_causal_lm
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm=masked)
-        trainer = build_trainer(build(model_args, tokenizer, block), tokenizer, data, settings, collator, masked=masked)
-        rows.append(measure("recipe", trainer, block, args.warmup))
+        settings = parse_run_settings(
+            [
+                "--config",
+                str(config),
+                "--output_dir",
+                f"{tmp}/recipe",
+                "--max_steps",
+                str(args.steps),
+                "--gradient_accumulation_steps",
+                "1",
+                "--eval_strategy",
+                "no",
+                "--save_strategy",
+                "no",
+                "--logging_steps",
+                "1",
+                "--report_to",
+                "none",
+                "--dataloader_num_workers",
+                "0",
+                *(TINY if args.tiny else []),
+            ]
+        )
+        run = build_run(settings, tokenizer=tokenizer, data=data)
+        rows.append(measure("recipe", run.trainer, block, args.warmup))
 
         torch.manual_seed(0)
-        if masked:
-            stock_model = BertForMaskedLM(BertConfig(**(dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2,
-                                                                 intermediate_size=256) if args.tiny else {})))
+        if not settings.objective.causal:
+            stock_model = BertForMaskedLM(
+                BertConfig(
+                    **(
+                        dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=256)
+                        if args.tiny
+                        else {}
+                    )
+                )
+            )
         else:
             stock_model = GPT2LMHeadModel(GPT2Config(**(dict(n_layer=2, n_embd=64, n_head=2) if args.tiny else {})))
         stock_args = TrainingArguments(
-            output_dir=f"{tmp}/stock", per_device_train_batch_size=4 if args.tiny else stock_batch,
-            max_steps=args.steps, logging_steps=1, report_to="none", save_strategy="no",
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available())
-        stock = Trainer(model=stock_model, args=stock_args, train_dataset=train, data_collator=collator)
+            output_dir=f"{tmp}/stock",
+            per_device_train_batch_size=4 if args.tiny else stock_batch,
+            max_steps=args.steps,
+            logging_steps=1,
+            report_to="none",
+            save_strategy="no",
+            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+            use_cpu=not torch.cuda.is_available(),
+        )
+        stock = Trainer(
+            model=stock_model,
+            args=stock_args,
+            train_dataset=train,
+            data_collator=settings.objective.collator(tokenizer, settings),
+        )
         rows.append(measure("stock", stock, block, args.warmup))
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    result = {"device": device, "torch": torch.__version__, "model": args.model, "tiny": args.tiny,
-              "block_size": block, "steps": args.steps, "warmup": args.warmup, "rows": rows,
-              "speedup": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"]}
+    result = {
+        "device": device,
+        "torch": torch.__version__,
+        "model": args.model,
+        "tiny": args.tiny,
+        "block_size": block,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "rows": rows,
+        "speedup": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.model} on {device}{' (tiny shapes)' if args.tiny else ''}")
-    print(f"{'run':<8} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'MFU':>6} {'peak GB':>8} "
-          f"{'first loss':>10} {'last loss':>10}")
+    print(
+        f"{'run':<8} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'MFU':>6} {'peak GB':>8} "
+        f"{'first loss':>10} {'last loss':>10}"
+    )
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") else "-"
         memory = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
-        print(f"{r['run']:<8} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
-              f"{r['tokens_per_second']:>12,.0f} {mfu:>6} {memory:>8} {r['losses'][0]:>10.3f} {r['losses'][-1]:>10.3f}")
+        print(
+            f"{r['run']:<8} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
+            f"{r['tokens_per_second']:>12,.0f} {mfu:>6} {memory:>8} {r['losses'][0]:>10.3f} {r['losses'][-1]:>10.3f}"
+        )
     print(f"recipe / stock tokens/s: {result['speedup']:.2f}x")
     return result
 

@@ -10,6 +10,7 @@ it (`python recipes/pretrain_gpt2_zh.py --config recipes/pretrain_gpt2_zh/config
 with a fresh data cache, so tokenizer training, tokenization, model build and compilation all count;
 `--stop_at_eval_loss` ends it at the target. With one token per character, nats/token are nats/char.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "recipes/pretrain_gpt2_zh/config_baby_shakespeare.yaml"
-TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "64", "--block_size", "64", "--per_device_train_batch_size", "8",
-        "--max_steps", "20", "--eval_steps", "10", "--max_eval_samples", "16", "--torch_compile", "false",
-        "--sample_max_new_tokens", "8", "--dataloader_num_workers", "0", "--warmup_steps", "2"]
+TINY = [
+    "--n_layer",
+    "2",
+    "--n_head",
+    "2",
+    "--n_embd",
+    "64",
+    "--block_size",
+    "64",
+    "--per_device_train_batch_size",
+    "8",
+    "--max_steps",
+    "20",
+    "--eval_steps",
+    "10",
+    "--max_eval_samples",
+    "16",
+    "--torch_compile",
+    "false",
+    "--sample_max_new_tokens",
+    "8",
+    "--dataloader_num_workers",
+    "0",
+    "--warmup_steps",
+    "2",
+]
 EVAL_LINE = re.compile(r"^\{'eval_loss'.*\}$")
 
 
@@ -43,17 +67,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="tiny Shakespeare's input.txt")
     parser.add_argument("--target", type=float, default=1.47, help="Held-out loss to reach, nats per character.")
-    parser.add_argument("--tiny", action="store_true", help="A 2-layer model for 20 steps: checks the code path on a CPU.")
+    parser.add_argument(
+        "--tiny", action="store_true", help="A 2-layer model for 20 steps: checks the code path on a CPU."
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/time_to_quality.json"))
     args = parser.parse_args(argv)
     evaluations, reached = [], None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         train, val = split(args.data, tmp)
-        command = [sys.executable, str(ROOT / "recipes/pretrain_gpt2_zh.py"), "--config", str(CONFIG),
-                   "--train_files", str(train), "--validation_files", str(val), "--tokenizer_name_or_path",
-                   str(tmp / "tok"), "--output_dir", str(tmp / "run"), "--stop_at_eval_loss", str(args.target),
-                   *(TINY if args.tiny else [])]
+        command = [
+            sys.executable,
+            str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+            "--config",
+            str(CONFIG),
+            "--train_files",
+            str(train),
+            "--validation_files",
+            str(val),
+            "--tokenizer_name_or_path",
+            str(tmp / "tok"),
+            "--output_dir",
+            str(tmp / "run"),
+            "--stop_at_eval_loss",
+            str(args.target),
+            *(TINY if args.tiny else []),
+        ]
         env = {**os.environ, "SCRATCHLM_CACHE": str(tmp / "cache"), "HF_DATASETS_CACHE": str(tmp / "hf")}
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -76,9 +115,15 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    result = {"device": device, "tiny": args.tiny, "target": args.target, "evaluations": evaluations,
-              "seconds_to_target": reached["seconds"] if reached else None, "seconds_total": total,
-              "best_eval_loss": min(e["eval_loss"] for e in evaluations) if evaluations else None}
+    result = {
+        "device": device,
+        "tiny": args.tiny,
+        "target": args.target,
+        "evaluations": evaluations,
+        "seconds_to_target": reached["seconds"] if reached else None,
+        "seconds_total": total,
+        "best_eval_loss": min(e["eval_loss"] for e in evaluations) if evaluations else None,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"baby GPT on tiny Shakespeare, {device}{' (tiny shapes)' if args.tiny else ''}")

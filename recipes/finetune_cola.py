@@ -4,6 +4,7 @@
     python recipes/finetune_cola.py --model_name_or_path outputs/bert-mlm-demo \
         --train_file cola/train.tsv --validation_file cola/dev.tsv --num_seeds 5
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,16 +14,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                          Trainer, set_seed)
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    set_seed,
+)
 
 from scratchlm.arguments import FinetuneArguments
 from scratchlm.config import parse_config
-from scratchlm.corpus import require_hub
 from scratchlm.errors import ScratchError, run_cli
-from scratchlm.finetune import (LABEL, SENTENCE, append_to_model_card, classification_metrics, keep_median_seed,
-                                load_classification_file, mcc_source, summarise_seeds)
-from scratchlm.hub import upload_folder
+from scratchlm.finetune import (
+    LABEL,
+    SENTENCE,
+    append_to_model_card,
+    classification_metrics,
+    keep_median_seed,
+    load_classification_file,
+    mcc_source,
+    summarise_seeds,
+)
+from scratchlm.hub import require_hub, upload_folder
 from scratchlm.models import check_tokenizer_fits
 from scratchlm.training import guard_output_dir, setup_run
 
@@ -33,14 +47,17 @@ logger = logging.getLogger("scratchlm")
 @dataclass
 class ColaArguments:
     model_name_or_path: str = field(default="outputs/bert-mlm-demo", metadata={"help": "Checkpoint dir or Hub id."})
-    train_file: str | None = field(default=None, metadata={"help": "CoLA training rows (.tsv, .csv, .jsonl); "
-                                                           "default: GLUE's CoLA from the Hub."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "CoLA training rows (.tsv, .csv, .jsonl); default: GLUE's CoLA from the Hub."}
+    )
     validation_file: str | None = field(default=None, metadata={"help": "CoLA validation rows."})
     dataset_name: str = field(default="nyu-mll/glue", metadata={"help": "Hub dataset used without local files."})
     dataset_config_name: str = field(default="cola", metadata={"help": "Its config."})
     max_seq_length: int = field(default=128, metadata={"help": "Truncate sentences to this many tokens."})
-    num_seeds: int = field(default=1, metadata={"help": "Fine-tune this many times (seed, seed+1, ...); CoLA is "
-                                                "noisy, so the median is reported."})
+    num_seeds: int = field(
+        default=1,
+        metadata={"help": "Fine-tune this many times (seed, seed+1, ...); CoLA is noisy, so the median is reported."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Load checkpoints that carry their own code."})
 
@@ -53,10 +70,14 @@ class ColaArguments:
 
 def load_cola(args: ColaArguments) -> datasets.DatasetDict:
     if args.train_file:
-        return datasets.DatasetDict(train=load_classification_file(args.train_file, "--train_file"),
-                                    validation=load_classification_file(args.validation_file, "--validation_file"))
-    require_hub(f"CoLA from {args.dataset_name} ({args.dataset_config_name})",
-                fix="pass --train_file and --validation_file with local copies")
+        return datasets.DatasetDict(
+            train=load_classification_file(args.train_file, "--train_file"),
+            validation=load_classification_file(args.validation_file, "--validation_file"),
+        )
+    require_hub(
+        f"CoLA from {args.dataset_name} ({args.dataset_config_name})",
+        fix="pass --train_file and --validation_file with local copies",
+    )
     return datasets.load_dataset(args.dataset_name, args.dataset_config_name).select_columns([SENTENCE, LABEL])
 
 
@@ -71,12 +92,19 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
         raw["train"] = raw["train"].select(range(min(cola_args.max_train_samples, len(raw["train"]))))
     if not Path(cola_args.model_name_or_path).exists():
         require_hub(f"model {cola_args.model_name_or_path} (not a local directory)", fix="check the path")
-    tokenizer = AutoTokenizer.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code)
-    check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(cola_args.model_name_or_path,
-                                                               trust_remote_code=cola_args.trust_remote_code),
-                         cola_args.model_name_or_path)
-    encoded = raw.map(lambda b: tokenizer(b[SENTENCE], truncation=True, max_length=cola_args.max_seq_length),
-                      batched=True, remove_columns=[SENTENCE])
+    tokenizer = AutoTokenizer.from_pretrained(
+        cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code
+    )
+    check_tokenizer_fits(
+        tokenizer,
+        AutoConfig.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code),
+        cola_args.model_name_or_path,
+    )
+    encoded = raw.map(
+        lambda b: tokenizer(b[SENTENCE], truncation=True, max_length=cola_args.max_seq_length),
+        batched=True,
+        remove_columns=[SENTENCE],
+    )
     source = mcc_source()
     logger.info("Matthews correlation computed with %s", source)
 
@@ -85,13 +113,20 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     for seed in range(training_args.seed, training_args.seed + cola_args.num_seeds):
         set_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(
-            cola_args.model_name_or_path, num_labels=2, trust_remote_code=cola_args.trust_remote_code)
+            cola_args.model_name_or_path, num_labels=2, trust_remote_code=cola_args.trust_remote_code
+        )
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         args = dataclasses.replace(training_args, seed=seed, output_dir=str(out / f"seed-{seed}"), push_to_hub=False)
-        trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
-                          processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                          compute_metrics=classification_metrics(source))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=encoded["train"],
+            eval_dataset=encoded["validation"],
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=classification_metrics(source),
+        )
         trainer.train()
         metrics = trainer.evaluate()
         trainer.save_model()
@@ -106,9 +141,14 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     summary.update(model=cola_args.model_name_or_path, saved_seed=median_seed, mcc_source=source)
     (out / "eval_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     append_to_model_card(out, cola_args.model_name_or_path, summary, source)
-    logger.info("CoLA: median MCC %.4f over %d seed(s) (each: %s); model of seed %d saved in %s",
-                summary["median_matthews_correlation"], len(per_seed),
-                ", ".join(f"{r['eval_matthews_correlation']:.3f}" for r in per_seed), median_seed, out)
+    logger.info(
+        "CoLA: median MCC %.4f over %d seed(s) (each: %s); model of seed %d saved in %s",
+        summary["median_matthews_correlation"],
+        len(per_seed),
+        ", ".join(f"{r['eval_matthews_correlation']:.3f}" for r in per_seed),
+        median_seed,
+        out,
+    )
     if training_args.push_to_hub:
         upload_folder(out, training_args)
     return summary

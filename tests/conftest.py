@@ -29,7 +29,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def zh_docs():
     """A few hundred real Chinese documents from the built-in corpus."""
-    from scratchlm.corpus import BUILTIN_CORPORA
+    from scratchlm.data.sources import BUILTIN_CORPORA
 
     docs = []
     for doc in BUILTIN_CORPORA["zh_demo"].documents():
@@ -70,6 +70,15 @@ sys.meta_path.insert(0, NoScratchlm())
 
 def run_without_scratchlm(script: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run `script` in a fresh offline interpreter in which `import scratchlm` fails."""
-    code = _BLOCK_SCRATCHLM + textwrap.dedent(script) + '\nassert not any(m.split(".")[0] == "scratchlm" for m in sys.modules)\n'
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(cwd),
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(cwd / ".hf")})
+    code = (
+        _BLOCK_SCRATCHLM
+        + textwrap.dedent(script)
+        + '\nassert not any(m.split(".")[0] == "scratchlm" for m in sys.modules)\n'
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=str(cwd),
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(cwd / ".hf")},
+    )

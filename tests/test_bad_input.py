@@ -1,20 +1,29 @@
 """Each bad input: one `error:` line naming the thing and the fix, exit status 2, nothing overwritten."""
+
 import json
 import subprocess
 import sys
 
 import pytest
 
+from scratchlm.errors import run_cli
+
 import pretrain_gpt2_zh
 from conftest import ROOT
-from scratchlm.errors import run_cli
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
 
 def fails_with(capsys, tmp_path, *flags):
-    argv = ["--config", DEBUG, "--output_dir", str(tmp_path / "out"),
-            "--tokenizer_name_or_path", str(tmp_path / "tok"), *map(str, flags)]
+    argv = [
+        "--config",
+        DEBUG,
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--tokenizer_name_or_path",
+        str(tmp_path / "tok"),
+        *map(str, flags),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         run_cli(pretrain_gpt2_zh.cli, argv)
     assert exit_info.value.code == 2
@@ -44,10 +53,10 @@ def test_invalid_utf8_names_file_and_offset_and_replace_works(capsys, tmp_path, 
     err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "latin.txt")
     assert f"latin.txt is not valid UTF-8 at byte offset {len(good) + 4}" in err and "--encoding_errors replace" in err
     from scratchlm.arguments import DataArguments
-    from scratchlm.corpus import load_corpus
+    from scratchlm.data.sources import load_corpus
 
     corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "latin.txt")], encoding_errors="replace"))
-    texts = list(corpus.splits["train"]["text"]) + list(corpus.splits["validation"]["text"])
+    texts = list(corpus.train["text"]) + list(corpus.validation["text"])
     assert "caf\ufffd au lait" in texts
 
 
@@ -85,9 +94,20 @@ def test_hub_dataset_while_offline_fails_fast(capsys, tmp_path):
 
 def test_the_script_exits_non_zero_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "recipes/pretrain_gpt2_zh.py"), "--config", DEBUG,
-         "--train_files", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o")],
-        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+        [
+            sys.executable,
+            str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+            "--config",
+            DEBUG,
+            "--train_files",
+            str(tmp_path / "missing.txt"),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --train_files")
     assert "Traceback" not in result.stderr
@@ -95,7 +115,15 @@ def test_the_script_exits_non_zero_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--traceback", "--debug"])
 def test_traceback_on_request(tmp_path, flag):
-    argv = ["--config", DEBUG, "--train_files", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o"), flag]
+    argv = [
+        "--config",
+        DEBUG,
+        "--train_files",
+        str(tmp_path / "missing.txt"),
+        "--output_dir",
+        str(tmp_path / "o"),
+        flag,
+    ]
     from scratchlm.errors import ScratchError
 
     with pytest.raises(ScratchError, match="missing.txt matches no file"):

@@ -1,4 +1,5 @@
 """The GPU benchmarks' code paths, run on CPU with tiny shapes (what they print is not checked: no timing here)."""
+
 import json
 import math
 import sys
@@ -31,12 +32,14 @@ def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
 
 
 def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(tmp_path, zh_docs):
-    from scratchlm.corpus import BUILTIN_CORPORA
+    from scratchlm.data.sources import BUILTIN_CORPORA
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())))
     result = time_to_quality.main(["--data", str(text), "--tiny", "--target", "50", "--out", str(tmp_path / "q.json")])
     # Reached at step 10 of 20: that evaluation, then the final one, and no evaluation at step 20.
     assert len(result["evaluations"]) == 2 and result["seconds_to_target"] == result["evaluations"][0]["seconds"]
-    missed = time_to_quality.main(["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")])
+    missed = time_to_quality.main(
+        ["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")]
+    )
     assert len(missed["evaluations"]) == 3 and missed["seconds_to_target"] is None

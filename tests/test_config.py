@@ -1,24 +1,28 @@
 """Every YAML config in the repo parses into its script's settings, and flags override YAML."""
+
 from pathlib import Path
 
 import pytest
 
 from scratchlm.config import parse_config
 from scratchlm.errors import ScratchError
-
-from conftest import ROOT
+from scratchlm.objectives import OBJECTIVES
 
 import finetune_cola
 import pretrain_bert_mlm
 import pretrain_gpt2_zh
 import train_tokenizer
+from conftest import ROOT
 
 SETTINGS = {
-    "recipes/pretrain_gpt2_zh": pretrain_gpt2_zh.SETTINGS,
-    "recipes/pretrain_bert_mlm": pretrain_bert_mlm.SETTINGS,
+    "recipes/pretrain_gpt2_zh": OBJECTIVES[pretrain_gpt2_zh.OBJECTIVE].settings,
+    "recipes/pretrain_bert_mlm": OBJECTIVES[pretrain_bert_mlm.OBJECTIVE].settings,
     "recipes/finetune_cola": (finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
-    "tokenizer_training": (train_tokenizer.TokenizerArguments, train_tokenizer.DataArguments,
-                           train_tokenizer.OutputArguments),
+    "tokenizer_training": (
+        train_tokenizer.TokenizerArguments,
+        train_tokenizer.DataArguments,
+        train_tokenizer.OutputArguments,
+    ),
 }
 
 
@@ -27,8 +31,11 @@ def _settings_for(config: Path):
 
 
 def all_configs():
-    return sorted(p for p in ROOT.glob("**/config_*.yaml")
-                  if "outputs" not in p.parts and not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
+    return sorted(
+        p
+        for p in ROOT.glob("**/config_*.yaml")
+        if "outputs" not in p.parts and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    )
 
 
 def test_every_config_folder_is_known():
@@ -49,22 +56,35 @@ def test_config_parses(config):
 
 
 def test_flags_override_yaml():
-    model, tok, data, train = parse_config(pretrain_gpt2_zh.SETTINGS, [
-        "--config", str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"), "--n_layer", "3",
-        "--learning_rate", "5e-4", "--sample_prompts", "a", "b"])
+    model, tok, data, train = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"],
+        [
+            "--config",
+            str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
+            "--n_layer",
+            "3",
+            "--learning_rate",
+            "5e-4",
+            "--sample_prompts",
+            "a",
+            "b",
+        ],
+    )
     assert model.n_layer == 3 and train.learning_rate == 5e-4 and train.sample_prompts == ["a", "b"]
     assert model.n_embd == 32  # untouched YAML value
 
 
 def test_pretraining_defaults_suit_pretraining():
-    _, _, _, train = parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x"])
+    _, _, _, train = parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x"])
     assert train.weight_decay == 0.1 and train.adam_beta2 == 0.95 and train.max_grad_norm == 1.0
     assert train.lr_scheduler_type.value == "cosine_with_min_lr" and train.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert train.warmup_steps > 0 and train.bf16 is False  # no CUDA here
 
 
 def test_other_schedules_drop_the_cosine_floor():
-    _, _, _, train = parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", "--lr_scheduler_type", "linear"])
+    _, _, _, train = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x", "--lr_scheduler_type", "linear"]
+    )
     assert train.lr_scheduler_kwargs == {}
 
 
@@ -72,47 +92,63 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
     bad = tmp_path / "config_bad.yaml"
     bad.write_text("n_layer: 2\nn_layers: 3\n")
     with pytest.raises(ScratchError, match="unknown key.*n_layers"):
-        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad)])
+        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--config", str(bad)])
 
 
 def test_wrong_type_in_yaml_is_an_error(tmp_path):
     bad = tmp_path / "config_bad.yaml"
     bad.write_text("n_layer: two\n")
     with pytest.raises(ScratchError, match=r"config_bad.yaml, key n_layer: invalid int value: 'two'"):
-        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad)])
+        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--config", str(bad)])
     with pytest.raises(ScratchError, match=r"command line, --n_head: invalid int value: 'x'"):
-        parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(bad), "--n_layer", "2", "--n_head", "x"])
+        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--config", str(bad), "--n_layer", "2", "--n_head", "x"])
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--learning_rate", "0", "learning_rate must be a positive"),
-    ("--per_device_train_batch_size", "0", "per_device_train_batch_size must be a positive"),
-    ("--n_head", "3", "divisible"),
-    ("--bf16", "true", "bf16"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--learning_rate", "0", "learning_rate must be a positive"),
+        ("--per_device_train_batch_size", "0", "per_device_train_batch_size must be a positive"),
+        ("--n_head", "3", "divisible"),
+        ("--bf16", "true", "bf16"),
+    ],
+)
 def test_bad_values_are_errors(flag, value, message):
     with pytest.raises(ScratchError, match=message):
-        parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", flag, value])
+        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x", flag, value])
 
 
 def test_finetuning_gets_the_same_input_checks():
     with pytest.raises(ScratchError, match="per_device_train_batch_size must be a positive"):
-        parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
-                     ["--output_dir", "x", "--per_device_train_batch_size", "0"])
+        parse_config(
+            (finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
+            ["--output_dir", "x", "--per_device_train_batch_size", "0"],
+        )
     _, train = parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments), ["--output_dir", "x"])
     assert train.bf16 is False and train.report_to == [] and train.learning_rate == 5e-5
 
 
 def test_unknown_flag_is_an_error():
     with pytest.raises(ScratchError, match="unknown command-line"):
-        parse_config(pretrain_gpt2_zh.SETTINGS, ["--output_dir", "x", "--no_such_flag", "1"])
+        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x", "--no_such_flag", "1"])
 
 
-@pytest.mark.parametrize("script", ["recipes/pretrain_gpt2_zh.py", "recipes/pretrain_bert_mlm.py",
-                                    "recipes/finetune_cola.py", "tokenizer_training/train_tokenizer.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "recipes/pretrain_gpt2_zh.py",
+        "recipes/pretrain_bert_mlm.py",
+        "recipes/finetune_cola.py",
+        "tokenizer_training/train_tokenizer.py",
+    ],
+)
 def test_help_lists_settings_and_config(script, capsys):
-    module = {"recipes/pretrain_gpt2_zh.py": pretrain_gpt2_zh, "recipes/pretrain_bert_mlm.py": pretrain_bert_mlm,
-              "recipes/finetune_cola.py": finetune_cola, "tokenizer_training/train_tokenizer.py": train_tokenizer}[script]
+    module = {
+        "recipes/pretrain_gpt2_zh.py": pretrain_gpt2_zh,
+        "recipes/pretrain_bert_mlm.py": pretrain_bert_mlm,
+        "recipes/finetune_cola.py": finetune_cola,
+        "tokenizer_training/train_tokenizer.py": train_tokenizer,
+    }[script]
     with pytest.raises(SystemExit) as exit_info:
         module.cli(["--help"])
     assert exit_info.value.code == 0

@@ -7,16 +7,19 @@ import pytest
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from scratchlm import corpus as corpus_module
 from scratchlm.arguments import DataArguments, TokenizerArguments
-from scratchlm.corpus import load_corpus, strip_pos_tags
-from scratchlm.data import META_FILE, PackingSpec, cache_key, cache_root, prepare_lm_data, unigram_cross_entropy
+from scratchlm.data import PackingSpec, load_lm_data
+from scratchlm.data import sources as corpus_module
+from scratchlm.data.cached import META_FILE, cache_key, cache_root
+from scratchlm.data.packing import unigram_cross_entropy
+from scratchlm.data.sources import load_corpus, strip_pos_tags
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import train_tokenizer
 
 
 def _prepare(args, tok_dir, block=16):
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    return prepare_lm_data(args, tok, PackingSpec.causal(tok, block))
+    return load_lm_data(args, tok, OBJECTIVES["causal"].packing(tok, block))
 
 
 def test_packed_blocks_are_full_and_split_by_document(zh_file, gpt_tokenizer_dir):
@@ -27,7 +30,7 @@ def test_packed_blocks_are_full_and_split_by_document(zh_file, gpt_tokenizer_dir
     assert data.stats.validation_characters > 0 and data.stats.chars_per_token > 0.3
     # the split is by document: no held-out document appears in training
     corpus = load_corpus(DataArguments(train_files=[str(zh_file)], validation_split_percentage=10))
-    assert not set(corpus.splits["validation"]["text"]) & set(corpus.splits["train"]["text"])
+    assert not set(corpus.validation["text"]) & set(corpus.train["text"])
 
 
 def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):
@@ -37,7 +40,7 @@ def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monk
     def no_loading(*a, **k):
         raise AssertionError("a cache hit must not load or tokenize the corpus")
 
-    monkeypatch.setattr("scratchlm.data.load_corpus", no_loading)
+    monkeypatch.setattr("scratchlm.data.cached.load_corpus", no_loading)
     second = _prepare(args, gpt_tokenizer_dir)
     assert second.cache_hit and second.cache_dir == first.cache_dir
     assert second.train["input_ids"][:5].tolist() == first.train["input_ids"][:5].tolist()
@@ -59,8 +62,18 @@ def test_cache_key_depends_on_every_part():
     spec = PackingSpec(16, 0)
     key = cache_key("corpus", "tok", spec)
     assert key == cache_key("corpus", "tok", PackingSpec(16, 0))
-    assert len({key, cache_key("corpus2", "tok", spec), cache_key("corpus", "tok2", spec),
-                cache_key("corpus", "tok", PackingSpec(16, 1)), cache_key("corpus", "tok", PackingSpec(16, 0, (5,)))}) == 5
+    assert (
+        len(
+            {
+                key,
+                cache_key("corpus2", "tok", spec),
+                cache_key("corpus", "tok2", spec),
+                cache_key("corpus", "tok", PackingSpec(16, 1)),
+                cache_key("corpus", "tok", PackingSpec(16, 0, (5,))),
+            }
+        )
+        == 5
+    )
 
 
 def test_interrupted_build_is_not_a_hit(zh_file, gpt_tokenizer_dir, monkeypatch):
@@ -70,7 +83,7 @@ def test_interrupted_build_is_not_a_hit(zh_file, gpt_tokenizer_dir, monkeypatch)
         raise RuntimeError("killed while writing the cache")
 
     with monkeypatch.context() as patch:
-        patch.setattr("scratchlm.data._count_tokens", killed)
+        patch.setattr("scratchlm.data.cached.count_tokens", killed)
         with pytest.raises(RuntimeError):
             _prepare(args, gpt_tokenizer_dir)
     assert not list(cache_root(args).glob(f"*/{META_FILE}"))
@@ -91,7 +104,9 @@ def test_file_kinds_load_as_text_documents(tmp_path, zh_docs, kind):
     docs = zh_docs[:30]
     if kind == "jsonl":
         path = tmp_path / "c.jsonl"
-        path.write_text("".join(json.dumps({"content": d, "id": i}, ensure_ascii=False) + "\n" for i, d in enumerate(docs)))
+        path.write_text(
+            "".join(json.dumps({"content": d, "id": i}, ensure_ascii=False) + "\n" for i, d in enumerate(docs))
+        )
     elif kind == "json":
         path = tmp_path / "c.json"
         path.write_text(json.dumps([{"content": d} for d in docs], ensure_ascii=False))
@@ -107,17 +122,19 @@ def test_file_kinds_load_as_text_documents(tmp_path, zh_docs, kind):
     column = "text" if kind.startswith("txt") else "content"
     args = DataArguments(train_files=[str(path)], text_column=column, text_sample_by="paragraph")
     corpus = load_corpus(args)
-    texts = list(corpus.splits["train"]["text"]) + list(corpus.splits["validation"]["text"])
-    assert len(texts) == 30 and corpus.splits["train"].column_names == ["text"]
+    texts = list(corpus.train["text"]) + list(corpus.validation["text"])
+    assert len(texts) == 30 and corpus.train.column_names == ["text"]
     assert {t.replace("\n", "").strip() for t in texts} == {d.strip() for d in docs}
 
 
 def test_glob_and_separate_validation_files(tmp_path, zh_docs):
     for i in range(3):
-        (tmp_path / f"part{i}.txt").write_text("\n".join(zh_docs[i * 50:(i + 1) * 50]), encoding="utf-8")
+        (tmp_path / f"part{i}.txt").write_text("\n".join(zh_docs[i * 50 : (i + 1) * 50]), encoding="utf-8")
     (tmp_path / "val.txt").write_text("\n".join(zh_docs[200:220]), encoding="utf-8")
-    corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "part*.txt")], validation_files=[str(tmp_path / "val.txt")]))
-    assert len(corpus.splits["train"]) == 150 and len(corpus.splits["validation"]) == 20
+    corpus = load_corpus(
+        DataArguments(train_files=[str(tmp_path / "part*.txt")], validation_files=[str(tmp_path / "val.txt")])
+    )
+    assert len(corpus.train) == 150 and len(corpus.validation) == 20
 
 
 def test_builtin_corpus_strips_tags():
@@ -130,7 +147,7 @@ def test_builtin_corpus_strips_tags():
 def test_validation_carve_is_deterministic(zh_file):
     a = load_corpus(DataArguments(train_files=[str(zh_file)]))
     b = load_corpus(DataArguments(train_files=[str(zh_file)]))
-    assert list(a.splits["validation"]["text"]) == list(b.splits["validation"]["text"])
+    assert list(a.validation["text"]) == list(b.validation["text"])
 
 
 @pytest.mark.parametrize("name", list(corpus_module.BUILTIN_CORPORA))

@@ -1,4 +1,5 @@
 """Run guards: bad losses, a dirty checkout, reproducibility, and two processes on CPU."""
+
 import json
 import math
 import os
@@ -9,20 +10,30 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback
 
-import pretrain_gpt2_zh
-from conftest import ROOT
 from scratchlm import checkpoints
 from scratchlm.arguments import PretrainingArguments
-from scratchlm.config import parse_config
 from scratchlm.errors import ScratchError, run_cli
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer
+
+import pretrain_gpt2_zh
+from conftest import ROOT
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
 
 def flags(tmp_path, zh_file, tok, *extra):
-    return ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(tok),
-            "--output_dir", str(tmp_path / "out"), *map(str, extra)]
+    return [
+        "--config",
+        DEBUG,
+        "--train_files",
+        str(zh_file),
+        "--tokenizer_name_or_path",
+        str(tok),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *map(str, extra),
+    ]
 
 
 def losses(out):
@@ -32,8 +43,10 @@ def losses(out):
 
 def test_exploding_loss_stops_naming_the_step(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(pretrain_gpt2_zh.cli, flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e4,
-                                            "--warmup_steps", 0, "--max_steps", 20))
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e4, "--warmup_steps", 0, "--max_steps", 20),
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: step 2: the training loss") and "running average" in err and "\n" not in err
@@ -63,10 +76,23 @@ def test_non_finite_loss_can_skip_the_step(tmp_path):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
     blocks = [{"input_ids": torch.randint(0, 64, (16,))} for _ in range(40)]
     blocks = [dict(b, labels=b["input_ids"]) for b in blocks]
-    args = PretrainingArguments(output_dir=str(tmp_path), eval_strategy="no", max_steps=5, logging_steps=1,
-                                per_device_train_batch_size=4, bad_loss="skip", save_strategy="no")
-    trainer = PretrainingTrainer(model=model, args=args, train_dataset=blocks, chars_per_token=None,
-                                 eval_unigram_loss=1.0)
+    args = PretrainingArguments(
+        output_dir=str(tmp_path),
+        eval_strategy="no",
+        max_steps=5,
+        logging_steps=1,
+        per_device_train_batch_size=4,
+        bad_loss="skip",
+        save_strategy="no",
+    )
+    trainer = PretrainingTrainer(
+        model=model,
+        args=args,
+        train_dataset=blocks,
+        objective=OBJECTIVES["causal"],
+        chars_per_token=None,
+        eval_unigram_loss=1.0,
+    )
     recorder = LossBecomesNan(model)
     trainer.add_callback(recorder)
     trainer.train()
@@ -82,7 +108,7 @@ def test_same_config_and_seed_give_the_same_curve(tmp_path, zh_file, gpt_tokeniz
     for out in (first, second):
         argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1)
         argv[argv.index("--output_dir") + 1] = str(out)
-        pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, argv))
+        pretrain_gpt2_zh.cli(argv)
     assert len(losses(first)) == 8 and losses(first) == losses(second)
     assert (first / "samples.json").read_text() == (second / "samples.json").read_text()
 
@@ -121,17 +147,40 @@ def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir):
     one = tmp_path / "one"
     argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1)
     argv[argv.index("--output_dir") + 1] = str(one)
-    pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, argv))
+    pretrain_gpt2_zh.cli(argv)
 
     two = tmp_path / "two"
     env = {**os.environ, "SCRATCHLM_CACHE": str(tmp_path / "fresh-cache"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-         str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"), "--main_process_port",
-         str(29500 + os.getpid() % 1000), str(ROOT / "recipes/pretrain_gpt2_zh.py"),
-         *flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1, "--per_device_train_batch_size", 2,
-                "--output_dir", two, "--log_level_replica", "info")],
-        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
+            "--main_process_port",
+            str(29500 + os.getpid() % 1000),
+            str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+            *flags(
+                tmp_path,
+                zh_file,
+                gpt_tokenizer_dir,
+                "--logging_steps",
+                1,
+                "--per_device_train_batch_size",
+                2,
+                "--output_dir",
+                two,
+                "--log_level_replica",
+                "info",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("packed dataset cache miss") == 1 and log.count("packed dataset cache hit") == 1

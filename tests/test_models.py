@@ -1,16 +1,30 @@
 """Our model families: GPT-2 parity, norm placements, Auto-class loading with and without scratchlm."""
+
 import json
 
 import pytest
 import torch
-from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                          AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
 
 import scratchlm  # noqa: F401  registers the families
+from scratchlm.models import (
+    ScratchDecoderConfig,
+    ScratchDecoderForCausalLM,
+    ScratchEncoderConfig,
+    ScratchEncoderForMaskedLM,
+)
+from scratchlm.models.scratch import remote_code_map
+from scratchlm.models.scratch.modeling_scratch_decoder import load_gpt2_weights
+
 from conftest import run_without_scratchlm
-from scratchlm.models import (ScratchDecoderConfig, ScratchDecoderForCausalLM, ScratchEncoderConfig,
-                              ScratchEncoderForMaskedLM, remote_code_map)
-from scratchlm.models.modeling_scratch_decoder import load_gpt2_weights
 
 TINY = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32)
 
@@ -22,8 +36,18 @@ def decoder(**overrides):
 
 def test_prenorm_learned_gelu_decoder_is_gpt2():
     torch.manual_seed(1)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=97,
+            n_positions=32,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).eval()
     ours = decoder().eval()
     ids = torch.randint(0, 97, (3, 20))
     assert not torch.allclose(ours(ids).logits, gpt2(ids).logits, atol=1e-3)  # before: different weights
@@ -84,13 +108,16 @@ def test_padding_mask_hides_padded_keys():
     ids = torch.randint(1, 97, (1, 6))
     padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], dim=1).long()
-    torch.testing.assert_close(encoder(padded, attention_mask=mask).logits[:, :6], encoder(ids).logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        encoder(padded, attention_mask=mask).logits[:, :6], encoder(ids).logits, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_generate_without_cache_matches_gpt2():
     torch.manual_seed(1)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2,
-                                      bos_token_id=0, eos_token_id=0)).eval()
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    ).eval()
     ours = decoder(bos_token_id=0, eos_token_id=0).eval()
     load_gpt2_weights(ours, gpt2.state_dict())
     prompt = torch.randint(1, 97, (1, 5))
@@ -104,8 +131,9 @@ def test_auto_classes_load_our_checkpoints(tmp_path):
     assert type(AutoConfig.from_pretrained(tmp_path / "dec")) is ScratchDecoderConfig
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "dec")
     assert type(loaded) is ScratchDecoderForCausalLM
-    torch.testing.assert_close(loaded.state_dict()["model.layers.1.mlp.fc.weight"],
-                               model.state_dict()["model.layers.1.mlp.fc.weight"])
+    torch.testing.assert_close(
+        loaded.state_dict()["model.layers.1.mlp.fc.weight"], model.state_dict()["model.layers.1.mlp.fc.weight"]
+    )
     assert type(AutoModel.from_pretrained(tmp_path / "dec")).__name__ == "ScratchDecoderModel"
     config = ScratchEncoderConfig(**TINY)
     config.auto_map = remote_code_map(ScratchEncoderConfig)
@@ -125,19 +153,27 @@ def test_checkpoints_load_remotely_without_scratchlm(tmp_path):
     saved = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert saved["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_scratch_encoder.")
     assert (tmp_path / "enc" / "modeling_scratch_decoder.py").exists()  # the shared blocks travel too
-    result = run_without_scratchlm(f"""
+    result = run_without_scratchlm(
+        f"""
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
-dec = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'dec')!r}, trust_remote_code=True)
-enc = AutoModelForMaskedLM.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True)
-cls = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / 'enc')!r}, trust_remote_code=True, num_labels=2)
+dec = AutoModelForCausalLM.from_pretrained({str(tmp_path / "dec")!r}, trust_remote_code=True)
+enc = AutoModelForMaskedLM.from_pretrained({str(tmp_path / "enc")!r}, trust_remote_code=True)
+cls = AutoModelForSequenceClassification.from_pretrained(
+    {str(tmp_path / "enc")!r}, trust_remote_code=True, num_labels=2
+)
 ids = torch.tensor([[1, 2, 3, 4]])
 assert dec(ids).logits.shape == (1, 4, 97) and enc(ids).logits.shape == (1, 4, 97)
 assert cls(ids).logits.shape == (1, 2)
 print("OK", type(dec).__module__.split(".")[0], type(dec).__name__, type(cls).__name__)
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "OK transformers_modules ScratchDecoderForCausalLM ScratchEncoderForSequenceClassification"
+    assert (
+        result.stdout.strip()
+        == "OK transformers_modules ScratchDecoderForCausalLM ScratchEncoderForSequenceClassification"
+    )
 
 
 def test_encoder_without_biases_has_none_and_trains():
@@ -161,8 +197,8 @@ def test_encoder_without_biases_has_none_and_trains():
 @pytest.mark.parametrize("family", ["scratch_encoder_mlm", "scratch_encoder_classifier", "scratch_decoder"])
 def test_accumulation_takes_the_same_step_as_one_big_batch(tmp_path, family):
     """Trainer leaves the normalisation to models that take num_items_in_batch: 2 x 2 must equal 4 x 1."""
-    from transformers import Trainer, TrainingArguments, default_data_collator
     from datasets import Dataset
+    from transformers import Trainer, TrainingArguments, default_data_collator
 
     from scratchlm.models import ScratchEncoderForSequenceClassification
 
@@ -170,23 +206,39 @@ def test_accumulation_takes_the_same_step_as_one_big_batch(tmp_path, family):
     ids = torch.randint(5, 64, (4, 16), generator=generator)
     if family == "scratch_encoder_classifier":
         labels = torch.tensor([0, 1, 1, 0])
-        make = lambda: ScratchEncoderForSequenceClassification(ScratchEncoderConfig(**TINY, dropout=0.0, num_labels=2))
+
+        def make():
+            return ScratchEncoderForSequenceClassification(ScratchEncoderConfig(**TINY, dropout=0.0, num_labels=2))
     elif family == "scratch_encoder_mlm":
         labels = torch.full_like(ids, -100)
         labels[0, :2], labels[1, :6], labels[2, 3], labels[3, 5:9] = 7, 8, 9, 10  # uneven counts per example
-        make = lambda: ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY, dropout=0.0))
+
+        def make():
+            return ScratchEncoderForMaskedLM(ScratchEncoderConfig(**TINY, dropout=0.0))
     else:
         labels = ids.clone()
         labels[1, 4:] = -100
-        make = lambda: decoder(dropout=0.0)
+
+        def make():
+            return decoder(dropout=0.0)
+
     data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": labels.tolist()})
     weights = []
     for batch, accumulation in ((4, 1), (2, 2)):
         torch.manual_seed(0)
         model = make()
-        args = TrainingArguments(output_dir=str(tmp_path / f"{batch}"), per_device_train_batch_size=batch,
-                                 gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-2,
-                                 optim="sgd", report_to="none", use_cpu=True, save_strategy="no", logging_steps=1)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"{batch}"),
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            learning_rate=1e-2,
+            optim="sgd",
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            logging_steps=1,
+        )
         Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator).train()
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(weights[0], weights[1], atol=1e-6)

@@ -1,6 +1,7 @@
 import pytest
 
-from scratchlm.data import PackingSpec, pack, tokenize
+from scratchlm.data.packing import pack, tokenize
+from scratchlm.objectives import OBJECTIVES
 
 
 def test_pack_joins_documents_with_separator_and_cuts_full_blocks():
@@ -49,5 +50,5 @@ def test_causal_spec_separates_documents_with_eos(gpt_tokenizer_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gpt_tokenizer_dir)
-    spec = PackingSpec.causal(tok, 8)
+    spec = OBJECTIVES["causal"].packing(tok, 8)
     assert spec.separator_id == tok.eos_token_id and spec.block_prefix == ()

@@ -1,17 +1,19 @@
 """`scratchlm prepare`: tokenize and pack once into shards, then train on them without tokenizing."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
 
-import pretrain_gpt2_zh
-from conftest import ROOT
 from scratchlm.arguments import DataArguments
 from scratchlm.cli import main as scratchlm
-from scratchlm.config import parse_config
-from scratchlm.data import PackingSpec, prepare_lm_data
+from scratchlm.data import load_lm_data
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import load_tokenizer
+
+import pretrain_gpt2_zh
+from conftest import ROOT
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
@@ -19,8 +21,22 @@ DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 @pytest.fixture
 def prepared(tmp_path, zh_file, gpt_tokenizer_dir):
     out = tmp_path / "prepared"
-    scratchlm(["prepare", DEBUG, "--out", str(out), "--num_proc", "2", "--shard_tokens", "2000",
-               "--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)])
+    scratchlm(
+        [
+            "prepare",
+            DEBUG,
+            "--out",
+            str(out),
+            "--num_proc",
+            "2",
+            "--shard_tokens",
+            "2000",
+            "--train_files",
+            str(zh_file),
+            "--tokenizer_name_or_path",
+            str(gpt_tokenizer_dir),
+        ]
+    )
     return out
 
 
@@ -31,9 +47,9 @@ def test_prepared_blocks_equal_the_cached_pipeline(prepared, zh_file, gpt_tokeni
     assert train["tokens"] == train["blocks"] * 32 and manifest["dtype"] == "uint16"
 
     tokenizer = load_tokenizer(str(gpt_tokenizer_dir), required=())
-    spec = PackingSpec.causal(tokenizer, 32)
-    from_prepared = prepare_lm_data(DataArguments(prepared_data=str(prepared), block_size=32), tokenizer, spec)
-    from_cache = prepare_lm_data(DataArguments(train_files=[str(zh_file)], block_size=32), tokenizer, spec)
+    spec = OBJECTIVES["causal"].packing(tokenizer, 32)
+    from_prepared = load_lm_data(DataArguments(prepared_data=str(prepared), block_size=32), tokenizer, spec)
+    from_cache = load_lm_data(DataArguments(train_files=[str(zh_file)], block_size=32), tokenizer, spec)
     # Same documents, same split, same packing: the same blocks (the cache's last partial chunk may differ).
     a, b = (d.train.with_format("numpy")[:]["input_ids"] for d in (from_prepared, from_cache))
     n = min(len(a), len(b))
@@ -45,9 +61,18 @@ def test_prepared_blocks_equal_the_cached_pipeline(prepared, zh_file, gpt_tokeni
 
 def test_recipe_trains_on_prepared_data_without_tokenizing(prepared, tmp_path, gpt_tokenizer_dir, caplog):
     with caplog.at_level("INFO"):
-        metrics = pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, [
-            "--config", DEBUG, "--prepared_data", str(prepared), "--tokenizer_name_or_path", str(gpt_tokenizer_dir),
-            "--output_dir", str(tmp_path / "run")]))
+        metrics = pretrain_gpt2_zh.cli(
+            [
+                "--config",
+                DEBUG,
+                "--prepared_data",
+                str(prepared),
+                "--tokenizer_name_or_path",
+                str(gpt_tokenizer_dir),
+                "--output_dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert "reading prepared blocks" in caplog.text and "cache miss" not in caplog.text
     assert metrics["eval_loss"] > 0 and (tmp_path / "run" / "model.safetensors").exists()
 
@@ -61,19 +86,35 @@ def test_prepared_data_refuses_another_tokenizer_or_block_size(prepared, tmp_pat
     train_tokenizer(zh_docs[:200], TokenizerArguments(vocab_size=500), other)
     tokenizer = load_tokenizer(str(other), required=())
     with pytest.raises(ScratchError, match="not with this run's tokenizer"):
-        prepare_lm_data(DataArguments(prepared_data=str(prepared), block_size=32), tokenizer,
-                        PackingSpec.causal(tokenizer, 32))
+        load_lm_data(
+            DataArguments(prepared_data=str(prepared), block_size=32),
+            tokenizer,
+            OBJECTIVES["causal"].packing(tokenizer, 32),
+        )
     manifest = json.loads((prepared / "prepared.json").read_text())
     tokenizer = load_tokenizer(manifest["tokenizer"], required=())
     with pytest.raises(ScratchError, match="match --block_size"):
-        prepare_lm_data(DataArguments(prepared_data=str(prepared), block_size=64), tokenizer,
-                        PackingSpec.causal(tokenizer, 64))
+        load_lm_data(
+            DataArguments(prepared_data=str(prepared), block_size=64),
+            tokenizer,
+            OBJECTIVES["causal"].packing(tokenizer, 64),
+        )
 
 
 def test_prepare_never_overwrites(prepared, zh_file, gpt_tokenizer_dir, capsys):
     before = (prepared / "prepared.json").read_bytes()
     with pytest.raises(SystemExit):
-        scratchlm(["prepare", DEBUG, "--out", str(prepared), "--train_files", str(zh_file),
-                   "--tokenizer_name_or_path", str(gpt_tokenizer_dir)])
+        scratchlm(
+            [
+                "prepare",
+                DEBUG,
+                "--out",
+                str(prepared),
+                "--train_files",
+                str(zh_file),
+                "--tokenizer_name_or_path",
+                str(gpt_tokenizer_dir),
+            ]
+        )
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (prepared / "prepared.json").read_bytes() == before

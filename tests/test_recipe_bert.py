@@ -1,4 +1,5 @@
 """The BERT MLM recipe on its debug config, for both model families, then CoLA on top of it."""
+
 import json
 import math
 
@@ -7,12 +8,14 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-import finetune_cola
-import pretrain_bert_mlm
-from conftest import ROOT, SHARED_DATA
 from scratchlm.config import parse_config
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.finetune import load_classification_file, matthews_correlation
+from scratchlm.objectives import OBJECTIVES
+
+import finetune_cola
+import pretrain_bert_mlm
+from conftest import ROOT, SHARED_DATA
 
 DEBUG = str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")
 COLA_DEBUG = str(ROOT / "recipes/finetune_cola/config_debug.yaml")
@@ -20,19 +23,27 @@ needs_cola = pytest.mark.skipif(not (SHARED_DATA / "cola").is_dir(), reason="nee
 
 
 def run_mlm(*flags):
-    return pretrain_bert_mlm.main(*parse_config(pretrain_bert_mlm.SETTINGS, ["--config", DEBUG, *map(str, flags)]))
+    return pretrain_bert_mlm.cli(["--config", DEBUG, *map(str, flags)])
 
 
 @pytest.fixture(scope="module")
 def mlm_checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mlm")
     corpus = tmp / "en.txt"
-    from scratchlm.corpus import BUILTIN_CORPORA
+    from scratchlm.data.sources import BUILTIN_CORPORA
 
     docs = [d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())]
     corpus.write_text("\n".join(" ".join(d.split()) for d in docs), encoding="utf-8")
-    metrics = run_mlm("--train_files", corpus, "--output_dir", tmp / "run", "--tokenizer_name_or_path", tmp / "tok",
-                      "--vocab_size", 500)
+    metrics = run_mlm(
+        "--train_files",
+        corpus,
+        "--output_dir",
+        tmp / "run",
+        "--tokenizer_name_or_path",
+        tmp / "tok",
+        "--vocab_size",
+        500,
+    )
     return tmp / "run", metrics
 
 
@@ -44,8 +55,16 @@ def test_mlm_recipe_writes_metrics_and_loads_with_auto_classes(mlm_checkpoint, t
         corpus = tmp_path / "c.txt"
         corpus.write_text("\n".join(f"line {i} of a small english corpus about sorting lists" for i in range(300)))
         out = tmp_path / "run"
-        metrics = run_mlm("--train_files", corpus, "--output_dir", out, "--tokenizer_name_or_path", tmp_path / "tok",
-                          "--model_type", "bert")
+        metrics = run_mlm(
+            "--train_files",
+            corpus,
+            "--output_dir",
+            out,
+            "--tokenizer_name_or_path",
+            tmp_path / "tok",
+            "--model_type",
+            "bert",
+        )
     results = json.loads((out / "all_results.json").read_text())
     for key in ("eval_loss", "eval_accuracy", "eval_unigram_loss"):
         assert key in results and math.isfinite(results[key]), key
@@ -63,10 +82,10 @@ def test_mlm_blocks_are_cls_sep_wrapped_and_masking_spares_specials(mlm_checkpoi
     out, _ = mlm_checkpoint
     from transformers import DataCollatorForLanguageModeling
 
-    from scratchlm.data import PackingSpec, pack
+    from scratchlm.data.packing import pack
 
     tok = AutoTokenizer.from_pretrained(out)
-    spec = PackingSpec.masked(tok, 16)
+    spec = OBJECTIVES["masked"].packing(tok, 16)
     blocks = pack([[5] * 20, [6] * 5], 16, spec.separator_id, spec.block_prefix, spec.block_suffix)
     assert all(b[0] == tok.cls_token_id and b[-1] == tok.sep_token_id and len(b) == 16 for b in blocks)
     torch.manual_seed(0)
@@ -86,16 +105,27 @@ def test_mlm_recipe_refuses_gpt_style_tokenizer(tmp_path):
 
 
 def run_cola(*flags):
-    return finetune_cola.main(*parse_config((finetune_cola.ColaArguments, finetune_cola.FinetuneArguments),
-                                            ["--config", COLA_DEBUG, *map(str, flags)]))
+    return finetune_cola.main(
+        *parse_config(
+            (finetune_cola.ColaArguments, finetune_cola.FinetuneArguments), ["--config", COLA_DEBUG, *map(str, flags)]
+        )
+    )
 
 
 @needs_cola
 def test_cola_end_to_end_on_shared_tsv(mlm_checkpoint, tmp_path):
     out_mlm, _ = mlm_checkpoint
     out = tmp_path / "cola"
-    summary = run_cola("--model_name_or_path", out_mlm, "--train_file", SHARED_DATA / "cola/train.tsv",
-                       "--validation_file", SHARED_DATA / "cola/dev.tsv", "--output_dir", out)
+    summary = run_cola(
+        "--model_name_or_path",
+        out_mlm,
+        "--train_file",
+        SHARED_DATA / "cola/train.tsv",
+        "--validation_file",
+        SHARED_DATA / "cola/dev.tsv",
+        "--output_dir",
+        out,
+    )
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved["seeds"] == [42, 43] and len(saved["per_seed"]) == 2
     assert -1 <= saved["median_matthews_correlation"] <= 1 and 0 < saved["median_accuracy"] <= 1
@@ -114,12 +144,15 @@ def test_mcc_matches_hand_computed_confusion_matrix():
     assert math.isclose(matthews_correlation(labels, preds), expected, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("content, suffix, message", [
-    ("a fine sentence\t1\nanother one\t2\n", ".tsv", "row 2 has label '2'"),
-    ("", ".tsv", "is empty"),
-    ('{"text": "a", "label": 1}\n', ".jsonl", "no sentence column"),
-    ("sentence,label\n", ".csv", "has a header but no rows"),
-])
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        ("a fine sentence\t1\nanother one\t2\n", ".tsv", "row 2 has label '2'"),
+        ("", ".tsv", "is empty"),
+        ('{"text": "a", "label": 1}\n', ".jsonl", "no sentence column"),
+        ("sentence,label\n", ".csv", "has a header but no rows"),
+    ],
+)
 def test_bad_cola_files(tmp_path, content, suffix, message):
     path = tmp_path / f"cola{suffix}"
     path.write_text(content)
@@ -128,9 +161,13 @@ def test_bad_cola_files(tmp_path, content, suffix, message):
 
 
 def test_cola_formats(tmp_path):
-    (tmp_path / "glue.tsv").write_text("gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
-                                       "gj04\t0\t*\tThe more we study verbs, the crazier they get get.\n")
-    (tmp_path / "c.jsonl").write_text('{"sentence": "It rained.", "label": 1}\n{"sentence": "Rained it.", "label": 0}\n')
+    (tmp_path / "glue.tsv").write_text(
+        "gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
+        "gj04\t0\t*\tThe more we study verbs, the crazier they get get.\n"
+    )
+    (tmp_path / "c.jsonl").write_text(
+        '{"sentence": "It rained.", "label": 1}\n{"sentence": "Rained it.", "label": 0}\n'
+    )
     for name in ("glue.tsv", "c.jsonl"):
         ds = load_classification_file(tmp_path / name, "--train_file")
         assert ds["label"][:] == [1, 0] and ds["sentence"][0].endswith(".")
@@ -138,8 +175,17 @@ def test_cola_formats(tmp_path):
 
 def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mlm_checkpoint[0]),
-                                    "--output_dir", str(tmp_path / "o")])
+        run_cli(
+            finetune_cola.cli,
+            [
+                "--config",
+                COLA_DEBUG,
+                "--model_name_or_path",
+                str(mlm_checkpoint[0]),
+                "--output_dir",
+                str(tmp_path / "o"),
+            ],
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "cannot be reached" in err and "--train_file and --validation_file" in err
 
@@ -154,9 +200,21 @@ def test_cola_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys, mlm_ch
         shutil.copy(gpt_tokenizer_dir / name, mixed / name)
     cola = SHARED_DATA / "cola"
     with pytest.raises(SystemExit):
-        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", str(mixed), "--output_dir",
-                                    str(tmp_path / "o"), "--train_file", str(cola / "train.tsv"),
-                                    "--validation_file", str(cola / "dev.tsv")])
+        run_cli(
+            finetune_cola.cli,
+            [
+                "--config",
+                COLA_DEBUG,
+                "--model_name_or_path",
+                str(mixed),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--train_file",
+                str(cola / "train.tsv"),
+                "--validation_file",
+                str(cola / "dev.tsv"),
+            ],
+        )
     err = capsys.readouterr().err.strip()
     assert f"the tokenizer in {mixed} has" in err and "model's vocabulary has" in err and "\n" not in err
 
@@ -165,7 +223,9 @@ def test_mlm_evaluation_is_repeatable(mlm_checkpoint):
     out, metrics = mlm_checkpoint
     results = json.loads((out / "all_results.json").read_text())
     state = json.loads((out / "trainer_state.json").read_text())
-    at_last_step = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] == state["global_step"]]
+    at_last_step = [
+        e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] == state["global_step"]
+    ]
     # the in-training evaluation at the last step and the final one see the same masks
     assert len(at_last_step) >= 1 and all(abs(v - results["eval_loss"]) < 1e-6 for v in at_last_step)
 
@@ -174,9 +234,21 @@ def test_cola_with_a_hub_model_fails_fast_offline(tmp_path, capsys):
     for name in ("train.tsv", "dev.tsv"):
         (tmp_path / name).write_text("a fine sentence\t1\nsentence fine a\t0\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(finetune_cola.cli, ["--config", COLA_DEBUG, "--model_name_or_path", "google-bert/bert-base-uncased",
-                                    "--train_file", str(tmp_path / "train.tsv"), "--validation_file",
-                                    str(tmp_path / "dev.tsv"), "--output_dir", str(tmp_path / "o")])
+        run_cli(
+            finetune_cola.cli,
+            [
+                "--config",
+                COLA_DEBUG,
+                "--model_name_or_path",
+                "google-bert/bert-base-uncased",
+                "--train_file",
+                str(tmp_path / "train.tsv"),
+                "--validation_file",
+                str(tmp_path / "dev.tsv"),
+                "--output_dir",
+                str(tmp_path / "o"),
+            ],
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     assert "model google-bert/bert-base-uncased (not a local directory) needs the Hugging Face Hub" in err

@@ -1,18 +1,20 @@
 """The GPT-2 recipe end to end on its debug config, then loaded by stock transformers elsewhere."""
+
 import json
 
 import pytest
 
+from scratchlm.errors import run_cli
+from scratchlm.objectives import parse_run_settings
+
 import pretrain_gpt2_zh
 from conftest import ROOT, run_without_scratchlm
-from scratchlm.config import parse_config
-from scratchlm.errors import run_cli
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
 
 def run_recipe(*flags):
-    return pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", DEBUG, *map(str, flags)]))
+    return pretrain_gpt2_zh.cli(["--config", DEBUG, *map(str, flags)])
 
 
 @pytest.fixture
@@ -25,8 +27,15 @@ def debug_run(tmp_path, zh_file):
 def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
     out, tok, metrics = debug_run
     assert (tok / "tokenizer.json").exists() and (tok / "tokenizer_report.json").exists()
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "all_results.json", "run_config.yaml",
-                 "samples.json", "trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "all_results.json",
+        "run_config.yaml",
+        "samples.json",
+        "trainer_state.json",
+    ):
         assert (out / name).exists(), name
     results = json.loads((out / "all_results.json").read_text())
     for key in ("eval_loss", "eval_perplexity", "eval_bits_per_char", "eval_unigram_loss"):
@@ -38,13 +47,16 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "gpt2" and config["n_layer"] == 2 and config["vocab_size"] % 64 == 0
     # the resolved config reproduces the run's settings when read back with --config
-    model_args, _, _, train_args = parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", str(out / "run_config.yaml")])
+    settings = parse_run_settings(["--config", str(out / "run_config.yaml")])
+    model_args, train_args = settings.model, settings.training
+    assert settings.objective.name == "causal"
     assert model_args.n_embd == 32 and train_args.max_steps == 8 and train_args.output_dir == str(out)
 
 
 def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
     out, _, _ = debug_run
-    result = run_without_scratchlm(f"""
+    result = run_without_scratchlm(
+        f"""
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 tok = AutoTokenizer.from_pretrained({str(out)!r})
 model = AutoModelForCausalLM.from_pretrained({str(out)!r})
@@ -54,7 +66,9 @@ gen = pipeline("text-generation", model=model, tokenizer=tok)
 text = gen("中国", max_new_tokens=5, do_sample=False)[0]["generated_text"]
 assert text.startswith("中国"), text
 print("OK", type(model).__name__, tok.eos_token, round(loss, 2))
-""", cwd=out.parent)
+""",
+        cwd=out.parent,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("OK GPT2LMHeadModel <|endoftext|>")
 
@@ -72,8 +86,19 @@ def test_existing_output_dir_is_never_overwritten(debug_run, zh_file, capsys):
     out, tok, _ = debug_run
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(pretrain_gpt2_zh.cli, ["--config", DEBUG, "--train_files", str(zh_file), "--output_dir", str(out),
-                                       "--tokenizer_name_or_path", str(tok)])
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            [
+                "--config",
+                DEBUG,
+                "--train_files",
+                str(zh_file),
+                "--output_dir",
+                str(out),
+                "--tokenizer_name_or_path",
+                str(tok),
+            ],
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: output_dir") and "--resume_from_checkpoint true" in err and "\n" not in err
@@ -85,9 +110,24 @@ def test_model_learns_a_predictable_corpus(tmp_path):
     corpus = tmp_path / "counting.txt"
     lines = ["一二三四五六七八九十" * 3, "甲乙丙丁戊己庚辛壬癸" * 3, "春夏秋冬东南西北上下" * 3]
     corpus.write_text("\n".join(lines * 60), encoding="utf-8")
-    metrics = run_recipe("--train_files", corpus, "--output_dir", tmp_path / "run", "--tokenizer_name_or_path",
-                         tmp_path / "tok", "--max_steps", 60, "--learning_rate", 3e-3, "--eval_steps", 60,
-                         "--save_steps", 60, "--vocab_size", 300)
+    metrics = run_recipe(
+        "--train_files",
+        corpus,
+        "--output_dir",
+        tmp_path / "run",
+        "--tokenizer_name_or_path",
+        tmp_path / "tok",
+        "--max_steps",
+        60,
+        "--learning_rate",
+        3e-3,
+        "--eval_steps",
+        60,
+        "--save_steps",
+        60,
+        "--vocab_size",
+        300,
+    )
     assert metrics["eval_loss"] < metrics["eval_unigram_loss"] - 1.0, metrics
 
 
@@ -95,8 +135,18 @@ def test_our_decoder_with_rotary_positions_trains_and_loads(tmp_path, zh_file, g
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    metrics = run_recipe("--train_files", zh_file, "--output_dir", out, "--tokenizer_name_or_path", gpt_tokenizer_dir,
-                         "--model_type", "scratch_decoder", "--position_embedding", "rotary")
+    metrics = run_recipe(
+        "--train_files",
+        zh_file,
+        "--output_dir",
+        out,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--model_type",
+        "scratch_decoder",
+        "--position_embedding",
+        "rotary",
+    )
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert type(model).__name__ == "ScratchDecoderForCausalLM" and model.config.position_embedding == "rotary"

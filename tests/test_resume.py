@@ -1,4 +1,5 @@
 """A run killed with SIGKILL and relaunched with --resume_from_checkpoint true continues exactly."""
+
 import json
 import os
 import shutil
@@ -8,11 +9,12 @@ import sys
 
 import pytest
 
+from scratchlm.checkpoints import MANIFEST_FILE, QUARANTINE_DIR
+from scratchlm.errors import run_cli
+from scratchlm.objectives import OBJECTIVES
+
 import pretrain_gpt2_zh
 from conftest import ROOT
-from scratchlm.checkpoints import MANIFEST_FILE, QUARANTINE_DIR
-from scratchlm.config import parse_config
-from scratchlm.errors import run_cli
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 # 12 steps, a checkpoint every 3, a logged loss every step, one evaluation at the end.
@@ -30,29 +32,45 @@ class KillAtStep(TrainerCallback):
         if state.global_step == {step}:
             os.kill(os.getpid(), signal.SIGKILL)
 
-build = pretrain_gpt2_zh.build_trainer
+import scratchlm.recipe
+build = scratchlm.recipe.build_trainer
 def build_with_killer(*args, **kwargs):
     trainer = build(*args, **kwargs)
     trainer.add_callback(KillAtStep())
     return trainer
 
-pretrain_gpt2_zh.build_trainer = build_with_killer
+scratchlm.recipe.build_trainer = build_with_killer
 run_cli(pretrain_gpt2_zh.cli, sys.argv[1:])
 """
 
 
 def flags(zh_file, tok, out, *extra):
-    return ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(tok),
-            "--output_dir", str(out), *map(str, SHORT_RUN), *map(str, extra)]
+    return [
+        "--config",
+        DEBUG,
+        "--train_files",
+        str(zh_file),
+        "--tokenizer_name_or_path",
+        str(tok),
+        "--output_dir",
+        str(out),
+        *map(str, SHORT_RUN),
+        *map(str, extra),
+    ]
 
 
 def run_recipe(argv):
-    return pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, argv))
+    return pretrain_gpt2_zh.cli(argv)
 
 
 def kill_at(step, argv, cwd):
-    result = subprocess.run([sys.executable, "-c", KILLER.format(recipes=str(ROOT / "recipes"), step=step), *argv],
-                            capture_output=True, text=True, cwd=str(cwd), env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-c", KILLER.format(recipes=str(ROOT / "recipes"), step=step), *argv],
+        capture_output=True,
+        text=True,
+        cwd=str(cwd),
+        env={**os.environ},
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
 
 
@@ -86,8 +104,9 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_
     assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
 
 
-def test_resume_skips_a_truncated_checkpoint_and_one_cut_off_mid_save(tmp_path, zh_file, gpt_tokenizer_dir,
-                                                                      reference, caplog):
+def test_resume_skips_a_truncated_checkpoint_and_one_cut_off_mid_save(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, caplog
+):
     ref_out, ref_metrics = reference
     out = tmp_path / "run"
     shutil.copytree(ref_out / "checkpoint-9", out / "checkpoint-9")
@@ -114,8 +133,10 @@ def test_explicit_broken_checkpoint_is_refused(tmp_path, zh_file, gpt_tokenizer_
     shutil.copytree(ref_out / "checkpoint-12", broken)
     (broken / "optimizer.pt").write_bytes(b"\0" * (broken / "optimizer.pt").stat().st_size)
     with pytest.raises(SystemExit):
-        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, tmp_path / "out", "--resume_from_checkpoint",
-                                            broken))
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            flags(zh_file, gpt_tokenizer_dir, tmp_path / "out", "--resume_from_checkpoint", broken),
+        )
     err = capsys.readouterr().err.strip()
     assert "optimizer.pt does not match the hash" in err and "--resume_from_checkpoint true" in err
 
@@ -136,8 +157,21 @@ def test_every_checkpoint_and_the_model_carry_the_manifest(reference):
 def test_rotation_keeps_the_best_and_the_newest(tmp_path, zh_file, gpt_tokenizer_dir):
     # "Best" is the highest eval loss here, so it is the oldest checkpoint: rotation must still keep it.
     out = tmp_path / "run"
-    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--save_total_limit", 1, "--eval_steps", 3,
-                     "--metric_for_best_model", "eval_loss", "--greater_is_better", "true"))
+    run_recipe(
+        flags(
+            zh_file,
+            gpt_tokenizer_dir,
+            out,
+            "--save_total_limit",
+            1,
+            "--eval_steps",
+            3,
+            "--metric_for_best_model",
+            "eval_loss",
+            "--greater_is_better",
+            "true",
+        )
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     best = os.path.basename(state["best_model_checkpoint"])
     assert best == "checkpoint-3"
@@ -149,8 +183,12 @@ def test_resume_from_another_model_family_is_refused(tmp_path, zh_file, gpt_toke
     out = tmp_path / "run"
     shutil.copytree(ref_out / "checkpoint-12", out / "checkpoint-12")
     with pytest.raises(SystemExit):
-        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true",
-                                            "--model_type", "scratch_decoder"))
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            flags(
+                zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true", "--model_type", "scratch_decoder"
+            ),
+        )
     err = capsys.readouterr().err.strip()
     assert "holds a different model (model_type: checkpoint 'gpt2' vs run 'scratch_decoder'" in err
 
@@ -177,7 +215,13 @@ def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
 
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=8, n_embd=32, n_layer=1, n_head=2))
     args = PretrainingArguments(output_dir=str(tmp_path), eval_strategy="no", per_device_train_batch_size=4)
-    trainer = PretrainingTrainer(model=model, args=args, train_dataset=CountingBlocks(), chars_per_token=None,
-                                 eval_unigram_loss=1.0)
+    trainer = PretrainingTrainer(
+        model=model,
+        args=args,
+        train_dataset=CountingBlocks(),
+        objective=OBJECTIVES["causal"],
+        chars_per_token=None,
+        eval_unigram_loss=1.0,
+    )
     batch = next(iter(skip_first_batches(trainer.get_train_dataloader(), 20_000)))
     assert CountingBlocks.reads == 8 and batch["input_ids"].shape == (4, 8)

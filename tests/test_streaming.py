@@ -1,5 +1,6 @@
 """`--streaming`: blocks made on the fly equal the packed pipeline's, every document once per pass across
 dataloader workers and processes, and a resumed run continues at the same block."""
+
 import json
 import os
 import re
@@ -9,42 +10,49 @@ from collections import Counter
 
 import pytest
 
-from conftest import ROOT
 from scratchlm.arguments import DataArguments, TokenizerArguments
-from scratchlm.data import PackingSpec, pack, pack_with_carry, prepare_lm_data, tokenize
-from scratchlm.streaming import StreamingBlocks, load_streaming_corpus
+from scratchlm.data import PackingSpec, load_corpus, load_lm_data
+from scratchlm.data.packing import Packer, pack, tokenize
+from scratchlm.data.streamed import StreamingBlocks
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import load_tokenizer, train_tokenizer
+
+from conftest import ROOT
 from test_resume import flags, kill_at, per_step, run_recipe
 
 
-def test_pack_with_carry_in_pieces_equals_pack_over_the_whole_stream():
+def test_packer_in_pieces_equals_pack_over_the_whole_stream():
     spec = PackingSpec(8, 0, (1,), (2,))
     docs = [[5] * n for n in (3, 11, 1, 7, 20, 2, 9)]
-    blocks, carry = [], []
+    packer, blocks = Packer(spec), []
     for i in range(0, len(docs), 2):
-        new, carry = pack_with_carry(docs[i:i + 2], spec, carry)
-        blocks += new
-    assert blocks == spec.apply(docs) and len(carry) < 6
+        blocks += packer.add_documents(docs[i : i + 2]).tolist()
+    assert blocks == pack(docs, 8, 0, (1,), (2,)) and len(packer.carry) < 6
     assert all(len(b) == 8 and b[0] == 1 and b[-1] == 2 for b in blocks)
 
 
 def test_stream_holds_out_every_kth_document_and_packs_the_rest_in_order(zh_file, gpt_tokenizer_dir):
-    args = DataArguments(train_files=[str(zh_file)], streaming=True, validation_split_percentage=10,
-                         streaming_validation_documents=5, block_size=32)
-    corpus = load_streaming_corpus(args)
+    args = DataArguments(
+        train_files=[str(zh_file)],
+        streaming=True,
+        validation_split_percentage=10,
+        streaming_validation_documents=5,
+        block_size=32,
+    )
+    corpus = load_corpus(args)
     documents = [line for line in zh_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    heldout = list(corpus.splits["validation"]["text"])
+    heldout = list(corpus.validation["text"])
     assert heldout == [documents[i] for i in (0, 10, 20, 30, 40)]
-    train = list(corpus.splits["train"].texts())
+    train = list(corpus.train.texts())
     assert train == [d for i, d in enumerate(documents) if i not in (0, 10, 20, 30, 40)]
 
     tokenizer = load_tokenizer(str(gpt_tokenizer_dir), required=())
-    spec = PackingSpec.causal(tokenizer, 32)
-    stream = StreamingBlocks(corpus.splits["train"], tokenizer, spec, shuffle_buffer=1, seed=0)
+    spec = OBJECTIVES["causal"].packing(tokenizer, 32)
+    stream = StreamingBlocks(corpus.train, tokenizer, spec, shuffle_buffer=1, seed=0)
     blocks = [b["input_ids"].tolist() for b in stream]
     assert blocks == pack(tokenize(train, tokenizer), 32, tokenizer.eos_token_id)
 
-    shuffled = StreamingBlocks(corpus.splits["train"], tokenizer, spec, shuffle_buffer=50, seed=0)
+    shuffled = StreamingBlocks(corpus.train, tokenizer, spec, shuffle_buffer=50, seed=0)
     first = [b["input_ids"].tolist() for b in shuffled]
     shuffled.set_epoch(1)
     second = [b["input_ids"].tolist() for b in shuffled]
@@ -54,7 +62,7 @@ def test_stream_holds_out_every_kth_document_and_packs_the_rest_in_order(zh_file
 def test_streamed_validation_and_unigram_baseline_come_from_the_stream(zh_file, gpt_tokenizer_dir):
     tokenizer = load_tokenizer(str(gpt_tokenizer_dir), required=())
     args = DataArguments(train_files=[str(zh_file)], streaming=True, streaming_validation_documents=10, block_size=32)
-    data = prepare_lm_data(args, tokenizer, PackingSpec.causal(tokenizer, 32))
+    data = load_lm_data(args, tokenizer, OBJECTIVES["causal"].packing(tokenizer, 32))
     assert data.streaming and data.block_size == 32 and data.stats.train_blocks is None
     assert len(data.validation) == data.stats.validation_blocks > 0
     assert data.unigram_counts.sum() > 0 and data.unigram_counts[tokenizer.eos_token_id] > 0
@@ -73,15 +81,46 @@ def numbered_corpus(tmp_path):
 def test_every_document_once_per_pass_with_2_workers_x_2_processes(tmp_path, numbered_corpus):
     corpus, tok_dir = numbered_corpus
     out = tmp_path / "probe"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "recipes"), str(ROOT / "src")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "recipes"), str(ROOT / "src")]),
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-         str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"), "--main_process_port", str(29500 + os.getpid() % 1000),
-         str(ROOT / "tests/stream_probe.py"), "--config", str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
-         "--train_files", str(corpus), "--tokenizer_name_or_path", str(tok_dir), "--output_dir", str(out),
-         "--streaming", "true", "--streaming_validation_documents", "4", "--block_size", "16",
-         "--dataloader_num_workers", "2", "--per_device_train_batch_size", "4"],
-        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
+            "--main_process_port",
+            str(29500 + os.getpid() % 1000),
+            str(ROOT / "tests/stream_probe.py"),
+            "--config",
+            str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
+            "--train_files",
+            str(corpus),
+            "--tokenizer_name_or_path",
+            str(tok_dir),
+            "--output_dir",
+            str(out),
+            "--streaming",
+            "true",
+            "--streaming_validation_documents",
+            "4",
+            "--block_size",
+            "16",
+            "--dataloader_num_workers",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     heldout = {f"d{i:05d}" for i in (0, 20, 40, 60)}
     expected = {f"d{i:05d}" for i in range(100)} - heldout
@@ -114,5 +153,16 @@ def test_streaming_refuses_what_a_stream_cannot_do(tmp_path, zh_file, gpt_tokeni
     with pytest.raises(ScratchError, match="either --streaming or --prepared_data"):
         DataArguments(prepared_data=str(tmp_path), streaming=True)
     with pytest.raises(ScratchError, match="--streaming needs --max_steps"):
-        run_recipe(flags(zh_file, gpt_tokenizer_dir, tmp_path / "run", "--streaming", "true", "--max_steps", -1,
-                         "--num_train_epochs", 1))
+        run_recipe(
+            flags(
+                zh_file,
+                gpt_tokenizer_dir,
+                tmp_path / "run",
+                "--streaming",
+                "true",
+                "--max_steps",
+                -1,
+                "--num_train_epochs",
+                1,
+            )
+        )

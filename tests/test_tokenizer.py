@@ -8,8 +8,14 @@ from scratchlm.arguments import TokenizerArguments
 from scratchlm.errors import ScratchError
 from scratchlm.tokenizer import REPORT_FILE, load_tokenizer, tokenizer_fingerprint, train_tokenizer
 
-ROUND_TRIP = ["中国经济发展，人民生活改善。", "Hello, world!", "0123 4567.89", "emoji 😀🎉 ok",
-              "tabs\tand   runs  of\n\n spaces ", "混合 mixed 文本 123 ！"]
+ROUND_TRIP = [
+    "中国经济发展，人民生活改善。",
+    "Hello, world!",
+    "0123 4567.89",
+    "emoji 😀🎉 ok",
+    "tabs\tand   runs  of\n\n spaces ",
+    "混合 mixed 文本 123 ！",
+]
 
 
 def test_bytelevel_gpt_tokenizer_loads_with_autotokenizer(gpt_tokenizer_dir):
@@ -100,8 +106,20 @@ def test_train_tokenizer_script_on_local_files(tmp_path, zh_file):
     import train_tokenizer as script
 
     out = tmp_path / "tok"
-    script.cli(["--train_files", str(zh_file), "--vocab_size", "500", "--output_dir", str(out),
-                "--normalization", "nfkc", "--model_max_length", "256"])
+    script.cli(
+        [
+            "--train_files",
+            str(zh_file),
+            "--vocab_size",
+            "500",
+            "--output_dir",
+            str(out),
+            "--normalization",
+            "nfkc",
+            "--model_max_length",
+            "256",
+        ]
+    )
     tok = AutoTokenizer.from_pretrained(out)
     assert len(tok) == 500 and tok.model_max_length == 256
     report = json.loads((out / REPORT_FILE).read_text())

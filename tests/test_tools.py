@@ -1,4 +1,5 @@
 """Tools around a run: trackers, plots, the LR finder, the planner, sampling, the model card and publishing."""
+
 import json
 import math
 import os
@@ -6,19 +7,19 @@ import time
 
 import pytest
 
-import pretrain_gpt2_zh
-from conftest import ROOT
 from scratchlm.cli import main as scratchlm
-from scratchlm.config import parse_config
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.hub import files_to_upload
+
+import pretrain_gpt2_zh
+from conftest import ROOT
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def run_recipe(*flags):
-    return pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, ["--config", DEBUG, *map(str, flags)]))
+    return pretrain_gpt2_zh.cli(["--config", DEBUG, *map(str, flags)])
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,16 @@ def corpus(tmp_path_factory, zh_docs):
 @pytest.fixture(scope="module")
 def tensorboard_run(tmp_path_factory, corpus, gpt_tokenizer_dir):
     tmp = tmp_path_factory.mktemp("tb")
-    metrics = run_recipe("--train_files", corpus, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir",
-                         tmp / "run", "--report_to", "tensorboard")
+    metrics = run_recipe(
+        "--train_files",
+        corpus,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--output_dir",
+        tmp / "run",
+        "--report_to",
+        "tensorboard",
+    )
     # Trainer's default: output_dir/runs/<run>/, one events file per writer (training, final evaluation)
     (logs,) = {events.parent for events in (tmp / "run" / "runs").glob("*/events.out.tfevents.*")}
     return tmp / "run", logs, metrics
@@ -52,23 +61,49 @@ def test_wandb_offline_run_has_the_keys_and_sample_tables(tmp_path, zh_file, gpt
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_recipe("--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir",
-               tmp_path / "run", "--report_to", "wandb")
+    run_recipe(
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--output_dir",
+        tmp_path / "run",
+        "--report_to",
+        "wandb",
+    )
     # teardown stops wandb's writer process, which is what closes (and so flushes) the offline record file
     wandb.teardown()
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     (records,) = run_dir.glob("run-*.wandb")
-    keys = ("train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_seen", "train/tokens_per_second",
-            "eval/loss", "eval/unigram_loss", "eval/bits_per_char", "eval/perplexity", "eval/samples",
-            "eval/samples_distinct_2", "eval/samples_longest_repeat_share")
+    keys = (
+        "train/loss",
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/tokens_seen",
+        "train/tokens_per_second",
+        "eval/loss",
+        "eval/unigram_loss",
+        "eval/bits_per_char",
+        "eval/perplexity",
+        "eval/samples",
+        "eval/samples_distinct_2",
+        "eval/samples_longest_repeat_share",
+    )
     logged = _wait_for_flush(records, keys)
     for key in keys:
         assert key.encode() in logged, key
     tables = sorted((run_dir / "files" / "media" / "table" / "eval").glob("samples_*.table.json"))
     assert len(tables) == 3  # evaluations at steps 4 and 8, and the final one
     table = json.loads(tables[0].read_text())
-    assert table["columns"] == ["step", "prompt", "text", "distinct_1", "distinct_2", "repeated_4gram_share",
-                                "longest_repeat_share"]
+    assert table["columns"] == [
+        "step",
+        "prompt",
+        "text",
+        "distinct_1",
+        "distinct_2",
+        "repeated_4gram_share",
+        "longest_repeat_share",
+    ]
     assert [row[1] for row in table["data"]] == ["中国", "the"] and table["data"][0][2].startswith("中国")
 
 
@@ -78,8 +113,16 @@ def test_tensorboard_has_the_scalars_and_sample_text(tensorboard_run):
     _, tb, _ = tensorboard_run
     events = EventAccumulator(str(tb)).Reload()
     scalars = set(events.Tags()["scalars"])
-    for key in ("train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_seen", "train/tokens_per_second",
-                "eval/loss", "eval/unigram_loss", "eval/samples_distinct_2"):
+    for key in (
+        "train/loss",
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/tokens_seen",
+        "train/tokens_per_second",
+        "eval/loss",
+        "eval/unigram_loss",
+        "eval/samples_distinct_2",
+    ):
         assert key in scalars, key
     seen = [e.value for e in events.Scalars("train/tokens_seen")]
     assert seen[:2] == [2 * 4 * 32, 4 * 4 * 32]  # logged every 2 steps, 4 blocks of 32 tokens per step
@@ -108,32 +151,81 @@ def test_model_card_and_the_upload_set(tensorboard_run):
     card = (run / "README.md").read_text()
     front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
     assert "library_name: transformers" in front and "pipeline_tag: text-generation" in front and "gpt2" in front
-    for needle in ("## Model", "## Tokenizer", "## Training data", "## Training", "## Results (held-out)",
-                   "## Samples", "## How to load", "## Limitations", "AutoModelForCausalLM", "tokens trained",
-                   f"| eval_loss | {metrics['eval_loss']:.4f} |", "characters per token", "nats/token below a unigram"):
+    for needle in (
+        "## Model",
+        "## Tokenizer",
+        "## Training data",
+        "## Training",
+        "## Results (held-out)",
+        "## Samples",
+        "## How to load",
+        "## Limitations",
+        "AutoModelForCausalLM",
+        "tokens trained",
+        f"| eval_loss | {metrics['eval_loss']:.4f} |",
+        "characters per token",
+        "nats/token below a unigram",
+    ):
         assert needle in body, needle
     assert "trust_remote_code" not in body  # stock GPT-2 needs no remote code
     assert f'AutoModelForCausalLM.from_pretrained("{run}")' in body  # not pushed: the local folder
     uploaded = set(files_to_upload(run))
-    assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-            "all_results.json", "run_config.yaml", "run_manifest.json", "samples.json"} <= uploaded
+    assert {
+        "README.md",
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "all_results.json",
+        "run_config.yaml",
+        "run_manifest.json",
+        "samples.json",
+    } <= uploaded
     assert not any(f.startswith(("checkpoint-", "_")) for f in uploaded)
     assert any(p.name.startswith("checkpoint-") for p in run.iterdir())
 
 
 def test_card_of_our_family_says_how_to_load_it(tmp_path, zh_file, gpt_tokenizer_dir):
     out = tmp_path / "run"
-    run_recipe("--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir", out,
-               "--model_type", "scratch_decoder", "--max_steps", 2, "--eval_steps", 2, "--save_steps", 2)
+    run_recipe(
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--output_dir",
+        out,
+        "--model_type",
+        "scratch_decoder",
+        "--max_steps",
+        2,
+        "--eval_steps",
+        2,
+        "--save_steps",
+        2,
+    )
     card = (out / "README.md").read_text()
     assert "trust_remote_code=True" in card and "scratch_decoder" in card and "pre-norm, learned positions" in card
 
 
 def test_push_offline_fails_before_training(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
     with pytest.raises(SystemExit):
-        run_cli(pretrain_gpt2_zh.cli, ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path",
-                                       str(gpt_tokenizer_dir), "--output_dir", str(tmp_path / "run"),
-                                       "--push_to_hub", "true", "--hub_model_id", "me/model"])
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            [
+                "--config",
+                DEBUG,
+                "--train_files",
+                str(zh_file),
+                "--tokenizer_name_or_path",
+                str(gpt_tokenizer_dir),
+                "--output_dir",
+                str(tmp_path / "run"),
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "me/model",
+            ],
+        )
     err = capsys.readouterr().err.strip()
     assert "--push_to_hub needs the Hugging Face Hub" in err and "hf upload" in err
     assert not (tmp_path / "run").exists()
@@ -143,8 +235,10 @@ def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenize
     """The Hub went away during training: one error naming the local copy, which is complete."""
     from scratchlm import training
 
-    monkeypatch.setattr(training, "check_push_possible", lambda args: None)
-    monkeypatch.setattr(training.PretrainingTrainer, "init_hf_repo", lambda self, **kw: setattr(self, "hub_model_id", "me/m"))
+    monkeypatch.setattr(training.run, "check_push_possible", lambda args: None)
+    monkeypatch.setattr(
+        training.PretrainingTrainer, "init_hf_repo", lambda self, **kw: setattr(self, "hub_model_id", "me/m")
+    )
 
     def push_fails(self, **kwargs):
         raise ConnectionError("Max retries exceeded with url: /api/repos/create\nmore")
@@ -152,8 +246,20 @@ def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenize
     monkeypatch.setattr(training.PretrainingTrainer, "push_to_hub", push_fails)
     out = tmp_path / "run"
     with pytest.raises(ScratchError) as info:
-        run_recipe("--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir", out,
-                   "--push_to_hub", "true", "--hub_model_id", "me/m", "--hub_strategy", "end")
+        run_recipe(
+            "--train_files",
+            zh_file,
+            "--tokenizer_name_or_path",
+            gpt_tokenizer_dir,
+            "--output_dir",
+            out,
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            "me/m",
+            "--hub_strategy",
+            "end",
+        )
     message = str(info.value)
     assert "ConnectionError: Max retries exceeded" in message and f"saved locally in {out}" in message
     assert "\n" not in message
@@ -163,11 +269,25 @@ def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenize
 def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
     run_dir = tmp_path / "the-run"
     out = tmp_path / "lr"
-    scratchlm(["find-lr", DEBUG, "--steps", "40", "--out", str(out), "--train_files", str(zh_file),
-               "--tokenizer_name_or_path", str(gpt_tokenizer_dir), "--output_dir", str(run_dir)])
+    scratchlm(
+        [
+            "find-lr",
+            DEBUG,
+            "--steps",
+            "40",
+            "--out",
+            str(out),
+            "--train_files",
+            str(zh_file),
+            "--tokenizer_name_or_path",
+            str(gpt_tokenizer_dir),
+            "--output_dir",
+            str(run_dir),
+        ]
+    )
     result = json.loads((out / "lr_find.json").read_text())
     assert (out / "lr_find.png").read_bytes()[:8] == PNG
-    assert result["recipe"] == "gpt2" and 10 <= result["steps_run"] <= 40
+    assert result["objective"] == "causal" and 10 <= result["steps_run"] <= 40
     lrs = [p["lr"] for p in result["curve"]]
     assert lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-6) and lrs[-1] <= 0.1 + 1e-9
     assert result["suggested_lr"] == pytest.approx(result["min_loss_lr"] / 10)
@@ -201,8 +321,22 @@ def test_plan_for_gpt2_small_budget():
 
 
 def test_plan_command_measures_and_writes_json(tmp_path, capsys):
-    scratchlm(["plan", "--flops", "1e13", "--context", "64", "--vocab", "512", "--global_batch_tokens", "512",
-               "--measure", "--json", str(tmp_path / "plan.json")])
+    scratchlm(
+        [
+            "plan",
+            "--flops",
+            "1e13",
+            "--context",
+            "64",
+            "--vocab",
+            "512",
+            "--global_batch_tokens",
+            "512",
+            "--measure",
+            "--json",
+            str(tmp_path / "plan.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert "measured on this machine" in out and "as flags: --n_layer" in out
     plan = json.loads((tmp_path / "plan.json").read_text())
@@ -218,8 +352,19 @@ def test_plan_rejects_unknown_gpu(capsys):
 @pytest.mark.parametrize("greedy", [False, True])
 def test_generate_from_a_checkpoint(tensorboard_run, capsys, greedy):
     run, _, _ = tensorboard_run
-    scratchlm(["generate", str(run), "--prompt", "中国", "--prompt", "经济", "--max_new_tokens", "6",
-               *(["--greedy"] if greedy else ["--temperature", "1.0", "--top_k", "20"])])
+    scratchlm(
+        [
+            "generate",
+            str(run),
+            "--prompt",
+            "中国",
+            "--prompt",
+            "经济",
+            "--max_new_tokens",
+            "6",
+            *(["--greedy"] if greedy else ["--temperature", "1.0", "--top_k", "20"]),
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     texts = [line for line in lines if not line.startswith("  [")]
     assert len(texts) == 2 and texts[0].startswith("中国") and texts[1].startswith("经济")

@@ -1,4 +1,5 @@
 """The Trainer set-up of a pretraining run: which parameters decay, what the metrics mean."""
+
 import math
 
 import pytest
@@ -7,13 +8,16 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
 from scratchlm.generation import distinct_n, longest_repeat_share, repeated_ngram_share, repetition_metrics
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer, lm_eval_metrics
 
 
 def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
     args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no")
-    trainer = PretrainingTrainer(model=model, args=args, chars_per_token=1.0, eval_unigram_loss=1.0)
+    trainer = PretrainingTrainer(
+        model=model, args=args, objective=OBJECTIVES["causal"], chars_per_token=1.0, eval_unigram_loss=1.0
+    )
     optimizer = trainer.create_optimizer()
     by_decay = {group["weight_decay"]: group["params"] for group in optimizer.param_groups}
     assert set(by_decay) == {0.1, 0.0}
@@ -53,6 +57,7 @@ def test_samples_do_not_move_the_training_rng():
             class Batch(dict):
                 def to(self, device):
                     return self
+
             return Batch(input_ids=torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
 
         def decode(self, ids, skip_special_tokens=True):
@@ -96,26 +101,40 @@ def test_split_blocks_repacks_the_stream_and_keeps_the_loss_a_token_mean():
 
 
 def test_curriculum_trains_short_blocks_first(tmp_path, zh_file, gpt_tokenizer_dir):
+    import scratchlm.objectives
+
     import pretrain_gpt2_zh
     from conftest import ROOT
-    from scratchlm.config import parse_config
 
     shapes = []
-    build = pretrain_gpt2_zh.build_causal_lm
+    build = scratchlm.objectives.build_model
 
     def build_and_watch(*args, **kwargs):
         model = build(*args, **kwargs)
         model.register_forward_pre_hook(
             lambda module, a, kw: shapes.append(tuple(kw["input_ids"].shape)) if module.training else None,
-            with_kwargs=True)
+            with_kwargs=True,
+        )
         return model
 
-    pretrain_gpt2_zh.build_causal_lm = build_and_watch
+    scratchlm.objectives.build_model = build_and_watch
     try:
-        pretrain_gpt2_zh.main(*parse_config(pretrain_gpt2_zh.SETTINGS, [
-            "--config", str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"), "--train_files", str(zh_file),
-            "--tokenizer_name_or_path", str(gpt_tokenizer_dir), "--output_dir", str(tmp_path / "run"),
-            "--curriculum_block_size", "8", "--curriculum_fraction", "0.75"]))
+        pretrain_gpt2_zh.cli(
+            [
+                "--config",
+                str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
+                "--train_files",
+                str(zh_file),
+                "--tokenizer_name_or_path",
+                str(gpt_tokenizer_dir),
+                "--output_dir",
+                str(tmp_path / "run"),
+                "--curriculum_block_size",
+                "8",
+                "--curriculum_fraction",
+                "0.75",
+            ]
+        )
     finally:
-        pretrain_gpt2_zh.build_causal_lm = build
+        scratchlm.objectives.build_model = build
     assert shapes == [(16, 8)] * 6 + [(4, 32)] * 2

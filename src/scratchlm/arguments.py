@@ -1,23 +1,25 @@
 """Settings shared by every recipe, as HfArgumentParser dataclasses (one YAML key per field)."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import yaml
 from transformers import TrainingArguments
 
 from .errors import ScratchError
+from .models.registry import family_help, family_names
 
 
 @dataclass
 class DataArguments:
     corpus: str | None = field(
         default=None,
-        metadata={"help": "Name of a built-in corpus (see `scratchlm.corpus.BUILTIN_CORPORA`), used when no "
-                  "train_files or dataset_name is given."},
+        metadata={
+            "help": "Name of a built-in corpus (see `scratchlm.corpus.BUILTIN_CORPORA`), used when no "
+            "train_files or dataset_name is given."
+        },
     )
     train_files: list[str] | None = field(
         default=None,
@@ -25,8 +27,9 @@ class DataArguments:
     )
     validation_files: list[str] | None = field(
         default=None,
-        metadata={"help": "Local held-out files; when absent, validation_split_percentage of the documents "
-                  "are held out."},
+        metadata={
+            "help": "Local held-out files; when absent, validation_split_percentage of the documents are held out."
+        },
     )
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id (needs the internet)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's config."})
@@ -39,8 +42,11 @@ class DataArguments:
     )
     encoding_errors: str = field(
         default="strict",
-        metadata={"help": "What to do with bytes that are not UTF-8: 'strict' stops with the file and offset, "
-                  "'replace' substitutes U+FFFD.", "choices": ["strict", "replace"]},
+        metadata={
+            "help": "What to do with bytes that are not UTF-8: 'strict' stops with the file and offset, "
+            "'replace' substitutes U+FFFD.",
+            "choices": ["strict", "replace"],
+        },
     )
     validation_split_percentage: float = field(
         default=5.0, metadata={"help": "Percent of documents held out when no validation_files are given."}
@@ -61,22 +67,31 @@ class DataArguments:
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the packed dataset even on a cache hit."})
     prepared_data: str | None = field(
-        default=None, metadata={"help": "A folder written by `scratchlm prepare`: train on its blocks without "
-                                "tokenizing (the corpus settings are then not used)."}
+        default=None,
+        metadata={
+            "help": "A folder written by `scratchlm prepare`: train on its blocks without "
+            "tokenizing (the corpus settings are then not used)."
+        },
     )
 
     streaming: bool = field(
-        default=False, metadata={"help": "Tokenize and pack on the fly while training, for corpora too big to "
-                                 "prepare up front (needs --max_steps; set --dataloader_num_workers to tokenize in "
-                                 "parallel)."}
+        default=False,
+        metadata={
+            "help": "Tokenize and pack on the fly while training, for corpora too big to "
+            "prepare up front (needs --max_steps; set --dataloader_num_workers to tokenize in "
+            "parallel)."
+        },
     )
     streaming_validation_documents: int = field(
-        default=1000, metadata={"help": "With --streaming: held-out documents, taken from the start of the stream "
-                                "(or of the validation files / split)."}
+        default=1000,
+        metadata={
+            "help": "With --streaming: held-out documents, taken from the start of the stream "
+            "(or of the validation files / split)."
+        },
     )
     streaming_shuffle_buffer: int = field(
-        default=2000, metadata={"help": "With --streaming: blocks each dataloader worker shuffles among (1: no "
-                                "shuffling)."}
+        default=2000,
+        metadata={"help": "With --streaming: blocks each dataloader worker shuffles among (1: no shuffling)."},
     )
 
     def __post_init__(self):
@@ -106,8 +121,10 @@ class DataArguments:
 class TokenizerArguments:
     tokenizer_name_or_path: str = field(
         default="outputs/tokenizer",
-        metadata={"help": "Tokenizer directory (or Hub id). A missing directory is trained from the corpus "
-                  "when train_tokenizer_if_missing is true."},
+        metadata={
+            "help": "Tokenizer directory (or Hub id). A missing directory is trained from the corpus "
+            "when train_tokenizer_if_missing is true."
+        },
     )
     train_tokenizer_if_missing: bool = field(
         default=True, metadata={"help": "Train the tokenizer from the training split when its directory is missing."}
@@ -118,15 +135,21 @@ class TokenizerArguments:
     )
     special_tokens_style: str = field(
         default="gpt",
-        metadata={"help": "gpt: <|endoftext|> as bos/eos plus <|pad|>; bert: [PAD] [UNK] [CLS] [SEP] [MASK] "
-                  "with the [CLS] A [SEP] template.", "choices": ["gpt", "bert"]},
+        metadata={
+            "help": "gpt: <|endoftext|> as bos/eos plus <|pad|>; bert: [PAD] [UNK] [CLS] [SEP] [MASK] "
+            "with the [CLS] A [SEP] template.",
+            "choices": ["gpt", "bert"],
+        },
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained BPE tokenizer."})
     min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a BPE merge."})
     normalization: str = field(
         default="none",
-        metadata={"help": "Unicode normalisation applied before tokenization; nfkc folds full-width digits and "
-                  "letters (common in Chinese text) into ASCII.", "choices": ["none", "nfkc"]},
+        metadata={
+            "help": "Unicode normalisation applied before tokenization; nfkc folds full-width digits and "
+            "letters (common in Chinese text) into ASCII.",
+            "choices": ["none", "nfkc"],
+        },
     )
     max_tokenizer_train_bytes: int | None = field(
         default=None, metadata={"help": "Train the tokenizer on at most this many bytes of text (about 1e9 is plenty)."}
@@ -144,8 +167,11 @@ class _TransformerShape:
     n_embd: int = field(default=256, metadata={"help": "Hidden width."})
     n_positions: int | None = field(default=None, metadata={"help": "Maximum positions (default: block_size)."})
     norm_placement: str = field(
-        default="pre", metadata={"help": "Our model families only: LayerNorm before (pre) or after (post) each "
-                                 "sublayer.", "choices": ["pre", "post"]}
+        default="pre",
+        metadata={
+            "help": "Our model families only: LayerNorm before (pre) or after (post) each sublayer.",
+            "choices": ["pre", "post"],
+        },
     )
     pad_vocab_to_multiple_of: int = field(
         default=64, metadata={"help": "Round the model's vocabulary up to a multiple of this (faster matmuls)."}
@@ -164,12 +190,11 @@ class _TransformerShape:
 @dataclass
 class CausalLMArguments(_TransformerShape):
     model_type: str = field(
-        default="gpt2", metadata={"help": "gpt2 (transformers' GPT2LMHeadModel) or scratch_decoder (ours).",
-                                  "choices": ["gpt2", "scratch_decoder"]}
+        default="gpt2", metadata={"help": f"Model family: {family_help('causal')}.", "choices": family_names("causal")}
     )
     position_embedding: str = field(
-        default="learned", metadata={"help": "scratch_decoder only: learned or rotary positions.",
-                                     "choices": ["learned", "rotary"]}
+        default="learned",
+        metadata={"help": "scratch_decoder only: learned or rotary positions.", "choices": ["learned", "rotary"]},
     )
     dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
 
@@ -177,8 +202,7 @@ class CausalLMArguments(_TransformerShape):
 @dataclass
 class EncoderModelArguments(_TransformerShape):
     model_type: str = field(
-        default="bert", metadata={"help": "bert (transformers' BertForMaskedLM) or scratch_encoder (ours).",
-                                  "choices": ["bert", "scratch_encoder"]}
+        default="bert", metadata={"help": f"Model family: {family_help('masked')}.", "choices": family_names("masked")}
     )
     bias: bool = field(default=True, metadata={"help": "scratch_encoder only: biases in linear layers and norms."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout on embeddings, attention and residuals."})
@@ -186,8 +210,10 @@ class EncoderModelArguments(_TransformerShape):
 
 @dataclass
 class MaskingArguments:
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked (split 80/10/10 into "
-                                                           "[MASK] / random token / unchanged, as BERT)."})
+    mlm_probability: float = field(
+        default=0.15,
+        metadata={"help": "Share of tokens masked (split 80/10/10 into [MASK] / random token / unchanged, as BERT)."},
+    )
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -239,6 +265,15 @@ class PretrainingArguments(_ScratchTrainingArguments):
     """TrainingArguments with defaults for pretraining from scratch rather than fine-tuning."""
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and the final model go."})
+    objective: str | None = field(
+        default=None,
+        metadata={
+            "help": "What is pretrained: causal (next token) or masked (BERT's masked tokens). "
+            "Each recipe script sets its own; tools such as find-lr and prepare read it from "
+            "the config.",
+            "choices": ["causal", "masked"],
+        },
+    )
     learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, applied to weight matrices only."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
@@ -256,9 +291,12 @@ class PretrainingArguments(_ScratchTrainingArguments):
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints to keep."})
     ddp_find_unused_parameters: bool | None = field(
-        default=False, metadata={"help": "DDP: search every step for parameters without gradients. Every pretraining "
-                                 "model here uses all its parameters, so the search (Trainer turns it on by default) "
-                                 "would only cost time; DDP names the parameter if one is ever unused."}
+        default=False,
+        metadata={
+            "help": "DDP: search every step for parameters without gradients. Every pretraining "
+            "model here uses all its parameters, so the search (Trainer turns it on by default) "
+            "would only cost time; DDP names the parameter if one is ever unused."
+        },
     )
     prediction_loss_only: bool = field(
         default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
@@ -269,26 +307,36 @@ class PretrainingArguments(_ScratchTrainingArguments):
     sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
     curriculum_block_size: int | None = field(
         default=None,
-        metadata={"help": "Sequence-length curriculum: train the first curriculum_fraction of the steps on blocks "
-                  "of this many tokens (each block_size block cut into equal pieces), the rest at block_size."},
+        metadata={
+            "help": "Sequence-length curriculum: train the first curriculum_fraction of the steps on blocks "
+            "of this many tokens (each block_size block cut into equal pieces), the rest at block_size."
+        },
     )
     curriculum_fraction: float = field(
-        default=0.9, metadata={"help": "Share of the steps trained at curriculum_block_size (BERT: 0.9 at 128, "
-                               "then 512)."}
+        default=0.9,
+        metadata={"help": "Share of the steps trained at curriculum_block_size (BERT: 0.9 at 128, then 512)."},
     )
     bad_loss: str = field(
         default="stop",
-        metadata={"help": "On a non-finite or exploding training loss: stop with an error (the last checkpoint "
-                  "stays good), or skip that optimizer step.", "choices": ["stop", "skip"]},
+        metadata={
+            "help": "On a non-finite or exploding training loss: stop with an error (the last checkpoint "
+            "stays good), or skip that optimizer step.",
+            "choices": ["stop", "skip"],
+        },
     )
     bad_loss_spike_factor: float = field(
         default=3.0,
-        metadata={"help": "A loss above this multiple of its running average counts as exploding "
-                  "(0: only non-finite losses count)."},
+        metadata={
+            "help": "A loss above this multiple of its running average counts as exploding "
+            "(0: only non-finite losses count)."
+        },
     )
     stop_at_eval_loss: float | None = field(
-        default=None, metadata={"help": "Stop (and save) at the first evaluation whose held-out loss is at or "
-                                "below this, e.g. a quality target."}
+        default=None,
+        metadata={
+            "help": "Stop (and save) at the first evaluation whose held-out loss is at or "
+            "below this, e.g. a quality target."
+        },
     )
 
     def __post_init__(self):
@@ -314,24 +362,7 @@ class FinetuneArguments(_ScratchTrainingArguments):
     warmup_steps: float = field(default=0.1, metadata={"help": "Warmup: steps, or a fraction of all steps below 1."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
-    save_strategy: str = field(default="no", metadata={"help": "Checkpoints during fine-tuning (the final model "
-                                                       "is always saved)."})
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpoints during fine-tuning (the final model is always saved)."}
+    )
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
-
-
-# The settings of each pretraining recipe, for tools that take a recipe's config (find-lr, prepare).
-RECIPE_SETTINGS = {
-    "gpt2": (CausalLMArguments, TokenizerArguments, DataArguments, PretrainingArguments),
-    "bert": (EncoderModelArguments, TokenizerArguments, DataArguments, MaskingArguments, PretrainingArguments),
-}
-
-
-def detect_recipe(config_file: Path) -> str:
-    """Which pretraining recipe a YAML config belongs to (the BERT one has masking or BERT-only keys)."""
-    try:
-        keys = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ScratchError(f"{config_file}: cannot read it as YAML ({err})")
-    bert = ("mlm_probability" in keys or keys.get("special_tokens_style") == "bert"
-            or keys.get("model_type") in ("bert", "scratch_encoder"))
-    return "bert" if bert else "gpt2"

@@ -1,5 +1,6 @@
 """Checkpoints a crash cannot spoil: a manifest written last into each one, resume from the newest
 complete one, and a record of what produced every checkpoint and model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,15 @@ MANIFEST_FILE = "run_manifest.json"
 QUARANTINE_DIR = "_incomplete-checkpoints"  # outside `checkpoint-*` (rotation, resume) and `_*` is never uploaded
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Config keys that may differ between a checkpoint and the model that resumes from it.
-_VOLATILE_CONFIG_KEYS = {"transformers_version", "architectures", "torch_dtype", "dtype", "_name_or_path", "auto_map",
-                         "use_cache"}
+_VOLATILE_CONFIG_KEYS = {
+    "transformers_version",
+    "architectures",
+    "torch_dtype",
+    "dtype",
+    "_name_or_path",
+    "auto_map",
+    "use_cache",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,8 +42,10 @@ _VOLATILE_CONFIG_KEYS = {"transformers_version", "architectures", "torch_dtype",
 # ---------------------------------------------------------------------------------------------
 def git_state(start: Path) -> dict | None:
     """The commit and dirtiness of the git checkout holding `start`, or None outside a checkout."""
+
     def git(*args):
         return subprocess.run(["git", "-C", str(start), *args], capture_output=True, text=True, timeout=30)
+
     try:
         commit = git("rev-parse", "HEAD")
         if commit.returncode != 0:
@@ -61,11 +71,15 @@ def code_git_state() -> dict | None:
 def require_clean_git() -> None:
     state = code_git_state()
     if state is None:
-        raise ScratchError("--require_clean_git true: the code does not run from a git checkout, so its version "
-                           "cannot be pinned; run from a checkout or drop the flag")
+        raise ScratchError(
+            "--require_clean_git true: the code does not run from a git checkout, so its version "
+            "cannot be pinned; run from a checkout or drop the flag"
+        )
     if state["dirty"]:
-        raise ScratchError(f"--require_clean_git true: the checkout at {state['path']} has uncommitted changes "
-                           f"(`git status`); commit or stash them, or drop the flag")
+        raise ScratchError(
+            f"--require_clean_git true: the checkout at {state['path']} has uncommitted changes "
+            f"(`git status`); commit or stash them, or drop the flag"
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -76,9 +90,15 @@ def package_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"python": platform.python_version(), "scratchlm": __version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "datasets": datasets.__version__,
-            "tokenizers": tokenizers.__version__, "accelerate": accelerate.__version__}
+    return {
+        "python": platform.python_version(),
+        "scratchlm": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "tokenizers": tokenizers.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def device_description() -> str:
@@ -87,13 +107,20 @@ def device_description() -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
-def run_manifest(config: dict, corpus_description: str, corpus_fingerprint: str, tokenizer_fingerprint: str,
-                 world_size: int) -> dict:
+def run_manifest(
+    config: dict, corpus_description: str, corpus_fingerprint: str, tokenizer_fingerprint: str, world_size: int
+) -> dict:
     """Everything needed to tell what produced a checkpoint, and to reproduce it."""
     return {
-        "git": code_git_state(), "versions": package_versions(), "device": device_description(),
-        "world_size": world_size, "seed": config.get("seed"), "corpus": corpus_description,
-        "corpus_fingerprint": corpus_fingerprint, "tokenizer_fingerprint": tokenizer_fingerprint, "config": config,
+        "git": code_git_state(),
+        "versions": package_versions(),
+        "device": device_description(),
+        "world_size": world_size,
+        "seed": config.get("seed"),
+        "corpus": corpus_description,
+        "corpus_fingerprint": corpus_fingerprint,
+        "tokenizer_fingerprint": tokenizer_fingerprint,
+        "config": config,
     }
 
 
@@ -114,7 +141,8 @@ def write_manifest(directory: Path, manifest: dict, list_files: bool) -> None:
     if list_files:
         content["files"] = {
             str(p.relative_to(directory)): {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_FILE
         }
     _write_json_atomically(directory / MANIFEST_FILE, content)
 
@@ -182,15 +210,22 @@ def check_checkpoint_matches(checkpoint: Path, model) -> None:
     try:
         saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ScratchError(f"--resume_from_checkpoint {checkpoint}: no readable config.json, so it is not a "
-                           "checkpoint of this recipe; pass the checkpoint-N folder of a run of the same config")
+        raise ScratchError(  # noqa: B904 (the cause is named in the message)
+            f"--resume_from_checkpoint {checkpoint}: no readable config.json, so it is not a "
+            "checkpoint of this recipe; pass the checkpoint-N folder of a run of the same config"
+        )
     current = model.config.to_dict()
     if saved.get("model_type") == current.get("model_type"):  # fill in the defaults a saved config leaves out
         saved = type(model.config).from_dict(saved).to_dict()
-    differing = sorted(key for key in set(saved) | set(current)
-                       if key not in _VOLATILE_CONFIG_KEYS and saved.get(key) != current.get(key))
+    differing = sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in _VOLATILE_CONFIG_KEYS and saved.get(key) != current.get(key)
+    )
     if differing:
         differing.sort(key=lambda k: k != "model_type")
         shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs run {current.get(k)!r}" for k in differing[:4])
-        raise ScratchError(f"--resume_from_checkpoint {checkpoint} holds a different model ({shown}); resume with "
-                           "the config that wrote it (its run_manifest.json has it) or start a new --output_dir")
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} holds a different model ({shown}); resume with "
+            "the config that wrote it (its run_manifest.json has it) or start a new --output_dir"
+        )

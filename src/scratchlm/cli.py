@@ -1,4 +1,5 @@
 """The `scratchlm` command: tools around a pretraining run (the recipes themselves stay scripts)."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,29 +30,46 @@ def cmd_find_lr(args, overrides: list[str]) -> None:
 
     out = args.out or Path("outputs") / f"{args.config.stem}-lr-find"
     result = find_lr(args.config, overrides, out, args.min_lr, args.max_lr, args.steps, overwrite=args.overwrite)
-    print(f"suggested learning_rate: {result['suggested_lr']:.2e} (lowest smoothed loss at {result['min_loss_lr']:.2e}, "
-          f"steepest descent at {result['steepest_lr']:.2e})")
+    print(
+        f"suggested learning_rate: {result['suggested_lr']:.2e} (lowest smoothed loss at {result['min_loss_lr']:.2e}, "
+        f"steepest descent at {result['steepest_lr']:.2e})"
+    )
 
 
 def cmd_prepare(args, overrides: list[str]) -> None:
-    from .arguments import RECIPE_SETTINGS, detect_recipe
-    from .config import parse_config
-    from .prepare import prepare
+    from .data.prepared import prepare
+    from .objectives import parse_run_settings
 
-    recipe = detect_recipe(args.config)
-    settings = parse_config(RECIPE_SETTINGS[recipe], ["--config", str(args.config), *overrides])
-    manifest = prepare(settings[2], settings[1], "masked" if recipe == "bert" else "causal", args.out,
-                       num_proc=args.num_proc, shard_tokens=args.shard_tokens, overwrite=args.overwrite)
-    print(f"{manifest['splits']['train']['tokens']:,} train tokens in {len(manifest['splits']['train']['shards'])} "
-          f"shards; train with --prepared_data {args.out}")
+    settings = parse_run_settings(["--config", str(args.config), *overrides])
+    manifest = prepare(
+        settings.data,
+        settings.tokenizer,
+        settings.objective,
+        args.out,
+        num_proc=args.num_proc,
+        shard_tokens=args.shard_tokens,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"{manifest['splits']['train']['tokens']:,} train tokens in {len(manifest['splits']['train']['shards'])} "
+        f"shards; train with --prepared_data {args.out}"
+    )
 
 
 def cmd_plan(args) -> None:
     from .planner import format_plan, make_plan, measure_tokens_per_second
 
-    options = dict(gpu=args.gpu, hours=args.hours, flops=args.flops, num_gpus=args.num_gpus, mfu=args.mfu,
-                   context=args.context, vocab=args.vocab, global_batch_tokens=args.global_batch_tokens,
-                   corpus_tokens=args.corpus_tokens)
+    options = dict(
+        gpu=args.gpu,
+        hours=args.hours,
+        flops=args.flops,
+        num_gpus=args.num_gpus,
+        mfu=args.mfu,
+        context=args.context,
+        vocab=args.vocab,
+        global_batch_tokens=args.global_batch_tokens,
+        corpus_tokens=args.corpus_tokens,
+    )
     plan = make_plan(**options)
     if args.measure:
         measured = measure_tokens_per_second(plan.shape, plan.context, args.vocab, plan.micro_batch)
@@ -69,11 +87,14 @@ def cmd_generate(args) -> None:
     from .tokenizer import load_tokenizer
 
     if not Path(args.model_dir).exists():
-        from .corpus import require_hub
+        from .hub import require_hub
 
         require_hub(f"model {args.model_dir} (not a local directory)", fix="check the path")
-    tokenizer = load_tokenizer(args.model_dir, required=()) if Path(args.model_dir).exists() else \
-        AutoTokenizer.from_pretrained(args.model_dir)
+    tokenizer = (
+        load_tokenizer(args.model_dir, required=())
+        if Path(args.model_dir).exists()
+        else AutoTokenizer.from_pretrained(args.model_dir)
+    )
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, trust_remote_code=args.trust_remote_code)
     if torch.cuda.is_available():
         model = model.to("cuda", dtype=torch.bfloat16)
@@ -96,8 +117,10 @@ def cmd_inspect_tokenizer(args) -> None:
 
     tokenizer = load_tokenizer(str(args.tokenizer_dir), required=())
     backend = json.loads(tokenizer.backend_tokenizer.to_str())
-    print(f"{args.tokenizer_dir}: {type(tokenizer).__name__}, {len(tokenizer)} tokens, "
-          f"model {backend['model']['type']}, normalizer {(backend.get('normalizer') or {}).get('type')}")
+    print(
+        f"{args.tokenizer_dir}: {type(tokenizer).__name__}, {len(tokenizer)} tokens, "
+        f"model {backend['model']['type']}, normalizer {(backend.get('normalizer') or {}).get('type')}"
+    )
     print("special tokens:", ", ".join(f"{k}={v!r}" for k, v in tokenizer.special_tokens_map.items()))
     report = Path(args.tokenizer_dir) / REPORT_FILE
     if report.is_file():
@@ -123,19 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, default=None, help="Where the PNGs go (default: RUN_DIR/plots).")
 
     find_lr = sub.add_parser(
-        "find-lr", help="LR range test on a pretraining config's model and data; suggests a peak learning rate.",
-        epilog="Other flags (e.g. --train_files, --max_train_samples) override the config, as in the recipes.")
+        "find-lr",
+        help="LR range test on a pretraining config's model and data; suggests a peak learning rate.",
+        epilog="Other flags (e.g. --train_files, --max_train_samples) override the config, as in the recipes.",
+    )
     find_lr.add_argument("config", type=Path, help="A pretraining recipe's YAML config.")
     find_lr.add_argument("--steps", type=int, default=200, help="Steps from --min_lr to --max_lr (default 200).")
     find_lr.add_argument("--min_lr", type=float, default=1e-6)
     find_lr.add_argument("--max_lr", type=float, default=1e-1)
-    find_lr.add_argument("--out", type=Path, default=None,
-                         help="Output folder for lr_find.png/json (default: outputs/<config name>-lr-find).")
+    find_lr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Output folder for lr_find.png/json (default: outputs/<config name>-lr-find).",
+    )
     find_lr.add_argument("--overwrite", action="store_true", help="Write into an existing --out folder.")
 
     prep = sub.add_parser(
-        "prepare", help="Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
-        epilog="Other flags (e.g. --train_files 'corpus/*.txt', --block_size) override the config, as in the recipes.")
+        "prepare",
+        help="Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
+        epilog="Other flags (e.g. --train_files 'corpus/*.txt', --block_size) override the config, as in the recipes.",
+    )
     prep.add_argument("config", type=Path, help="The pretraining recipe's YAML config (tokenizer, corpus, block size).")
     prep.add_argument("--out", type=Path, required=True, help="Folder for the shards and prepared.json.")
     prep.add_argument("--num_proc", type=int, default=None, help="Tokenizing processes (default: CPU count, max 8).")
@@ -185,8 +216,9 @@ def _main(argv: list[str]) -> None:
     elif args.command == "prepare":
         cmd_prepare(args, extra)
     else:
-        {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate,
-         "inspect-tokenizer": cmd_inspect_tokenizer}[args.command](args)
+        {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate, "inspect-tokenizer": cmd_inspect_tokenizer}[
+            args.command
+        ](args)
 
 
 def main(argv: list[str] | None = None) -> None:

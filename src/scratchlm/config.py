@@ -4,6 +4,7 @@
 the command line override it. YAML values are turned back into flags so that argparse does all type
 checking, and YAML and command line can never disagree on how a value is read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from .errors import ScratchError
 CONFIG_FLAG = "--config"
 
 
-def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+def split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     config, rest, i = None, [], 0
     while i < len(argv):
         arg = argv[i]
@@ -78,7 +79,7 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
     With no `--config`, `default_config` is loaded (a recipe's demo config). Unknown YAML keys and
     unknown flags are errors.
     """
-    config_path, cli_flags = _split_config_flag(argv)
+    config_path, cli_flags = split_config_flag(argv)
     config_path = config_path or default_config
     config = load_yaml_config(config_path) if config_path else {}
     known = field_names(dataclass_types)
@@ -90,10 +91,15 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
         )
     overridden = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli_flags if a.startswith("--")}
     config = {k: v for k, v in config.items() if k not in overridden}
-    parser = HfArgumentParser(dataclass_types, exit_on_error=False, epilog=(
-        "--config FILE.yaml loads settings from a flat YAML file (keys as above); flags given here override it. "
-        "--traceback (or --debug with no value) shows the full traceback of an error instead of its one-line "
-        "message."))
+    parser = HfArgumentParser(
+        dataclass_types,
+        exit_on_error=False,
+        epilog=(
+            "--config FILE.yaml loads settings from a flat YAML file (keys as above); flags given here override it. "
+            "--traceback (or --debug with no value) shows the full traceback of an error instead of its one-line "
+            "message."
+        ),
+    )
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(
             args=_yaml_to_flags(config) + cli_flags, return_remaining_strings=True
@@ -109,4 +115,3 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
     if remaining:
         raise ScratchError(f"unknown command-line argument(s) {' '.join(remaining)}; see --help")
     return tuple(parsed)
-

@@ -1,10 +1,11 @@
 """One clear line for bad input, a traceback only when asked for."""
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,9 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     `--traceback` or a bare `--debug` (or SCRATCHLM_TRACEBACK=1) re-raises instead, for debugging.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    bare_debug = [i for i, a in enumerate(argv) if a == DEBUG_FLAG and (i + 1 == len(argv) or argv[i + 1].startswith("--"))]
+    bare_debug = [
+        i for i, a in enumerate(argv) if a == DEBUG_FLAG and (i + 1 == len(argv) or argv[i + 1].startswith("--"))
+    ]
     show_traceback = TRACEBACK_FLAG in argv or bool(bare_debug) or os.environ.get("SCRATCHLM_TRACEBACK") == "1"
     argv = [a for i, a in enumerate(argv) if a != TRACEBACK_FLAG and i not in bare_debug]
     try:

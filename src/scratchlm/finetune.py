@@ -1,4 +1,5 @@
 """Sequence-classification fine-tuning pieces: CoLA files, Matthews correlation, the model card note."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from .corpus import hub_reachable
 from .errors import ScratchError
+from .hub import hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +54,20 @@ def load_classification_file(path: str | Path, flag: str) -> Dataset:
         raise ScratchError(f"{flag} {path} could not be parsed: {err}".replace("\n", " ")) from None
     missing = [c for c in (SENTENCE, LABEL) if c not in frame.columns]
     if missing:
-        raise ScratchError(f"{flag} {path} has no {' or '.join(missing)} column (it has: "
-                           f"{', '.join(map(str, frame.columns))}); give a header with sentence and label, or a "
-                           "two-column tsv without header")
+        raise ScratchError(
+            f"{flag} {path} has no {' or '.join(missing)} column (it has: "
+            f"{', '.join(map(str, frame.columns))}); give a header with sentence and label, or a "
+            "two-column tsv without header"
+        )
     if len(frame) == 0:
         raise ScratchError(f"{flag} {path} has a header but no rows")
     labels = frame[LABEL].astype(str).str.strip()
     bad = labels[~labels.isin(["0", "1"])]
     if len(bad):
         row = int(bad.index[0]) + 1
-        raise ScratchError(f"{flag} {path} row {row} has label {bad.iloc[0]!r}; CoLA labels must be 0 "
-                           "(unacceptable) or 1 (acceptable)")
+        raise ScratchError(
+            f"{flag} {path} row {row} has label {bad.iloc[0]!r}; CoLA labels must be 0 (unacceptable) or 1 (acceptable)"
+        )
     return Dataset.from_dict({SENTENCE: frame[SENTENCE].astype(str).tolist(), LABEL: labels.astype(int).tolist()})
 
 
@@ -87,8 +91,11 @@ def matthews_correlation(labels, predictions, source: str = "scikit-learn") -> f
     if source == "evaluate":
         import evaluate
 
-        return float(evaluate.load("matthews_correlation").compute(references=labels, predictions=predictions)
-                     ["matthews_correlation"])
+        return float(
+            evaluate.load("matthews_correlation").compute(references=labels, predictions=predictions)[
+                "matthews_correlation"
+            ]
+        )
     from sklearn.metrics import matthews_corrcoef
 
     return float(matthews_corrcoef(labels, predictions))
@@ -98,16 +105,22 @@ def classification_metrics(source: str):
     def compute(eval_pred) -> dict[str, float]:
         predictions = np.asarray(eval_pred.predictions).argmax(axis=-1)
         labels = np.asarray(eval_pred.label_ids)
-        return {"matthews_correlation": matthews_correlation(labels, predictions, source),
-                "accuracy": float((predictions == labels).mean())}
+        return {
+            "matthews_correlation": matthews_correlation(labels, predictions, source),
+            "accuracy": float((predictions == labels).mean()),
+        }
+
     return compute
 
 
 def summarise_seeds(per_seed: list[dict]) -> dict:
     mccs = [r["eval_matthews_correlation"] for r in per_seed]
-    return {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed,
-            "median_matthews_correlation": statistics.median(mccs),
-            "median_accuracy": statistics.median(r["eval_accuracy"] for r in per_seed)}
+    return {
+        "seeds": [r["seed"] for r in per_seed],
+        "per_seed": per_seed,
+        "median_matthews_correlation": statistics.median(mccs),
+        "median_accuracy": statistics.median(r["eval_accuracy"] for r in per_seed),
+    }
 
 
 def keep_median_seed(output_dir: Path, summary: dict) -> int:
@@ -126,12 +139,24 @@ def keep_median_seed(output_dir: Path, summary: dict) -> int:
 def append_to_model_card(output_dir: str | Path, model_name: str, summary: dict, mcc_from: str) -> Path:
     card = Path(output_dir) / "README.md"
     lines = [
-        "", "## CoLA fine-tuning", "",
+        "",
+        "## CoLA fine-tuning",
+        "",
         f"Fine-tuned from `{model_name}` with {len(summary['seeds'])} seed(s); Matthews correlation from {mcc_from}.",
-        "", "| seed | MCC | accuracy |", "|---|---|---|",
-        *(f"| {r['seed']} | {r['eval_matthews_correlation']:.4f} | {r['eval_accuracy']:.4f} |" for r in summary["per_seed"]),
-        f"| **median** | **{summary['median_matthews_correlation']:.4f}** | {summary['median_accuracy']:.4f} |", "",
+        "",
+        "| seed | MCC | accuracy |",
+        "|---|---|---|",
+        *(
+            f"| {r['seed']} | {r['eval_matthews_correlation']:.4f} | {r['eval_accuracy']:.4f} |"
+            for r in summary["per_seed"]
+        ),
+        f"| **median** | **{summary['median_matthews_correlation']:.4f}** | {summary['median_accuracy']:.4f} |",
+        "",
     ]
-    existing = card.read_text(encoding="utf-8") if card.exists() else f"---\nlibrary_name: transformers\n---\n# {Path(output_dir).name}\n"
+    existing = (
+        card.read_text(encoding="utf-8")
+        if card.exists()
+        else f"---\nlibrary_name: transformers\n---\n# {Path(output_dir).name}\n"
+    )
     card.write_text(existing.rstrip("\n") + "\n" + "\n".join(lines), encoding="utf-8")
     return card

@@ -1,5 +1,9 @@
 """Training FLOPs per token and GPU peaks, for MFU, the compute planner and the benchmarks."""
+
 from __future__ import annotations
+
+from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {
@@ -28,18 +32,22 @@ def peak_tflops(device_name: str) -> float | None:
 
 
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, context: int) -> float:
-    """Training FLOPs per token as nanoGPT counts them: 6N for the weights plus 12·L·d·T for attention.
-
-    `n_params` leaves out position embeddings (they cost no multiply-adds).
-    """
+    """Training FLOPs per token as nanoGPT counts them: 6N for the weights plus 12·L·d·T for attention,
+    N counting the weights that take part in matrix products."""
     return 6.0 * n_params + 12.0 * n_layer * n_embd * context
+
+
+def matmul_parameters(model) -> int:
+    """Weights that multiply activations: those of linear layers (GPT-2's `Conv1D` is one), each counted
+    once, a tied output head included. Embedding lookups, positions, norms and biases do no matmul."""
+    weights = {
+        id(module.weight): module.weight.numel()
+        for module in model.modules()
+        if isinstance(module, (nn.Linear, Conv1D))
+    }
+    return sum(weights.values())
 
 
 def model_flops_per_token(model, context: int) -> float:
     config = model.config
-    n_layer = getattr(config, "n_layer", None) or config.num_hidden_layers
-    n_embd = getattr(config, "n_embd", None) or config.hidden_size
-    positions = sum(p.numel() for name, p in model.named_parameters()
-                    if name.endswith(("wpe.weight", "position_embeddings.weight")))
-    n_params = sum(p.numel() for p in model.parameters()) - positions
-    return flops_per_token(n_params, n_layer, n_embd, context)
+    return flops_per_token(matmul_parameters(model), config.num_hidden_layers, config.hidden_size, context)

@@ -1,8 +1,9 @@
 """Samples from fixed prompts, and the numbers that show degeneration (loops, repeated punctuation)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -11,7 +12,7 @@ DEFAULT_SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p":
 
 def distinct_n(tokens: Sequence, n: int) -> float:
     """Share of n-grams that are distinct (1.0: no repeats; near 0: a loop)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
@@ -21,10 +22,10 @@ def repeated_ngram_share(tokens: Sequence, n: int = 4) -> float:
         return 0.0
     seen: dict[tuple, int] = {}
     for i in range(len(tokens) - n + 1):
-        seen[tuple(tokens[i:i + n])] = seen.get(tuple(tokens[i:i + n]), 0) + 1
+        seen[tuple(tokens[i : i + n])] = seen.get(tuple(tokens[i : i + n]), 0) + 1
     covered = set()
     for i in range(len(tokens) - n + 1):
-        if seen[tuple(tokens[i:i + n])] > 1:
+        if seen[tuple(tokens[i : i + n])] > 1:
             covered.update(range(i, i + n))
     return len(covered) / len(tokens)
 
@@ -41,8 +42,12 @@ def longest_repeat_share(tokens: Sequence) -> float:
 
 
 def sample_metrics(tokens: Sequence[int]) -> dict[str, float]:
-    return {"distinct_1": distinct_n(tokens, 1), "distinct_2": distinct_n(tokens, 2),
-            "repeated_4gram_share": repeated_ngram_share(tokens, 4), "longest_repeat_share": longest_repeat_share(tokens)}
+    return {
+        "distinct_1": distinct_n(tokens, 1),
+        "distinct_2": distinct_n(tokens, 2),
+        "repeated_4gram_share": repeated_ngram_share(tokens, 4),
+        "longest_repeat_share": longest_repeat_share(tokens),
+    }
 
 
 def repetition_metrics(token_lists: Sequence[Sequence[int]]) -> dict[str, float]:
@@ -65,12 +70,15 @@ class Samples:
 
     def rows(self) -> list[dict]:
         """One row per sample: prompt, text and its repetition metrics (for tracker tables)."""
-        return [{"prompt": p, "text": t, **sample_metrics(ids)} for p, t, ids in zip(self.prompts, self.texts, self.tokens)]
+        return [
+            {"prompt": p, "text": t, **sample_metrics(ids)} for p, t, ids in zip(self.prompts, self.texts, self.tokens)
+        ]
 
 
 @torch.no_grad()
-def generate_samples(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, seed: int = 0,
-                     **sampling) -> Samples:
+def generate_samples(
+    model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, seed: int = 0, **sampling
+) -> Samples:
     """Sample one continuation per prompt, leaving the caller's RNG state untouched."""
     was_training = model.training
     model.eval()
@@ -82,9 +90,14 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
         torch.manual_seed(seed)
         for prompt in prompts:
             inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id, **options)[0]
-            continuation = output[inputs["input_ids"].shape[1]:].tolist()
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **options,
+            )[0]
+            continuation = output[inputs["input_ids"].shape[1] :].tolist()
             new_tokens.append(continuation)
             texts.append(prompt + tokenizer.decode(continuation, skip_special_tokens=True))
     model.train(was_training)

@@ -1,5 +1,6 @@
 """LR range test: raise the learning rate exponentially over a few hundred steps on a recipe's real
 model and data, smooth the loss, and suggest a peak learning rate."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,23 +10,22 @@ import math
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForLanguageModeling, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 
-from .arguments import RECIPE_SETTINGS, detect_recipe
-from .config import parse_config
-from .data import PackingSpec, prepare_lm_data
 from .errors import ScratchError
-from .models import build_causal_lm, build_masked_lm
-from .training import PretrainingTrainer, ensure_tokenizer, guard_output_dir, setup_run
+from .objectives import parse_run_settings
+from .recipe import build_run
+from .training import guard_output_dir, setup_run
 
 logger = logging.getLogger("scratchlm")
+
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:
     """Exponential moving average with bias correction (the first values are not pulled to zero)."""
     out, average = [], 0.0
     for i, value in enumerate(values, start=1):
         average = beta * average + (1 - beta) * value
-        out.append(average / (1 - beta ** i))
+        out.append(average / (1 - beta**i))
     return out
 
 
@@ -33,11 +33,18 @@ def suggest(lrs: list[float], losses: list[float]) -> dict[str, float]:
     """The LR at the lowest smoothed loss, a tenth of it (the suggestion) and the steepest descent."""
     smoothed = smooth(losses)
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1]))
-              for i in range(1, best)] if best > 1 else []
+    slopes = (
+        [(smoothed[i + 1] - smoothed[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1])) for i in range(1, best)]
+        if best > 1
+        else []
+    )
     steepest = lrs[1 + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else lrs[best]
-    return {"min_loss_lr": lrs[best], "steepest_lr": steepest, "suggested_lr": lrs[best] / 10,
-            "min_smoothed_loss": smoothed[best]}
+    return {
+        "min_loss_lr": lrs[best],
+        "steepest_lr": steepest,
+        "suggested_lr": lrs[best] / 10,
+        "min_smoothed_loss": smoothed[best],
+    }
 
 
 class StopWhenDiverged(TrainerCallback):
@@ -54,42 +61,54 @@ class StopWhenDiverged(TrainerCallback):
                 control.should_training_stop = True
 
 
-def find_lr(config_file: Path, overrides: list[str], out: Path, min_lr: float, max_lr: float, steps: int,
-            overwrite: bool = False) -> dict:
+def find_lr(
+    config_file: Path,
+    overrides: list[str],
+    out: Path,
+    min_lr: float,
+    max_lr: float,
+    steps: int,
+    overwrite: bool = False,
+) -> dict:
     if not 0 < min_lr < max_lr:
         raise ScratchError(f"--min_lr ({min_lr}) must be positive and below --max_lr ({max_lr})")
     if steps < 10:
         raise ScratchError(f"--steps must be at least 10, got {steps}")
-    recipe = detect_recipe(config_file)
-    settings = parse_config(RECIPE_SETTINGS[recipe], ["--config", str(config_file), *overrides])
-    model_args, tok_args, data_args, *_, run_args = settings
+    settings = parse_run_settings(["--config", str(config_file), *overrides])
+    run_args = settings.training
     guard_output_dir(out, overwrite)
     if out.resolve() == Path(run_args.output_dir).resolve():
         raise ScratchError(f"--out {out} is the run's output_dir: the LR finder never writes there; choose another")
     # A throwaway copy of the run's settings: no checkpoints, evaluation, warmup or bad-loss stop.
     args = dataclasses.replace(
-        run_args, output_dir=str(out / "trainer"), max_steps=steps, learning_rate=max_lr, warmup_steps=0,
-        lr_scheduler_type="constant", lr_scheduler_kwargs={}, eval_strategy="no", save_strategy="no",
-        logging_steps=1, report_to="none", bad_loss="skip", bad_loss_spike_factor=0.0, overwrite_output_dir=True,
-        push_to_hub=False, resume_from_checkpoint=None, curriculum_block_size=None)
+        run_args,
+        output_dir=str(out / "trainer"),
+        max_steps=steps,
+        learning_rate=max_lr,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        lr_scheduler_kwargs={},
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        bad_loss="skip",
+        bad_loss_spike_factor=0.0,
+        overwrite_output_dir=True,
+        push_to_hub=False,
+        resume_from_checkpoint=None,
+        curriculum_block_size=None,
+        stop_at_eval_loss=None,
+    )
+    settings = dataclasses.replace(settings, parsed=(*settings.parsed[:-1], args))
     setup_run(args)
     set_seed(args.seed)
-    tokenizer, corpus = ensure_tokenizer(tok_args, data_args)
-    if recipe == "bert":
-        data = prepare_lm_data(data_args, tokenizer, PackingSpec.masked(tokenizer, data_args.block_size), corpus)
-        model = build_masked_lm(model_args, tokenizer, data_args.block_size)
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=settings[3].mlm_probability)
-    else:
-        data = prepare_lm_data(data_args, tokenizer, PackingSpec.causal(tokenizer, data_args.block_size), corpus)
-        model = build_causal_lm(model_args, tokenizer, data_args.block_size)
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-
-    trainer = PretrainingTrainer(model=model, args=args, data_collator=collator, train_dataset=data.train,
-                                 processing_class=tokenizer, chars_per_token=None, eval_unigram_loss=float("nan"))
+    trainer = build_run(settings).trainer
     trainer.create_optimizer()
     growth = (max_lr / min_lr) ** (1 / max(steps - 1, 1))
     trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-        trainer.optimizer, lambda step: (min_lr / max_lr) * growth ** step)
+        trainer.optimizer, lambda step: (min_lr / max_lr) * growth**step
+    )
     trainer.add_callback(StopWhenDiverged())
     trainer.train()
 
@@ -99,16 +118,30 @@ def find_lr(config_file: Path, overrides: list[str], out: Path, min_lr: float, m
     if len(finite) < 5:
         raise ScratchError(f"the loss diverged within {len(finite)} steps from --min_lr {min_lr}: lower --min_lr")
     lrs, losses = [lr for lr, _ in finite], [loss for _, loss in finite]
-    result = {"recipe": recipe, "config": str(config_file), "steps_run": len(lrs), "min_lr": min_lr, "max_lr": max_lr,
-              **suggest(lrs, losses), "configured_lr": run_args.learning_rate,
-              "curve": [{"lr": lr, "loss": loss, "smoothed": s} for lr, loss, s in zip(lrs, losses, smooth(losses))]}
+    result = {
+        "objective": settings.objective.name,
+        "config": str(config_file),
+        "steps_run": len(lrs),
+        "min_lr": min_lr,
+        "max_lr": max_lr,
+        **suggest(lrs, losses),
+        "configured_lr": run_args.learning_rate,
+        "curve": [{"lr": lr, "loss": loss, "smoothed": s} for lr, loss, s in zip(lrs, losses, smooth(losses))],
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, out / "lr_find.png")
-    logger.info("LR range test over %d steps: lowest smoothed loss %.3f at lr %.2e; suggested peak lr %.2e "
-                "(steepest descent at %.2e; the config has %.2e). Plot: %s", len(lrs), result["min_smoothed_loss"],
-                result["min_loss_lr"], result["suggested_lr"], result["steepest_lr"], run_args.learning_rate,
-                out / "lr_find.png")
+    logger.info(
+        "LR range test over %d steps: lowest smoothed loss %.3f at lr %.2e; suggested peak lr %.2e "
+        "(steepest descent at %.2e; the config has %.2e). Plot: %s",
+        len(lrs),
+        result["min_smoothed_loss"],
+        result["min_loss_lr"],
+        result["suggested_lr"],
+        result["steepest_lr"],
+        run_args.learning_rate,
+        out / "lr_find.png",
+    )
     return result
 
 
@@ -120,8 +153,9 @@ def _plot(result: dict, path: Path) -> None:
     lrs = [p["lr"] for p in result["curve"]]
     ax.plot(lrs, [p["loss"] for p in result["curve"]], alpha=0.3, label="loss")
     ax.plot(lrs, [p["smoothed"] for p in result["curve"]], label="smoothed")
-    ax.axvline(result["suggested_lr"], color="tab:green", linestyle="--",
-               label=f"suggested {result['suggested_lr']:.1e}")
+    ax.axvline(
+        result["suggested_lr"], color="tab:green", linestyle="--", label=f"suggested {result['suggested_lr']:.1e}"
+    )
     ax.axvline(result["configured_lr"], color="tab:gray", linestyle=":", label=f"config {result['configured_lr']:.1e}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (nats/token)", title="LR range test")
     ax.legend()

@@ -3,6 +3,7 @@
 The fit is the Chinchilla rule of thumb (Hoffmann et al. 2022): about 20 training tokens per
 parameter, with training compute C = tokens x FLOPs per token (6N + 12·L·d·T, as nanoGPT counts).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,18 @@ from .errors import ScratchError
 from .flops import PEAK_BF16_TFLOPS, flops_per_token, peak_tflops
 
 TOKENS_PER_PARAMETER = 20.0
-GPU_MEMORY_GB = {"H200": 141, "H100": 80, "A100": 80, "L40S": 48, "A10G": 24, "L4": 24, "RTX 4090": 24,
-                 "RTX 3090": 24, "V100": 32, "T4": 16}
+GPU_MEMORY_GB = {
+    "H200": 141,
+    "H100": 80,
+    "A100": 80,
+    "L40S": 48,
+    "A10G": 24,
+    "L4": 24,
+    "RTX 4090": 24,
+    "RTX 3090": 24,
+    "V100": 32,
+    "T4": 16,
+}
 # Bytes per parameter held during training: fp32 weights, fp32 gradients, two fp32 Adam moments.
 STATE_BYTES_PER_PARAM = 16
 # Activation bytes per token per layer per unit width in bf16 with fused (flash/SDPA) attention
@@ -51,8 +62,9 @@ def nearest_shape(target_params: float, vocab: int) -> Shape:
     return best[1]
 
 
-def micro_batch_that_fits(shape: Shape, context: int, vocab: int, memory_gb: float, global_sequences: int,
-                          processes: int) -> int:
+def micro_batch_that_fits(
+    shape: Shape, context: int, vocab: int, memory_gb: float, global_sequences: int, processes: int
+) -> int:
     """The largest power of two micro-batch whose weights, optimizer state, activations and logits fit in 90%."""
     budget = 0.9 * memory_gb * 1e9 - STATE_BYTES_PER_PARAM * shape.parameters
     per_sequence = context * (ACTIVATION_BYTES * shape.n_layer * shape.n_embd + 6 * vocab)  # bf16 + fp32 logits
@@ -60,8 +72,10 @@ def micro_batch_that_fits(shape: Shape, context: int, vocab: int, memory_gb: flo
     while micro * 2 * per_sequence <= budget and micro * 2 * processes <= global_sequences:
         micro *= 2
     if per_sequence > budget:
-        raise ScratchError(f"a {shape.parameters / 1e6:.0f}M-parameter model with context {context} does not fit "
-                           f"in {memory_gb} GB even at micro-batch 1: plan for a larger GPU or shard it (FSDP)")
+        raise ScratchError(
+            f"a {shape.parameters / 1e6:.0f}M-parameter model with context {context} does not fit "
+            f"in {memory_gb} GB even at micro-batch 1: plan for a larger GPU or shard it (FSDP)"
+        )
     return micro
 
 
@@ -88,9 +102,19 @@ class Plan:
         return asdict(self)
 
 
-def make_plan(*, gpu: str | None, hours: float | None, flops: float | None, num_gpus: int = 1, mfu: float = 0.35,
-              context: int = 1024, vocab: int = 50304, global_batch_tokens: int = 524288,
-              corpus_tokens: float | None = None, measured_tokens_per_second: float | None = None) -> Plan:
+def make_plan(
+    *,
+    gpu: str | None,
+    hours: float | None,
+    flops: float | None,
+    num_gpus: int = 1,
+    mfu: float = 0.35,
+    context: int = 1024,
+    vocab: int = 50304,
+    global_batch_tokens: int = 524288,
+    corpus_tokens: float | None = None,
+    measured_tokens_per_second: float | None = None,
+) -> Plan:
     if (flops is None) == (gpu is None or hours is None):
         raise ScratchError("give a budget as --gpu and --hours, or as --flops (not both)")
     if not 0 < mfu <= 1:
@@ -122,12 +146,29 @@ def make_plan(*, gpu: str | None, hours: float | None, flops: float | None, num_
     warnings = []
     epochs = tokens / corpus_tokens if corpus_tokens else None
     if epochs is not None and epochs > 1:
-        warnings.append(f"the corpus has {corpus_tokens:.3g} tokens, so the plan repeats it {epochs:.1f} times; "
-                        "beyond about 4 epochs repeated tokens are worth little (Muennighoff et al. 2023): "
-                        "add data or plan a smaller model")
-    return Plan(flops, target, shape, context, tokens, per_token, micro * accumulation * num_gpus, micro,
-                accumulation, num_gpus, steps, tokens_per_second, source, tokens / tokens_per_second / 3600,
-                epochs, warnings)
+        warnings.append(
+            f"the corpus has {corpus_tokens:.3g} tokens, so the plan repeats it {epochs:.1f} times; "
+            "beyond about 4 epochs repeated tokens are worth little (Muennighoff et al. 2023): "
+            "add data or plan a smaller model"
+        )
+    return Plan(
+        flops,
+        target,
+        shape,
+        context,
+        tokens,
+        per_token,
+        micro * accumulation * num_gpus,
+        micro,
+        accumulation,
+        num_gpus,
+        steps,
+        tokens_per_second,
+        source,
+        tokens / tokens_per_second / 3600,
+        epochs,
+        warnings,
+    )
 
 
 def measure_tokens_per_second(shape: Shape, context: int, vocab: int, micro_batch: int, steps: int = 5) -> float:
@@ -135,8 +176,11 @@ def measure_tokens_per_second(shape: Shape, context: int, vocab: int, micro_batc
     from transformers import GPT2Config, GPT2LMHeadModel
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=context, n_embd=shape.n_embd,
-                                       n_layer=shape.n_layer, n_head=shape.n_head)).to(device)
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=vocab, n_positions=context, n_embd=shape.n_embd, n_layer=shape.n_layer, n_head=shape.n_head
+        )
+    ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     ids = torch.randint(0, vocab, (micro_batch, context), device=device)
 
@@ -162,11 +206,17 @@ def format_plan(plan: Plan) -> str:
     s = plan.shape
     rows = [
         ("compute budget", f"{plan.budget_flops:.3g} FLOPs"),
-        ("compute-optimal size", f"{plan.target_parameters / 1e6:,.1f}M parameters (~{TOKENS_PER_PARAMETER:.0f} tokens each)"),
+        (
+            "compute-optimal size",
+            f"{plan.target_parameters / 1e6:,.1f}M parameters (~{TOKENS_PER_PARAMETER:.0f} tokens each)",
+        ),
         ("shape", f"n_layer {s.n_layer}, n_embd {s.n_embd}, n_head {s.n_head}: {s.parameters / 1e6:,.1f}M parameters"),
         ("tokens", f"{plan.tokens:.3g} at context {plan.context} ({plan.flops_per_token:.3g} FLOPs/token)"),
-        ("global batch", f"{plan.global_batch_sequences} sequences = {plan.micro_batch} per device x "
-                         f"{plan.gradient_accumulation_steps} accumulation x {plan.processes} GPUs"),
+        (
+            "global batch",
+            f"{plan.global_batch_sequences} sequences = {plan.micro_batch} per device x "
+            f"{plan.gradient_accumulation_steps} accumulation x {plan.processes} GPUs",
+        ),
         ("steps", f"{plan.steps:,}"),
         ("throughput", f"{plan.tokens_per_second:,.0f} tokens/s ({plan.throughput_source})"),
         ("wall time", f"{plan.hours:,.1f} hours"),
@@ -176,7 +226,9 @@ def format_plan(plan: Plan) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines += [f"warning: {w}" for w in plan.warnings]
-    lines.append(f"as flags: --n_layer {s.n_layer} --n_embd {s.n_embd} --n_head {s.n_head} --block_size {plan.context} "
-                 f"--per_device_train_batch_size {plan.micro_batch} --gradient_accumulation_steps "
-                 f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}")
+    lines.append(
+        f"as flags: --n_layer {s.n_layer} --n_embd {s.n_embd} --n_head {s.n_head} --block_size {plan.context} "
+        f"--per_device_train_batch_size {plan.micro_batch} --gradient_accumulation_steps "
+        f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}"
+    )
     return "\n".join(lines)

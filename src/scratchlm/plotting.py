@@ -1,4 +1,5 @@
 """PNG plots of a run from its trainer_state.json: losses against the unigram bar, learning rate, throughput."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ScratchError("plots need matplotlib: pip install 'scratchlm[plot]' (or pip install matplotlib)")
+        raise ScratchError("plots need matplotlib: pip install 'scratchlm[plot]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
@@ -54,8 +55,10 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     ax.legend()
     written.append(_save(fig, plt, out_dir / "loss.png"))
 
-    for key, label, name in (("learning_rate", "learning rate", "learning_rate.png"),
-                             ("tokens_per_second", "tokens/s", "throughput.png")):
+    for key, label, name in (
+        ("learning_rate", "learning rate", "learning_rate.png"),
+        ("tokens_per_second", "tokens/s", "throughput.png"),
+    ):
         steps, values = series(history, key)
         if not steps:
             continue

@@ -1,4 +1,5 @@
 """Train tokenizers that stock `AutoTokenizer` loads, report on them, and load them with checks."""
+
 from __future__ import annotations
 
 import collections
@@ -8,21 +9,27 @@ import logging
 import sys
 import time
 import unicodedata
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .arguments import TokenizerArguments
-from .corpus import hub_reachable, iter_texts
 from .errors import ScratchError
+from .hub import hub_reachable
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "tokenizer_report.json"
 GPT_EOS, GPT_PAD = "<|endoftext|>", "<|pad|>"
-BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+BERT_SPECIALS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 CHAR_UNK = "<|unk|>"
 
 
@@ -63,8 +70,11 @@ def _bytelevel_bpe(texts: Iterable[str], args: TokenizerArguments, specials: lis
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=args.vocab_size, min_frequency=args.min_frequency, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=sys.stderr.isatty(),
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=sys.stderr.isatty(),
     )
     tok.train_from_iterator(texts, trainer)
     return tok
@@ -84,13 +94,19 @@ def _char_level(tally: _Tally, args: TokenizerArguments, specials: list[str]) ->
     return tok
 
 
-def train_tokenizer(texts: Iterable[str], args: TokenizerArguments, output_dir: str | Path,
-                    heldout_texts: list[str] | None = None, model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str],
+    args: TokenizerArguments,
+    output_dir: str | Path,
+    heldout_texts: list[str] | None = None,
+    model_max_length: int | None = None,
+) -> PreTrainedTokenizerFast:
     """Train on streamed `texts`, save to `output_dir` with `save_pretrained`, and write the report."""
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
-        raise ScratchError(f"tokenizer directory {output_dir} already exists and is not empty: choose a new path "
-                           "or delete it yourself")
+        raise ScratchError(
+            f"tokenizer directory {output_dir} already exists and is not empty: choose a new path or delete it yourself"
+        )
     named = special_tokens(args.special_tokens_style, with_unk=args.tokenizer_type == "char")
     specials = _ordered_unique(named.values())
     tally = _Tally(texts)
@@ -118,15 +134,27 @@ def train_tokenizer(texts: Iterable[str], args: TokenizerArguments, output_dir: 
     return fast
 
 
+def iter_texts(ds, max_bytes: int | None = None, batch_size: int = 1000) -> Iterator[str]:
+    """Stream the documents of `ds`, stopping once `max_bytes` of UTF-8 have been yielded."""
+    seen = 0
+    for batch in ds.iter(batch_size=batch_size):
+        for text in batch["text"]:
+            if max_bytes is not None and seen >= max_bytes:
+                return
+            seen += len(text.encode("utf-8"))
+            yield text
+
+
 HELDOUT_TEXTS_FOR_REPORT = 2000
 
 
-def train_tokenizer_on_corpus(corpus, args: TokenizerArguments, output_dir: str | Path,
-                              model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer_on_corpus(
+    corpus, args: TokenizerArguments, output_dir: str | Path, model_max_length: int | None = None
+) -> PreTrainedTokenizerFast:
     """Train on the corpus's training split (streamed) and report on up to 2000 held-out documents."""
-    validation = corpus.splits["validation"]
+    validation = corpus.validation
     heldout = list(validation.select(range(min(HELDOUT_TEXTS_FOR_REPORT, len(validation))))["text"])
-    texts = iter_texts(corpus.splits["train"], args.max_tokenizer_train_bytes)
+    texts = iter_texts(corpus.train, args.max_tokenizer_train_bytes)
     return train_tokenizer(texts, args, output_dir, heldout_texts=heldout, model_max_length=model_max_length)
 
 
@@ -137,8 +165,9 @@ def is_cjk(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
 
 
-def tokenizer_report(tok: PreTrainedTokenizerBase, tally: _Tally, seconds: float, heldout: list[str],
-                     args: TokenizerArguments) -> dict:
+def tokenizer_report(
+    tok: PreTrainedTokenizerBase, tally: _Tally, seconds: float, heldout: list[str], args: TokenizerArguments
+) -> dict:
     report = {
         "tokenizer_type": args.tokenizer_type,
         "special_tokens_style": args.special_tokens_style,
@@ -152,9 +181,12 @@ def tokenizer_report(tok: PreTrainedTokenizerBase, tally: _Tally, seconds: float
         n_tokens = sum(len(ids) for ids in tok(heldout, add_special_tokens=False)["input_ids"])
         n_chars = sum(len(t) for t in heldout)
         n_bytes = sum(len(t.encode("utf-8")) for t in heldout)
-        report.update(heldout_characters=n_chars, heldout_tokens=n_tokens,
-                      chars_per_token=round(n_chars / max(n_tokens, 1), 4),
-                      bytes_per_token=round(n_bytes / max(n_tokens, 1), 4))
+        report.update(
+            heldout_characters=n_chars,
+            heldout_tokens=n_tokens,
+            chars_per_token=round(n_chars / max(n_tokens, 1), 4),
+            bytes_per_token=round(n_bytes / max(n_tokens, 1), 4),
+        )
     common_cjk = [c for c, _ in tally.chars.most_common() if is_cjk(c)][:3500]
     if common_cjk:
         single = sum(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in common_cjk)
@@ -170,12 +202,16 @@ def log_report(report: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
-def load_tokenizer(name_or_path: str, required: tuple[str, ...] = ("eos_token", "pad_token")) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str, required: tuple[str, ...] = ("eos_token", "pad_token")
+) -> PreTrainedTokenizerBase:
     """Load with stock AutoTokenizer and check the special tokens a recipe relies on."""
     path = Path(name_or_path)
     if path.exists() and not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
-        raise ScratchError(f"tokenizer directory {path} holds no tokenizer (no tokenizer.json): point "
-                           "--tokenizer_name_or_path at a saved tokenizer or at a directory that does not exist yet")
+        raise ScratchError(
+            f"tokenizer directory {path} holds no tokenizer (no tokenizer.json): point "
+            "--tokenizer_name_or_path at a saved tokenizer or at a directory that does not exist yet"
+        )
     if not path.exists() and not hub_reachable():
         raise ScratchError(
             f"tokenizer {name_or_path} does not exist locally and the Hub cannot be reached: check the path, train "

@@ -1,14 +1,30 @@
 """Configuration of the scratch encoder: a BERT-style encoder in the spirit of "cramming"."""
+
 from transformers import PretrainedConfig
 
 
 class ScratchEncoderConfig(PretrainedConfig):
     model_type = "scratch_encoder"
 
-    def __init__(self, vocab_size=8064, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 intermediate_size=None, max_position_embeddings=512, norm_placement="pre", hidden_act="gelu",
-                 dropout=0.1, classifier_dropout=0.1, layer_norm_eps=1e-12, bias=True, initializer_range=0.02,
-                 tie_word_embeddings=True, pad_token_id=0, **kwargs):
+    def __init__(
+        self,
+        vocab_size=8064,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=None,
+        max_position_embeddings=512,
+        norm_placement="pre",
+        hidden_act="gelu",
+        dropout=0.1,
+        classifier_dropout=0.1,
+        layer_norm_eps=1e-12,
+        bias=True,
+        initializer_range=0.02,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        **kwargs,
+    ):
         if norm_placement not in ("pre", "post"):
             raise ValueError(f"norm_placement must be 'pre' or 'post', got {norm_placement!r}")
         if hidden_size % num_attention_heads:

@@ -1,15 +1,33 @@
 """Configuration of the scratch decoder: a GPT-style causal LM with switchable norm placement and positions."""
+
 from transformers import PretrainedConfig
 
 
 class ScratchDecoderConfig(PretrainedConfig):
     model_type = "scratch_decoder"
 
-    def __init__(self, vocab_size=8064, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 intermediate_size=None, max_position_embeddings=1024, norm_placement="pre",
-                 position_embedding="learned", hidden_act="gelu_new", dropout=0.0, layer_norm_eps=1e-5,
-                 bias=True, rope_theta=10000.0, initializer_range=0.02, tie_word_embeddings=True,
-                 bos_token_id=None, eos_token_id=None, pad_token_id=None, **kwargs):
+    def __init__(
+        self,
+        vocab_size=8064,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=None,
+        max_position_embeddings=1024,
+        norm_placement="pre",
+        position_embedding="learned",
+        hidden_act="gelu_new",
+        dropout=0.0,
+        layer_norm_eps=1e-5,
+        bias=True,
+        rope_theta=10000.0,
+        initializer_range=0.02,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        **kwargs,
+    ):
         if norm_placement not in ("pre", "post"):
             raise ValueError(f"norm_placement must be 'pre' or 'post', got {norm_placement!r}")
         if position_embedding not in ("learned", "rotary"):
@@ -30,5 +48,10 @@ class ScratchDecoderConfig(PretrainedConfig):
         self.bias = bias
         self.rope_theta = rope_theta
         self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, bos_token_id=bos_token_id,
-                         eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
+        super().__init__(
+            tie_word_embeddings=tie_word_embeddings,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **kwargs,
+        )

@@ -1,4 +1,5 @@
 """The scratch encoder: bidirectional blocks (shared with the decoder) with masked-LM and classification heads."""
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,11 @@ class ScratchEncoderModel(ScratchEncoderPreTrainedModel):
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(Block(config, causal=False) for _ in range(config.num_hidden_layers))
         mark_residual_outputs(self.layers)
-        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
-                           if config.norm_placement == "pre" else nn.Identity())
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+            if config.norm_placement == "pre"
+            else nn.Identity()
+        )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -103,7 +107,9 @@ class ScratchEncoderForSequenceClassification(ScratchEncoderPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, labels=None, **kwargs
+    ) -> SequenceClassifierOutput:
         hidden = self.encoder(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
         pooled = torch.tanh(self.pooler(hidden[:, 0]))  # the [CLS] position
         logits = self.classifier(self.drop(pooled))  # (B, num_labels)

@@ -3,6 +3,7 @@
 With norm_placement="pre", position_embedding="learned" and hidden_act="gelu_new" it is GPT-2's
 architecture exactly (see `load_gpt2_weights`). The layers here are shared with the scratch encoder.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,11 @@ class SelfAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)  # fused: one matmul
         self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
-        self.rotary = (RotaryEmbedding(self.head_dim, config.rope_theta)
-                       if getattr(config, "position_embedding", "learned") == "rotary" else None)
+        self.rotary = (
+            RotaryEmbedding(self.head_dim, config.rope_theta)
+            if getattr(config, "position_embedding", "learned") == "rotary"
+            else None
+        )
         self.dropout = config.dropout
 
     def forward(self, x, position_ids, key_mask=None):
@@ -61,8 +65,14 @@ class SelfAttention(nn.Module):
             mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, T)
             if self.causal:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=self.causal and mask is None)  # (B, H, T, D)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=self.causal and mask is None,
+        )  # (B, H, T, D)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -100,7 +110,9 @@ def init_transformer_weights(module, config):
     std = config.initializer_range
     if isinstance(module, nn.Linear):
         is_residual_out = getattr(module, "_is_residual_out", False)
-        init.normal_(module.weight, mean=0.0, std=std / math.sqrt(2 * config.num_hidden_layers) if is_residual_out else std)
+        init.normal_(
+            module.weight, mean=0.0, std=std / math.sqrt(2 * config.num_hidden_layers) if is_residual_out else std
+        )
         if module.bias is not None:
             init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
@@ -135,15 +147,21 @@ class ScratchDecoderModel(ScratchDecoderPreTrainedModel):
     def __init__(self, config: ScratchDecoderConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.embed_positions = (nn.Embedding(config.max_position_embeddings, config.hidden_size)
-                                if config.position_embedding == "learned" else None)
+        self.embed_positions = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding == "learned"
+            else None
+        )
         self.drop = nn.Dropout(config.dropout)
         # every layer built (and so initialised) on its own, never copies of one layer
         self.layers = nn.ModuleList(Block(config, causal=True) for _ in range(config.num_hidden_layers))
         mark_residual_outputs(self.layers)
         # post-norm blocks end in a norm already; pre-norm ones need a final one
-        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
-                           if config.norm_placement == "pre" else nn.Identity())
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+            if config.norm_placement == "pre"
+            else nn.Identity()
+        )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -155,8 +173,9 @@ class ScratchDecoderModel(ScratchDecoderPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs) -> BaseModelOutput:
         B, T = input_ids.shape
         if T > self.config.max_position_embeddings:
-            raise ValueError(f"sequence of {T} tokens is longer than max_position_embeddings "
-                             f"{self.config.max_position_embeddings}")
+            raise ValueError(
+                f"sequence of {T} tokens is longer than max_position_embeddings {self.config.max_position_embeddings}"
+            )
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
         x = self.embed_tokens(input_ids)  # (B, T, C)
@@ -202,12 +221,20 @@ class ScratchDecoderForCausalLM(ScratchDecoderPreTrainedModel, GenerationMixin):
 # ---------------------------------------------------------------------------------------------
 def load_gpt2_weights(model: ScratchDecoderForCausalLM, gpt2_state: dict[str, torch.Tensor]) -> None:
     """Copy a `GPT2LMHeadModel` state dict in (GPT-2's Conv1D weights are stored transposed)."""
-    ours = {"model.embed_tokens.weight": gpt2_state["transformer.wte.weight"],
-            "model.embed_positions.weight": gpt2_state["transformer.wpe.weight"],
-            "model.final_norm.weight": gpt2_state["transformer.ln_f.weight"],
-            "model.final_norm.bias": gpt2_state["transformer.ln_f.bias"]}
-    names = {"ln_1": "attn_norm", "ln_2": "mlp_norm", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.out",
-             "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+    ours = {
+        "model.embed_tokens.weight": gpt2_state["transformer.wte.weight"],
+        "model.embed_positions.weight": gpt2_state["transformer.wpe.weight"],
+        "model.final_norm.weight": gpt2_state["transformer.ln_f.weight"],
+        "model.final_norm.bias": gpt2_state["transformer.ln_f.bias"],
+    }
+    names = {
+        "ln_1": "attn_norm",
+        "ln_2": "mlp_norm",
+        "attn.c_attn": "attn.qkv",
+        "attn.c_proj": "attn.out",
+        "mlp.c_fc": "mlp.fc",
+        "mlp.c_proj": "mlp.proj",
+    }
     for i in range(model.config.num_hidden_layers):
         for theirs, mine in names.items():
             weight = gpt2_state[f"transformer.h.{i}.{theirs}.weight"]

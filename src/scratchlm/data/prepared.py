@@ -1,10 +1,12 @@
-"""Tokenize and pack a large corpus once into sharded, memory-mapped Arrow files that recipes read with
+"""The prepared back-end: tokenize and pack a large corpus once into sharded, memory-mapped Arrow files
+that recipes read with
 `--prepared_data DIR` and never tokenize again.
 
 Memory stays flat whatever the corpus size: documents stream from the (memory-mapped) corpus in
 chunks, `num_proc` worker processes tokenize them, and the main process packs them into blocks
 (carrying the unfinished tail to the next chunk) and appends them to the current shard.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,11 +23,12 @@ import pyarrow as pa
 from datasets import Dataset, Features, Sequence, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
-from .arguments import DataArguments, TokenizerArguments
-from .corpus import TEXT, load_corpus
-from .data import UNIGRAM_FILE, DataStats, LMData, PackingSpec, tokenize
-from .errors import ScratchError
-from .tokenizer import load_tokenizer, tokenizer_fingerprint
+from ..arguments import DataArguments, TokenizerArguments
+from ..errors import ScratchError
+from ..tokenizer import load_tokenizer, tokenizer_fingerprint
+from .cached import UNIGRAM_FILE
+from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
+from .sources import TEXT, load_corpus
 
 logger = logging.getLogger("scratchlm")
 
@@ -44,13 +47,8 @@ def _init_worker(tokenizer_dir: str) -> None:
 def _tokenize_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, int, int]:
     """A chunk of documents as one token stream, each document followed by the separator."""
     texts, separator = args
-    ids = tokenize(texts, _worker_tokenizer)
-    lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
-    stream = np.full(int(lengths.sum()), separator, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    for doc, end, length in zip(ids, ends, lengths):
-        stream[end - length:end - 1] = doc
-    return stream, sum(len(t) for t in texts), int(lengths.sum())
+    stream = document_stream(tokenize(texts, _worker_tokenizer), separator)
+    return stream, sum(len(t) for t in texts), len(stream)
 
 
 class _ShardWriter:
@@ -70,9 +68,11 @@ class _ShardWriter:
                 self.writer = ArrowWriter(features=self.features, path=str(self.directory / name))
                 self.shards.append({"file": name, "blocks": 0})
             take = min(len(blocks) - start, self.shard_blocks - self.in_shard)
-            part = blocks[start:start + take]
+            part = blocks[start : start + take]
             offsets = pa.array(np.arange(0, part.size + 1, part.shape[1], dtype=np.int32))
-            column = pa.ListArray.from_arrays(offsets, pa.array(part.ravel(), type=self.features["input_ids"].feature.pa_type))
+            column = pa.ListArray.from_arrays(
+                offsets, pa.array(part.ravel(), type=self.features["input_ids"].feature.pa_type)
+            )
             self.writer.write_table(pa.table({"input_ids": column}))
             self.shards[-1]["blocks"] += take
             self.in_shard += take
@@ -87,18 +87,28 @@ class _ShardWriter:
             self.writer, self.in_shard = None, 0
 
 
-def prepare(data_args: DataArguments, tokenizer_args: TokenizerArguments, spec_kind: str, out: Path,
-            num_proc: int | None = None, shard_tokens: int = 100_000_000, chunk_documents: int = 2000,
-            overwrite: bool = False) -> dict:
-    """Write the packed train and validation splits of `data_args`' corpus to `out`; returns the manifest."""
+def prepare(
+    data_args: DataArguments,
+    tokenizer_args: TokenizerArguments,
+    objective,
+    out: Path,
+    num_proc: int | None = None,
+    shard_tokens: int = 100_000_000,
+    chunk_documents: int = 2000,
+    overwrite: bool = False,
+) -> dict:
+    """Write the packed train and validation splits of `data_args`' corpus to `out`, laid out as `objective`
+    (a `scratchlm.objectives.Objective`) packs them; returns the manifest."""
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ScratchError(f"--out {out} already exists and is not empty: choose another or pass --overwrite")
     tokenizer_dir = tokenizer_args.tokenizer_name_or_path
     if not Path(tokenizer_dir).is_dir():
-        raise ScratchError(f"tokenizer {tokenizer_dir} does not exist: train it first "
-                           "(python tokenizer_training/train_tokenizer.py) or point --tokenizer_name_or_path at it")
-    tokenizer = load_tokenizer(tokenizer_dir, required=())
-    spec = (PackingSpec.masked if spec_kind == "masked" else PackingSpec.causal)(tokenizer, data_args.block_size)
+        raise ScratchError(
+            f"tokenizer {tokenizer_dir} does not exist: train it first "
+            "(python tokenizer_training/train_tokenizer.py) or point --tokenizer_name_or_path at it"
+        )
+    tokenizer = load_tokenizer(tokenizer_dir, required=objective.required_special_tokens)
+    spec = objective.packing(tokenizer, data_args.block_size)
     num_proc = num_proc or min(os.cpu_count() or 1, 8)
     start = time.perf_counter()
     corpus = load_corpus(data_args, num_proc=num_proc)
@@ -108,53 +118,61 @@ def prepare(data_args: DataArguments, tokenizer_args: TokenizerArguments, spec_k
     tmp.mkdir(parents=True)
     dtype = "uint16" if len(tokenizer) <= 65536 else "uint32"
     features = Features({"input_ids": Sequence(Value(dtype))})
-    content = spec.block_size - len(spec.block_prefix) - len(spec.block_suffix)
     shard_blocks = max(1, shard_tokens // spec.block_size)
     counts = np.zeros(len(tokenizer), dtype=np.int64)
     splits, characters, val_chars, val_tokens = {}, 0, 0, 0
 
-    with multiprocessing.get_context("spawn").Pool(num_proc, initializer=_init_worker,
-                                                   initargs=(str(tokenizer_dir),)) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        num_proc, initializer=_init_worker, initargs=(str(tokenizer_dir),)
+    ) as pool:
         for split in ("train", "validation"):
             writer = _ShardWriter(tmp, split, features, shard_blocks)
-            chunks = ((batch[TEXT], spec.separator_id) for batch in corpus.splits[split].iter(chunk_documents))
-            carry = np.zeros(0, dtype=np.int64)
+            documents = corpus.train if split == "train" else corpus.validation
+            chunks = ((batch[TEXT], spec.separator_id) for batch in documents.iter(chunk_documents))
+            packer = Packer(spec)
             for stream, chars, tokens in pool.imap(_tokenize_chunk, chunks):
                 characters += chars
                 if split == "validation":
                     val_chars, val_tokens = val_chars + chars, val_tokens + tokens
-                carry = np.concatenate([carry, stream])
-                n = len(carry) // content
-                if n:
-                    body = carry[:n * content].reshape(n, content)
-                    blocks = np.hstack([np.tile(spec.block_prefix, (n, 1)), body,
-                                        np.tile(spec.block_suffix, (n, 1))]).astype(np.int64)
+                blocks = packer.add(stream)
+                if len(blocks):
                     writer.write(blocks)
                     if split == "train":
-                        counts += np.bincount(blocks.ravel(), minlength=len(tokenizer))[:len(tokenizer)]
-                    carry = carry[n * content:]
+                        counts += count_tokens([blocks], len(tokenizer))
             writer.close()
             blocks_total = sum(s["blocks"] for s in writer.shards)
-            if blocks_total == 0:
-                raise ScratchError(f"the {split} split is shorter than one block of {spec.block_size} tokens: "
-                                   "add text or lower --block_size")
+            require_blocks(blocks_total, split, spec.block_size)
             splits[split] = {"shards": writer.shards, "blocks": blocks_total, "tokens": blocks_total * spec.block_size}
 
     np.save(tmp / UNIGRAM_FILE, counts)
     stats = DataStats(splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens)
     seconds = time.perf_counter() - start
     manifest = {
-        "format": FORMAT_VERSION, "tokenizer": str(tokenizer_dir), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
-        "packing": asdict(spec), "dtype": dtype, "corpus": corpus.description, "corpus_fingerprint": corpus.fingerprint,
-        "splits": splits, "stats": asdict(stats), "input_characters": characters, "seconds": round(seconds, 1),
+        "format": FORMAT_VERSION,
+        "tokenizer": str(tokenizer_dir),
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "packing": asdict(spec),
+        "dtype": dtype,
+        "corpus": corpus.description,
+        "corpus_fingerprint": corpus.fingerprint,
+        "splits": splits,
+        "stats": asdict(stats),
+        "input_characters": characters,
+        "seconds": round(seconds, 1),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)  # a killed run never leaves a folder that looks prepared
-    logger.info("prepared %s train / %s validation tokens in %d + %d shards in %.0f s -> %s",
-                f"{splits['train']['tokens']:,}", f"{splits['validation']['tokens']:,}",
-                len(splits["train"]["shards"]), len(splits["validation"]["shards"]), seconds, out)
+    logger.info(
+        "prepared %s train / %s validation tokens in %d + %d shards in %.0f s -> %s",
+        f"{splits['train']['tokens']:,}",
+        f"{splits['validation']['tokens']:,}",
+        len(splits["train"]["shards"]),
+        len(splits["validation"]["shards"]),
+        seconds,
+        out,
+    )
     return manifest
 
 
@@ -164,15 +182,32 @@ def load_prepared(directory: str, tokenizer, spec: PackingSpec) -> LMData:
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ScratchError(f"--prepared_data {root} has no readable {MANIFEST}: create it with `scratchlm prepare`")
+        raise ScratchError(
+            f"--prepared_data {root} has no readable {MANIFEST}: create it with `scratchlm prepare`"
+        ) from None
     if manifest["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer):
-        raise ScratchError(f"--prepared_data {root} was tokenized with {manifest['tokenizer']}, not with this run's "
-                           "tokenizer: use that tokenizer (--tokenizer_name_or_path) or prepare the data again")
+        raise ScratchError(
+            f"--prepared_data {root} was tokenized with {manifest['tokenizer']}, not with this run's "
+            "tokenizer: use that tokenizer (--tokenizer_name_or_path) or prepare the data again"
+        )
     wanted = json.loads(json.dumps(asdict(spec)))  # as stored: tuples become lists
     if manifest["packing"] != wanted:
-        raise ScratchError(f"--prepared_data {root} holds blocks laid out as {manifest['packing']}, but this run "
-                           f"needs {wanted}: match --block_size / the recipe, or prepare the data again")
-    splits = {name: concatenate_datasets([Dataset.from_file(str(root / s["file"])) for s in split["shards"]])
-              for name, split in manifest["splits"].items()}
-    return LMData(splits["train"], splits["validation"], DataStats(**manifest["stats"]), np.load(root / UNIGRAM_FILE),
-                  root, True, manifest["corpus"], manifest["corpus_fingerprint"], manifest["tokenizer_fingerprint"])
+        raise ScratchError(
+            f"--prepared_data {root} holds blocks laid out as {manifest['packing']}, but this run "
+            f"needs {wanted}: match --block_size / the recipe, or prepare the data again"
+        )
+    splits = {
+        name: concatenate_datasets([Dataset.from_file(str(root / s["file"])) for s in split["shards"]])
+        for name, split in manifest["splits"].items()
+    }
+    return LMData(
+        train=splits["train"],
+        validation=splits["validation"],
+        stats=DataStats(**manifest["stats"]),
+        unigram_counts=np.load(root / UNIGRAM_FILE),
+        corpus_description=manifest["corpus"],
+        corpus_fingerprint=manifest["corpus_fingerprint"],
+        tokenizer_fingerprint=manifest["tokenizer_fingerprint"],
+        cache_dir=root,
+        cache_hit=True,
+    )

@@ -1,0 +1,111 @@
+"""The cached back-end: documents tokenized and packed with `datasets.map`, saved with `save_to_disk`
+under a key of everything that shapes them, and memory-mapped when the same run comes again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict, load_from_disk
+from transformers import PreTrainedTokenizerBase
+
+from ..arguments import DataArguments
+from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, dataset_arrays, require_blocks, tokenize
+from .sources import TEXT, Corpus, corpus_fingerprint, load_corpus
+
+logger = logging.getLogger(__name__)
+
+# Bump whenever tokenize/pack/cache layout change what a cached dataset holds.
+PIPELINE_VERSION = 2
+META_FILE = "scratchlm_data.json"
+UNIGRAM_FILE = "unigram_counts.npy"
+
+
+def cache_root(args: DataArguments) -> Path:
+    root = args.data_cache_dir or os.environ.get("SCRATCHLM_CACHE") or Path.home() / ".cache" / "scratchlm"
+    return Path(root) / "packed"
+
+
+def cache_key(corpus_fp: str, tokenizer_fp: str, spec: PackingSpec) -> str:
+    payload = json.dumps(
+        {"pipeline": PIPELINE_VERSION, "corpus": corpus_fp, "tokenizer": tokenizer_fp, "packing": asdict(spec)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _tokenize_and_pack(batch, tokenizer, spec: PackingSpec):
+    return {"input_ids": Packer(spec).add_documents(tokenize(batch[TEXT], tokenizer)).tolist()}
+
+
+def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, target: Path) -> None:
+    fn_kwargs = {"tokenizer": tokenizer, "spec": spec}
+    packed = {}
+    for split, docs in (("train", corpus.train), ("validation", corpus.validation)):
+        packed[split] = docs.map(
+            _tokenize_and_pack,
+            batched=True,
+            batch_size=1000,
+            fn_kwargs=fn_kwargs,
+            remove_columns=docs.column_names,
+            num_proc=num_proc if num_proc and num_proc > 1 and len(docs) >= 2000 else None,
+            desc=f"tokenizing and packing {split}",
+        )
+        require_blocks(len(packed[split]), split, spec.block_size)
+    val_docs = list(corpus.validation[TEXT])
+    stats = DataStats(
+        train_blocks=len(packed["train"]),
+        validation_blocks=len(packed["validation"]),
+        validation_characters=sum(len(t) for t in val_docs),
+        validation_tokens=sum(len(ids) + 1 for ids in tokenize(val_docs, tokenizer)),
+    )
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict(packed).save_to_disk(str(tmp))
+    np.save(tmp / UNIGRAM_FILE, count_tokens(dataset_arrays(packed["train"]), len(tokenizer)))
+    (tmp / META_FILE).write_text(json.dumps({"stats": asdict(stats), "corpus": corpus.description}, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)  # atomic: a killed build never leaves a half-written cache that looks complete
+
+
+def load_cached(
+    args: DataArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: PackingSpec,
+    tokenizer_fp: str,
+    corpus: Corpus | None = None,
+) -> LMData:
+    """Packed train/validation blocks for `tokenizer`, from the cache when nothing that shapes them changed."""
+    num_proc = args.preprocessing_num_workers or min(os.cpu_count() or 1, 8)
+    corpus_fp = corpus.fingerprint if corpus is not None else corpus_fingerprint(args)
+    if not corpus_fp:  # Hub datasets are fingerprinted once loaded
+        corpus = load_corpus(args, num_proc=num_proc)
+        corpus_fp = corpus.fingerprint
+    target = cache_root(args) / cache_key(corpus_fp, tokenizer_fp, spec)
+    hit = (target / META_FILE).exists() and not args.overwrite_cache
+    if hit:
+        logger.info("packed dataset cache hit: %s (tokenization skipped)", target)
+    else:
+        logger.info("packed dataset cache miss: tokenizing into %s", target)
+        corpus = corpus or load_corpus(args, fingerprint=corpus_fp, num_proc=num_proc)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _build(corpus, tokenizer, spec, num_proc, target)
+    meta = json.loads((target / META_FILE).read_text())
+    packed = load_from_disk(str(target))
+    return LMData(
+        train=packed["train"],
+        validation=packed["validation"],
+        stats=DataStats(**meta["stats"]),
+        unigram_counts=np.load(target / UNIGRAM_FILE),
+        corpus_description=meta["corpus"],
+        corpus_fingerprint=corpus_fp,
+        tokenizer_fingerprint=tokenizer_fp,
+        cache_dir=target,
+        cache_hit=hit,
+    )

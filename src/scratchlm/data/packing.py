@@ -1,0 +1,185 @@
+"""Token ids -> packed blocks, and the counts behind the unigram bar: the steps every back-end shares.
+
+`Packer` is the one packer: documents go end to end, each followed by a separator, and the stream is
+cut into blocks of a fixed length, with the unfinished tail carried to the next call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from ..errors import ScratchError
+
+
+def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of each document, without special tokens (packing adds the separators).
+
+    The Rust tokenizer is called directly: same ids, and no warning that a document is longer than the
+    model's context (packing cuts documents into blocks anyway).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch(list(texts), add_special_tokens=False)]
+
+
+@dataclass(frozen=True)
+class PackingSpec:
+    """How documents become blocks: the separator between documents and the tokens around each block.
+    The objective (`scratchlm.objectives`) decides which."""
+
+    block_size: int
+    separator_id: int
+    block_prefix: tuple[int, ...] = ()
+    block_suffix: tuple[int, ...] = ()
+
+    @property
+    def content_size(self) -> int:
+        return self.block_size - len(self.block_prefix) - len(self.block_suffix)
+
+
+def document_stream(sequences: Iterable[Sequence[int]], separator_id: int) -> np.ndarray:
+    """The documents end to end, each followed by `separator_id`."""
+    sequences = list(sequences)
+    lengths = np.fromiter((len(ids) + 1 for ids in sequences), dtype=np.int64, count=len(sequences))
+    stream = np.full(int(lengths.sum()), separator_id, dtype=np.int64)
+    start = 0
+    for ids, length in zip(sequences, lengths):
+        stream[start : start + length - 1] = ids
+        start += int(length)
+    return stream
+
+
+class Packer:
+    """Cuts a token stream into `spec.block_size` blocks, `prefix + content + suffix`; what does not fill a
+    block waits in `carry` for the next call."""
+
+    def __init__(self, spec: PackingSpec):
+        if spec.content_size < 1:
+            raise ValueError(f"block_size {spec.block_size} leaves no room for content")
+        self.spec = spec
+        self.carry = np.zeros(0, dtype=np.int64)
+        self._prefix = np.asarray(spec.block_prefix, dtype=np.int64)
+        self._suffix = np.asarray(spec.block_suffix, dtype=np.int64)
+
+    def add(self, stream: np.ndarray) -> np.ndarray:
+        """Blocks, shape (n, block_size), of the carried tokens followed by `stream`."""
+        tokens = np.concatenate([self.carry, np.asarray(stream, dtype=np.int64)])
+        content = self.spec.content_size
+        n = len(tokens) // content
+        self.carry = tokens[n * content :]
+        body = tokens[: n * content].reshape(n, content)
+        return np.hstack([np.tile(self._prefix, (n, 1)), body, np.tile(self._suffix, (n, 1))])
+
+    def add_documents(self, sequences: Iterable[Sequence[int]]) -> np.ndarray:
+        return self.add(document_stream(sequences, self.spec.separator_id))
+
+
+def pack(
+    sequences: Sequence[Sequence[int]],
+    block_size: int,
+    separator_id: int,
+    block_prefix: Sequence[int] = (),
+    block_suffix: Sequence[int] = (),
+) -> list[list[int]]:
+    """The blocks of `sequences` alone; the tail that does not fill a block is dropped (at most one block
+    per call, so call it on large batches)."""
+    spec = PackingSpec(block_size, separator_id, tuple(block_prefix), tuple(block_suffix))
+    return Packer(spec).add_documents(sequences).tolist()
+
+
+def require_blocks(
+    count: int, split: str, block_size: int, heldout_flag: str = "--validation_split_percentage"
+) -> None:
+    """Stop with the fix when a split does not fill a single block."""
+    if count > 0:
+        return
+    if split == "train":
+        raise ScratchError(
+            f"the training split is shorter than one block of {block_size} tokens: add text or lower --block_size"
+        )
+    raise ScratchError(
+        f"the held-out split is shorter than one block of {block_size} tokens: raise {heldout_flag}, "
+        "give longer --validation_files, or lower --block_size"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The bar a model must clear
+# ---------------------------------------------------------------------------------------------
+def count_tokens(arrays: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
+    """How often each token id occurs in `arrays` (blocks or token streams)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for array in arrays:
+        counts += np.bincount(np.asarray(array).ravel(), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def dataset_arrays(ds: Dataset, batch_size: int = 4096) -> Iterable[np.ndarray]:
+    for batch in ds.with_format("numpy").iter(batch_size=batch_size):
+        yield np.asarray(batch["input_ids"])
+
+
+def unigram_cross_entropy(
+    train_counts: np.ndarray, blocks: Dataset, skip_first: int = 1, exclude_ids: Sequence[int] = ()
+) -> float:
+    """Cross-entropy (nats/token) on `blocks` of a unigram model fitted on `train_counts` (add-one smoothed).
+
+    `skip_first` leaves out each block's first positions, which a causal LM never predicts;
+    `exclude_ids` are tokens never scored nor predicted (the special tokens an MLM never masks), so
+    the result is the expected loss of the unigram model on randomly masked positions.
+    """
+    counts = train_counts.astype(np.float64)
+    counts[list(exclude_ids)] = 0.0
+    log_probs = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))
+    total, count = 0.0, 0
+    for ids in dataset_arrays(blocks):
+        ids = ids[:, skip_first:]
+        keep = ~np.isin(ids, list(exclude_ids)) if len(exclude_ids) else np.ones(ids.shape, dtype=bool)
+        total -= float(log_probs[ids[keep]].sum())
+        count += int(keep.sum())
+    return total / max(count, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# What every back-end hands the trainer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DataStats:
+    train_blocks: int | None  # None for a stream
+    validation_blocks: int
+    validation_characters: int  # of the validation documents, for bits per character
+    validation_tokens: int  # of the same documents, separators included
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.validation_characters / max(self.validation_tokens, 1)
+
+
+@dataclass
+class LMData:
+    train: Dataset | torch.utils.data.IterableDataset  # a stream with --streaming
+    validation: Dataset
+    stats: DataStats
+    unigram_counts: np.ndarray  # token counts over the training blocks, for the unigram baseline
+    corpus_description: str
+    corpus_fingerprint: str
+    tokenizer_fingerprint: str
+    cache_dir: Path | None = None
+    cache_hit: bool = False
+
+    @property
+    def block_size(self) -> int:
+        return int(self.validation[0]["input_ids"].shape[0])
+
+    @property
+    def streaming(self) -> bool:
+        return self.stats.train_blocks is None

@@ -1,0 +1,21 @@
+"""GPT-2, transformers' own `GPT2LMHeadModel`: learned positions, pre-norm, GELU, tied embeddings."""
+
+from __future__ import annotations
+
+from transformers import GPT2Config, GPT2LMHeadModel
+
+MODEL_CLASS = GPT2LMHeadModel
+
+
+def make_config(args, vocab_size: int, n_positions: int, special_token_ids: dict) -> GPT2Config:
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        resid_pdrop=args.dropout,
+        embd_pdrop=args.dropout,
+        attn_pdrop=args.dropout,
+        **special_token_ids,
+    )

@@ -1,0 +1,114 @@
+"""Callbacks of a pretraining run: throughput and MFU, samples at each evaluation (to the log and the
+trackers), and stopping at a quality target. The manifest sealed into checkpoints is `checkpoints.ManifestCallback`."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback, WandbCallback
+
+from ..generation import Samples, generate_samples
+
+logger = logging.getLogger("scratchlm")
+
+
+class ThroughputMeter(TrainerCallback):
+    """Tokens seen, tokens/s between logs and MFU, for the training log.
+
+    Tokens seen are steps x tokens per step: Trainer's `include_num_input_tokens_seen` counts them by
+    reading every batch on the host (and gathering across processes), a sync per step we do not need
+    when every block is full. Time spent evaluating is left out of tokens/s.
+    """
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
+        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
+        self._clock: tuple[float, int] | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._clock is None:
+            self._clock = (time.perf_counter(), state.global_step)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._clock = None
+
+    def measure(self, step: int) -> dict[str, float]:
+        out = {"tokens_seen": step * self.tokens_per_step}
+        now = time.perf_counter()
+        if self._clock is not None and step > self._clock[1] and now > self._clock[0]:
+            tokens_per_second = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
+            out["tokens_per_second"] = round(tokens_per_second, 1)
+            if self.peak_flops:
+                out["mfu"] = round(tokens_per_second * self.flops_per_token / self.peak_flops, 4)
+        self._clock = (now, step)
+        return out
+
+
+class StopAtEvalLoss(TrainerCallback):
+    """Ends training at the first evaluation that reaches `target` (the final model is then saved as usual)."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is not None and loss <= self.target and not control.should_training_stop:
+            logger.info(
+                "eval_loss %.4f reached --stop_at_eval_loss %g at step %d: stopping",
+                loss,
+                self.target,
+                state.global_step,
+            )
+            control.should_training_stop = True
+
+
+class SampleCallback(TrainerCallback):
+    """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
+    the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
+
+    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int, trackers: list):
+        self.prompts, self.max_new_tokens, self.seed = prompts, max_new_tokens, seed
+        self.trackers = trackers  # the Trainer's callbacks, where the reporting integrations live
+        self.samples: Samples | None = None
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not self.prompts or not state.is_world_process_zero or model is None:
+            return
+        self.samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
+        shown = "\n".join(f"  [{i}] {s!r}" for i, s in enumerate(self.samples.texts))
+        logger.info(
+            "samples at step %d (distinct-2 %.2f):\n%s",
+            state.global_step,
+            self.samples.metrics.get("distinct_2", float("nan")),
+            shown,
+        )
+        log_samples_to_trackers(self.trackers, state.global_step, self.samples)
+
+
+def log_samples_to_trackers(callbacks: list, step: int, samples: Samples) -> None:
+    rows = samples.rows()
+    for callback in callbacks:
+        if isinstance(callback, WandbCallback):
+            import wandb
+
+            if wandb.run is not None:
+                columns = ["step", *rows[0]]
+                wandb.log(
+                    {
+                        "eval/samples": wandb.Table(columns=columns, data=[[step, *r.values()] for r in rows]),
+                        **{f"eval/samples_{k}": v for k, v in samples.metrics.items()},
+                        "train/global_step": step,
+                    }
+                )
+        elif isinstance(callback, TensorBoardCallback) and getattr(callback, "tb_writer", None) is not None:
+            header = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
+            body = "".join(
+                "| "
+                + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|") for v in r.values())
+                + " |\n"
+                for r in rows
+            )
+            callback.tb_writer.add_text("eval/samples", header + body, step)
+            for key, value in samples.metrics.items():
+                callback.tb_writer.add_scalar(f"eval/samples_{key}", value, step)

@@ -1,0 +1,302 @@
+"""Around the training loop: set a run up (logging, threads, guards, resume, tokenizer), report what it
+is about to do, and finish it (model, results, resolved config, samples, manifest, card, Hub push)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+import yaml
+from transformers import PreTrainedTokenizerBase
+
+from ..arguments import DataArguments, PretrainingArguments, TokenizerArguments
+from ..card import CARD_FILE, pretraining_card
+from ..checkpoints import (
+    check_checkpoint_matches,
+    checkpoint_problem,
+    latest_complete_checkpoint,
+    require_clean_git,
+    write_manifest,
+)
+from ..data import Corpus, LMData, load_corpus
+from ..errors import ScratchError
+from ..hub import check_push_possible, push_failed
+from ..tokenizer import REPORT_FILE, load_tokenizer, train_tokenizer_on_corpus
+from .callbacks import SampleCallback
+from .trainer import PretrainingTrainer
+
+logger = logging.getLogger("scratchlm")
+
+RESOLVED_CONFIG_FILE = "run_config.yaml"
+SAMPLES_FILE = "samples.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Before training
+# ---------------------------------------------------------------------------------------------
+def setup_run(args: PretrainingArguments) -> None:
+    """Logging for the main process, all CPU cores for CPU runs, and the clean-checkout guard."""
+    level = logging.INFO if args.should_log else args.get_process_log_level()  # replicas: --log_level_replica
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=level,
+    )
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.set_verbosity_warning()
+    if not sys.stderr.isatty():  # progress bars flood logs that are files; Trainer then prints plain log lines
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()  # e.g. "Writing model shards" on every save
+        args.disable_tqdm = True
+    if not torch.cuda.is_available():
+        # `accelerate launch` sets OMP_NUM_THREADS=1, which halves a 2-core CPU run: share the cores out.
+        share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if torch.get_num_threads() < share:
+            torch.set_num_threads(share)
+            logger.info("CPU run: using %d threads per process", share)
+    if args.require_clean_git:
+        require_clean_git()
+    check_push_possible(args)
+
+
+def resolve_resume(args: PretrainingArguments) -> str | None:
+    """The checkpoint to resume from (the newest complete one for `true`), refusing to write into a
+    non-empty output_dir by accident."""
+    out = Path(args.output_dir)
+    resume = args.resume_from_checkpoint
+    if resume is not None and str(resume).lower() in ("true", "1", "yes", "last"):
+        with args.main_process_first(desc="finding the newest complete checkpoint"):
+            last = latest_complete_checkpoint(out, is_main_process=args.process_index == 0)
+        if last is None:
+            raise ScratchError(
+                f"--resume_from_checkpoint true: no complete checkpoint-* directory in {out} to "
+                "resume from; drop the flag to start afresh in a new --output_dir"
+            )
+        logger.info("resuming from %s, the newest complete checkpoint", last)
+        return str(last)
+    if resume is not None:
+        if not Path(resume).is_dir():
+            raise ScratchError(f"--resume_from_checkpoint {resume} is not a checkpoint directory")
+        problem = checkpoint_problem(Path(resume))
+        if problem:
+            raise ScratchError(
+                f"--resume_from_checkpoint {resume} cannot be resumed from: {problem}; pass "
+                "--resume_from_checkpoint true to take the newest complete checkpoint instead"
+            )
+        return str(resume)
+    guard_output_dir(out, args.overwrite_output_dir, "--resume_from_checkpoint true to continue that run, ")
+    return None
+
+
+def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None:
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ScratchError(
+            f"output_dir {out} already exists and is not empty: pass {alternatives}"
+            "--overwrite_output_dir true to write over it, or choose another --output_dir"
+        )
+
+
+def ensure_tokenizer(
+    tok_args: TokenizerArguments, data_args: DataArguments, required: tuple[str, ...]
+) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
+    """Load the configured tokenizer (checking it has the `required` special tokens), or train it on the
+    corpus's training split when it is missing.
+
+    Returns the corpus too when it had to be loaded, so the data step need not load it again.
+    """
+    path = Path(tok_args.tokenizer_name_or_path)
+    if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
+        return load_tokenizer(tok_args.tokenizer_name_or_path, required=required), None
+    logger.info(
+        "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
+        path,
+        tok_args.tokenizer_type,
+        tok_args.vocab_size,
+    )
+    if data_args.streaming and tok_args.max_tokenizer_train_bytes is None:
+        logger.warning(
+            "training the tokenizer on the whole stream: cap it with --max_tokenizer_train_bytes (about 1e9 is plenty)"
+        )
+    corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
+    train_tokenizer_on_corpus(corpus, tok_args, path)
+    return load_tokenizer(str(path), required=required), corpus
+
+
+def train(trainer: PretrainingTrainer, resume_from: str | None):
+    if resume_from is not None:
+        check_checkpoint_matches(Path(resume_from), trainer.model)
+    return trainer.train(resume_from_checkpoint=resume_from)
+
+
+def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
+    """Sizes, token budget and the bars the run must clear; warns when the first loss is off."""
+    args, model = trainer.args, trainer.model
+    params = sum(p.numel() for p in model.parameters())
+    block = data.block_size
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    train_blocks = None if data.streaming else len(data.train)
+    steps = (
+        args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(train_blocks / per_step))
+    )
+    vocab = model.config.vocab_size
+    initial = initial_loss(model, data.validation)
+    summary = {
+        "parameters": params,
+        "tokens_per_step": per_step * block,
+        "steps": steps,
+        "total_tokens": steps * per_step * block,
+        "train_tokens_available": None if data.streaming else train_blocks * block,
+        "eval_unigram_loss": trainer.eval_unigram_loss,
+        "ln_vocab": math.log(vocab),
+        "initial_loss": initial,
+    }
+    share = "streamed: length unknown" if data.streaming else f"{steps * per_step / max(train_blocks, 1):.2f} epochs"
+    logger.info(
+        "run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
+        "%s tokens/step x %s steps = %s tokens (%s of %s); bf16=%s",
+        f"{params:,}",
+        per_step,
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        f"{per_step * block:,}",
+        f"{steps:,}",
+        f"{steps * per_step * block:,}",
+        share,
+        data.corpus_description.split(":")[0],
+        args.bf16,
+    )
+    if data.streaming and args.dataloader_num_workers == 0:
+        logger.warning(
+            "streaming with --dataloader_num_workers 0 tokenizes in the training process; "
+            "give it workers (e.g. 4) so the accelerator does not wait for text"
+        )
+    logger.info(
+        "initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
+        "(the model must go well below it)",
+        initial,
+        math.log(vocab),
+        trainer.eval_unigram_loss,
+    )
+    short = getattr(args, "curriculum_block_size", None)
+    if short:
+        logger.info(
+            "sequence-length curriculum: steps 1-%d on blocks of %d tokens, then %d",
+            int(args.curriculum_fraction * steps),
+            short,
+            block,
+        )
+    if abs(initial - math.log(vocab)) > 1.0:
+        logger.warning(
+            "initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
+            initial,
+            math.log(vocab),
+        )
+    return summary
+
+
+@torch.no_grad()
+def initial_loss(model, validation, n_blocks: int = 8) -> float:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = validation.with_format("torch")[:n_blocks]["input_ids"].to(device)
+    loss = model(input_ids=ids, labels=ids).loss.item()
+    model.train(was_training)
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# After training
+# ---------------------------------------------------------------------------------------------
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def resolved_config(*settings) -> dict:
+    """Every setting of the run, flat, in a form `--config` reads back."""
+    out: dict = {}
+    for obj in settings:
+        for f in dataclasses.fields(obj):
+            if f.init and not f.name.startswith("_"):
+                out[f.name] = _plain(getattr(obj, f.name))
+    return out
+
+
+def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
+    """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
+    push to the Hub when asked."""
+    # `_internal_call` keeps save_model from pushing: the card and results must be written first.
+    trainer.save_model(_internal_call=True)
+    metrics = dict(train_result.metrics)
+    metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
+    trainer.save_metrics("train", metrics)
+    eval_metrics = trainer.evaluate()
+    trainer.save_metrics("eval", eval_metrics)
+    trainer.save_state()
+    callback = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
+    samples = callback.samples if callback is not None else None
+    out = Path(trainer.args.output_dir)
+    if trainer.is_world_process_zero():
+        write_manifest(out, {**trainer.run_manifest, "global_step": trainer.state.global_step}, list_files=False)
+        config = trainer.run_manifest["config"]
+        (out / RESOLVED_CONFIG_FILE).write_text(
+            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
+        logger.info(
+            "held-out loss %.3f nats/token vs unigram %.3f (%.2f below); %s",
+            eval_metrics["eval_loss"],
+            eval_metrics["eval_unigram_loss"],
+            margin,
+            ", ".join(
+                f"{k} {v:.4g}"
+                for k, v in eval_metrics.items()
+                if k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
+            ),
+        )
+        if samples is not None:
+            (out / SAMPLES_FILE).write_text(
+                json.dumps({"samples": samples.texts, **samples.metrics}, ensure_ascii=False, indent=2) + "\n",
+                encoding="utf-8",
+            )
+            for i, text in enumerate(samples.texts):
+                print(f"sample {i}: {text}")
+        report_file = Path(config.get("tokenizer_name_or_path", "")) / REPORT_FILE
+        report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else None
+        card = pretraining_card(
+            trainer.objective,
+            trainer.run_manifest,
+            trainer.model,
+            eval_metrics,
+            summary,
+            samples.texts if samples is not None else [],
+            report,
+        )
+        (out / CARD_FILE).write_text(card, encoding="utf-8")
+    if trainer.args.push_to_hub:
+        try:
+            trainer.push_to_hub(commit_message="scratchlm: end of pretraining")
+        except Exception as err:  # network, auth, quota: the local output is complete either way
+            raise push_failed(out, trainer.args.hub_model_id, err) from err
+        logger.info("pushed %s to the Hub", out)
+    return {**metrics, **eval_metrics}

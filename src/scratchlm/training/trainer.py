@@ -1,0 +1,169 @@
+"""`PretrainingTrainer`: what a pretraining run needs inside Trainer's loop, and nothing else.
+
+Decay on weight matrices only, the bad-loss guard (stop, or skip the optimizer step), the
+sequence-length curriculum, evaluations that leave the training RNG alone, and the metrics a
+pretraining run logs (bits per char, the unigram bar, tokens/s).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import types
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+
+from ..card import CARD_FILE
+from ..checkpoints import checkpoints_newest_first
+from ..errors import ScratchError
+from .callbacks import ThroughputMeter
+
+logger = logging.getLogger("scratchlm")
+
+
+class PretrainingTrainer(Trainer):
+    def __init__(
+        self,
+        *args,
+        objective,
+        eval_unigram_loss: float,
+        chars_per_token: float | None,
+        throughput: ThroughputMeter | None = None,
+        run_manifest: dict | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.eval_unigram_loss = eval_unigram_loss
+        self.chars_per_token = chars_per_token
+        self.throughput = throughput
+        self.run_manifest = run_manifest
+        self.skipped_steps = 0
+        self._skip_update = False
+        self._loss_average: float | None = None
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
+        return [name for name, param in model.named_parameters() if param.ndim >= 2]
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if getattr(optimizer, "_skips_bad_steps", False):  # Trainer calls this again on an existing optimizer
+            return optimizer
+        step = optimizer.step
+
+        def step_unless_skipped(_optimizer, *args, **kwargs):
+            if self._skip_update:  # a bad loss in this step: leave the weights and the moments as they were
+                self._skip_update = False
+                return None
+            return step(*args, **kwargs)
+
+        # Trainer has no hook that can cancel an optimizer step, so the step itself is wrapped; a bound
+        # method, as torch's LR schedulers expect of optimizer.step when they wrap it.
+        optimizer.step = types.MethodType(step_unless_skipped, optimizer)
+        optimizer._skips_bad_steps = True
+        return optimizer
+
+    def curriculum_steps(self) -> int:
+        """Steps trained at curriculum_block_size: the first curriculum_fraction of the run."""
+        return int(self.args.curriculum_fraction * self.state.max_steps)
+
+    def _finalize_training(self, *args, **kwargs):
+        # Private, but the only place where Trainer, with save_total_limit 1, deletes every checkpoint but
+        # the best when training ends, the newest included: keep the newest, the only one a longer run can
+        # resume from.
+        limit = self.args.save_total_limit
+        if limit == 1:
+            self.args.save_total_limit = 2
+        try:
+            return super()._finalize_training(*args, **kwargs)
+        finally:
+            self.args.save_total_limit = limit
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        short = getattr(self.args, "curriculum_block_size", None)
+        if short and self.state.global_step < self.curriculum_steps():
+            inputs, num_items_in_batch = split_blocks(inputs, short, num_items_in_batch, self.objective.causal)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._check_loss(loss)
+        return loss
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop (or skip the step) on a non-finite or exploding loss, naming the step."""
+        value = loss.detach().float()
+        if self.args.world_size > 1:  # every process must take the same decision
+            value = self.accelerator.reduce(value, reduction="mean")
+        value = value.item()  # no extra cost: Trainer's NaN filter already syncs on every step
+        average, factor = self._loss_average, getattr(self.args, "bad_loss_spike_factor", 0.0)
+        if not math.isfinite(value):
+            problem = f"the training loss is {value}"
+        elif factor and average is not None and value > max(factor * average, average + 1):
+            problem = f"the training loss {value:.3f} is {value / average:.1f}x its running average {average:.3f}"
+        else:
+            self._loss_average = value if average is None else 0.95 * average + 0.05 * value
+            return
+        step = self.state.global_step + 1
+        if getattr(self.args, "bad_loss", "stop") == "skip":
+            self._skip_update = True
+            self.skipped_steps += 1
+            logger.warning(
+                "step %d: %s; skipping this optimizer step (bad_loss: skip; %d skipped so far)",
+                step,
+                problem,
+                self.skipped_steps,
+            )
+            return
+        saved = checkpoints_newest_first(Path(self.args.output_dir)) if Path(self.args.output_dir).is_dir() else []
+        last_good = f"the last good checkpoint is {saved[0]}" if saved else "no checkpoint was saved yet"
+        raise ScratchError(
+            f"step {step}: {problem}, so training stopped (bad_loss: stop) and {last_good}; lower "
+            "--learning_rate or lengthen --warmup_steps and resume with --resume_from_checkpoint "
+            "true, or pass --bad_loss skip to skip such steps"
+        )
+
+    def evaluate(self, *args, **kwargs):
+        # The same random masks (MLM) at every evaluation, without moving the training RNG:
+        # evaluations stay comparable and training continues exactly as it would have.
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.args.seed)
+            return super().evaluate(*args, **kwargs)
+
+    def create_model_card(self, *args, **kwargs):
+        if not (Path(self.args.output_dir) / CARD_FILE).exists():  # finish_run writes a fuller one
+            super().create_model_card(*args, **kwargs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
+            logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
+        elif "loss" in logs:
+            if self.throughput is not None:
+                logs.update(self.throughput.measure(self.state.global_step))
+            if self.skipped_steps:
+                logs["skipped_steps"] = self.skipped_steps
+        super().log(logs, start_time)
+
+
+def split_blocks(inputs: dict, length: int, num_items_in_batch, causal: bool):
+    """(batch, block) tensors cut into (batch x block/length, length): the same token stream packed shorter.
+
+    A causal LM predicts one token fewer per piece, so the count that normalises the loss shrinks to match.
+    """
+    block = inputs["input_ids"].shape[1]
+    pieces = block // length
+    split = {
+        k: v.reshape(-1, length) if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == block else v
+        for k, v in inputs.items()
+    }
+    if causal and num_items_in_batch is not None:
+        num_items_in_batch = num_items_in_batch // (block - 1) * pieces * (length - 1)
+    return split, num_items_in_batch
+
+
+def lm_eval_metrics(eval_loss: float, chars_per_token: float | None, unigram_loss: float) -> dict[str, float]:
+    metrics = {"eval_perplexity": math.exp(min(eval_loss, 50.0)), "eval_unigram_loss": unigram_loss}
+    if chars_per_token:  # causal LMs score every token, so nats/token converts to bits/char
+        metrics["eval_bits_per_char"] = eval_loss / math.log(2) / chars_per_token
+    return metrics
