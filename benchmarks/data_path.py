@@ -34,12 +34,13 @@ OURS = (
     COMMON
     + """
 from scratchlm.arguments import DataArguments
-from scratchlm.data import PackingSpec, prepare_lm_data
+from scratchlm.data import load_lm_data
+from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import load_tokenizer
 tokenizer = load_tokenizer(tokenizer_dir, required=())
 start = time.perf_counter()
-data = prepare_lm_data(DataArguments(train_files=[corpus], block_size=block), tokenizer,
-                       PackingSpec.causal(tokenizer, block))
+data = load_lm_data(DataArguments(train_files=[corpus], block_size=block), tokenizer,
+                    OBJECTIVES["causal"].packing(tokenizer, block))
 report(seconds=time.perf_counter() - start, blocks=len(data.train) + len(data.validation), cache_hit=data.cache_hit)
 """
 )

@@ -12,7 +12,7 @@ import random
 import re
 from pathlib import Path
 
-from scratchlm.corpus import BUILTIN_CORPORA
+from scratchlm.data.builtin import BUILTIN_CORPORA
 
 
 def sentences() -> list[str]:

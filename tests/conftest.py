@@ -29,7 +29,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def zh_docs():
     """A few hundred real Chinese documents from the built-in corpus."""
-    from scratchlm.data.sources import BUILTIN_CORPORA
+    from scratchlm.data.builtin import BUILTIN_CORPORA
 
     docs = []
     for doc in BUILTIN_CORPORA["zh_demo"].documents():

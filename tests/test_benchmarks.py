@@ -32,7 +32,7 @@ def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
 
 
 def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(tmp_path, zh_docs):
-    from scratchlm.data.sources import BUILTIN_CORPORA
+    from scratchlm.data.builtin import BUILTIN_CORPORA
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())))

@@ -30,7 +30,7 @@ def run_mlm(*flags):
 def mlm_checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mlm")
     corpus = tmp / "en.txt"
-    from scratchlm.data.sources import BUILTIN_CORPORA
+    from scratchlm.data.builtin import BUILTIN_CORPORA
 
     docs = [d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())]
     corpus.write_text("\n".join(" ".join(d.split()) for d in docs), encoding="utf-8")

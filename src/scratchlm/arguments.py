@@ -17,7 +17,7 @@ class DataArguments:
     corpus: str | None = field(
         default=None,
         metadata={
-            "help": "Name of a built-in corpus (see `scratchlm.corpus.BUILTIN_CORPORA`), used when no "
+            "help": "Name of a built-in corpus (see `scratchlm.data.builtin.BUILTIN_CORPORA`), used when no "
             "train_files or dataset_name is given."
         },
     )

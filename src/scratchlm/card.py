@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .data.sources import BUILTIN_CORPORA
+from .data.builtin import BUILTIN_CORPORA
 from .models import FAMILIES
 
 CARD_FILE = "README.md"
