@@ -3,13 +3,18 @@
 
     python benchmarks/throughput.py --model gpt2      # GPT-2 124M, context 1024 (a GPU run)
     python benchmarks/throughput.py --model bert      # BERT-base, context 128
+    python benchmarks/throughput.py --model baby      # nanoGPT's baby GPT (10.8M), context 256: overhead-bound
     python benchmarks/throughput.py --model gpt2 --tiny --steps 6 --warmup 2   # the same code, tiny, on CPU
 
 "recipe": the model, collator, PretrainingTrainer and settings of `config_gpt2_124m.yaml` /
-`config_bert_base.yaml` (micro-batch 32 / 256, torch_compile, bf16 where supported, fused AdamW),
-one micro-batch per optimizer step. "stock": `GPT2LMHeadModel` / `BertForMaskedLM` with transformers'
-default config, a plain `Trainer` with run_clm-style defaults (batch 8 / 32, bf16, no compile). Both read
-the same random token blocks. Tokens/s is timed over the steps after --warmup (compilation excluded);
+`config_bert_base.yaml` / `config_baby_shakespeare.yaml` (micro-batch 32 / 256 / 64, torch_compile,
+bf16 where supported), one micro-batch per optimizer step. "recipe+sync": the same with `bad_loss:
+skip`, whose guard reads the loss on the host every step and keeps Trainer's NaN filter (another sync
+per step), as every recipe run did before the guard moved onto the device. "stock": `GPT2LMHeadModel` /
+`BertForMaskedLM` of the same shape (transformers' default config for GPT-2 and BERT), a plain
+`Trainer` with run_clm-style defaults (batch 8 / 32 / 64, bf16, no compile). All read the same random
+token blocks and log every 10 steps, as a real run does (a log line is a host sync). Tokens/s is timed
+over the steps after --warmup (compilation excluded);
 MFU divides 6N + 12·L·d·T FLOPs per token (nanoGPT's count) by the device's dense bf16 peak
 (`scratchlm.flops.PEAK_BF16_TFLOPS`), GPU only. The loss columns show both runs start at ln(vocab)
 and fall alike.
@@ -18,6 +23,7 @@ and fall alike.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -36,6 +42,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 
 from scratchlm.data import DataStats, LMData
@@ -47,7 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # model -> (vocab of the stand-in tokenizer, context, stock batch, recipe config)
     "gpt2": (50257, 1024, 8, ROOT / "recipes/pretrain_gpt2_zh/config_gpt2_124m.yaml"),
     "bert": (30522, 128, 32, ROOT / "recipes/pretrain_bert_mlm/config_bert_base.yaml"),
+    "baby": (68, 256, 64, ROOT / "recipes/pretrain_gpt2_zh/config_baby_shakespeare.yaml"),
 }
+LOGGING_STEPS = 10
 TINY = [
     "--n_layer",
     "2",
@@ -125,7 +134,7 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=list(SHAPES), default="gpt2")
-    parser.add_argument("--steps", type=int, default=60, help="Optimizer steps per run.")
+    parser.add_argument("--steps", type=int, default=60, help="Optimizer steps per run (a multiple of 10).")
     parser.add_argument("--warmup", type=int, default=20, help="Steps left out of the timing.")
     parser.add_argument("--tiny", action="store_true", help="2 layers, width 64: checks the code path on a CPU.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
@@ -164,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "--save_strategy",
                 "no",
                 "--logging_steps",
-                "1",
+                str(LOGGING_STEPS),
                 "--report_to",
                 "none",
                 "--dataloader_num_workers",
@@ -172,8 +181,17 @@ def main(argv: list[str] | None = None) -> dict:
                 *(TINY if args.tiny else []),
             ]
         )
+        set_seed(settings.training.seed)
         run = build_run(settings, tokenizer=tokenizer, data=data)
         rows.append(measure("recipe", run.trainer, block, args.warmup))
+        syncing = dataclasses.replace(
+            settings.training, output_dir=f"{tmp}/sync", bad_loss="skip", logging_nan_inf_filter=True
+        )
+        settings = dataclasses.replace(settings, parsed=(*settings.parsed[:-1], syncing))
+        set_seed(settings.training.seed)
+        rows.append(
+            measure("recipe+sync", build_run(settings, tokenizer=tokenizer, data=data).trainer, block, args.warmup)
+        )
 
         torch.manual_seed(0)
         if not settings.objective.causal:
@@ -187,12 +205,18 @@ def main(argv: list[str] | None = None) -> dict:
                 )
             )
         else:
-            stock_model = GPT2LMHeadModel(GPT2Config(**(dict(n_layer=2, n_embd=64, n_head=2) if args.tiny else {})))
+            shape = (
+                {}
+                if args.model == "gpt2"
+                else dict(vocab_size=vocab, n_positions=block, n_layer=6, n_head=6, n_embd=384)
+            )
+            tiny = dict(n_layer=2, n_embd=64, n_head=2) if args.tiny else {}
+            stock_model = GPT2LMHeadModel(GPT2Config(**{**shape, **tiny}))
         stock_args = TrainingArguments(
             output_dir=f"{tmp}/stock",
             per_device_train_batch_size=4 if args.tiny else stock_batch,
             max_steps=args.steps,
-            logging_steps=1,
+            logging_steps=LOGGING_STEPS,
             report_to="none",
             save_strategy="no",
             bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
@@ -216,23 +240,26 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "rows": rows,
-        "speedup": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],
+        "speedup": rows[0]["tokens_per_second"] / rows[-1]["tokens_per_second"],
+        "speedup_over_sync": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.model} on {device}{' (tiny shapes)' if args.tiny else ''}")
     print(
-        f"{'run':<8} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'MFU':>6} {'peak GB':>8} "
+        f"{'run':<12} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'MFU':>6} {'peak GB':>8} "
         f"{'first loss':>10} {'last loss':>10}"
     )
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") else "-"
         memory = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
         print(
-            f"{r['run']:<8} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
+            f"{r['run']:<12} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
             f"{r['tokens_per_second']:>12,.0f} {mfu:>6} {memory:>8} {r['losses'][0]:>10.3f} {r['losses'][-1]:>10.3f}"
         )
-    print(f"recipe / stock tokens/s: {result['speedup']:.2f}x")
+    print(
+        f"recipe / stock tokens/s: {result['speedup']:.2f}x; recipe / recipe+sync: {result['speedup_over_sync']:.3f}x"
+    )
     return result
 
 

@@ -331,6 +331,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "(0: only non-finite losses count)."
         },
     )
+    logging_nan_inf_filter: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Log the average of finite losses only (a host sync every step on a GPU); default: on with "
+            "bad_loss skip, off with bad_loss stop, which ends the run on a non-finite loss anyway."
+        },
+    )
     stop_at_eval_loss: float | None = field(
         default=None,
         metadata={
@@ -346,7 +353,10 @@ class PretrainingArguments(_ScratchTrainingArguments):
             raise ScratchError(f"--curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}")
         if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
-        if str(self.lr_scheduler_type) != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
+        if self.logging_nan_inf_filter is None:
+            self.logging_nan_inf_filter = self.bad_loss == "skip"
+        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)  # an enum once post-inited
+        if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
         super().__post_init__()
 

@@ -1,6 +1,6 @@
 """`PretrainingTrainer`: what a pretraining run needs inside Trainer's loop, and nothing else.
 
-Decay on weight matrices only, the bad-loss guard (stop, or skip the optimizer step), the
+Decay on weight matrices only, the bad-loss guard (`guard.py`: stop, or skip the optimizer step), the
 sequence-length curriculum, evaluations that leave the training RNG alone, and the metrics a
 pretraining run logs (bits per char, the unigram bar, tokens/s).
 """
@@ -16,9 +16,8 @@ import torch
 from transformers import Trainer
 
 from ..card import CARD_FILE
-from ..checkpoints import checkpoints_newest_first
-from ..errors import ScratchError
 from .callbacks import ThroughputMeter
+from .guard import LossGuard
 
 logger = logging.getLogger("scratchlm")
 
@@ -40,9 +39,12 @@ class PretrainingTrainer(Trainer):
         self.chars_per_token = chars_per_token
         self.throughput = throughput
         self.run_manifest = run_manifest
-        self.skipped_steps = 0
-        self._skip_update = False
-        self._loss_average: float | None = None
+        self.loss_guard = LossGuard(self.args.bad_loss, self.args.bad_loss_spike_factor, self.accelerator)
+        self.add_callback(self.loss_guard)
+
+    @property
+    def skipped_steps(self) -> int:
+        return self.loss_guard.skipped_steps
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
@@ -55,9 +57,8 @@ class PretrainingTrainer(Trainer):
         step = optimizer.step
 
         def step_unless_skipped(_optimizer, *args, **kwargs):
-            if self._skip_update:  # a bad loss in this step: leave the weights and the moments as they were
-                self._skip_update = False
-                return None
+            if self.loss_guard.skip_this_step(self.state.global_step + 1):
+                return None  # a bad loss in this step: leave the weights and the moments as they were
             return step(*args, **kwargs)
 
         # Trainer has no hook that can cancel an optimizer step, so the step itself is wrapped; a bound
@@ -87,41 +88,8 @@ class PretrainingTrainer(Trainer):
         if short and self.state.global_step < self.curriculum_steps():
             inputs, num_items_in_batch = split_blocks(inputs, short, num_items_in_batch, self.objective.causal)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self._check_loss(loss)
+        self.loss_guard.observe(loss, self.state.global_step + 1)
         return loss
-
-    def _check_loss(self, loss: torch.Tensor) -> None:
-        """Stop (or skip the step) on a non-finite or exploding loss, naming the step."""
-        value = loss.detach().float()
-        if self.args.world_size > 1:  # every process must take the same decision
-            value = self.accelerator.reduce(value, reduction="mean")
-        value = value.item()  # no extra cost: Trainer's NaN filter already syncs on every step
-        average, factor = self._loss_average, getattr(self.args, "bad_loss_spike_factor", 0.0)
-        if not math.isfinite(value):
-            problem = f"the training loss is {value}"
-        elif factor and average is not None and value > max(factor * average, average + 1):
-            problem = f"the training loss {value:.3f} is {value / average:.1f}x its running average {average:.3f}"
-        else:
-            self._loss_average = value if average is None else 0.95 * average + 0.05 * value
-            return
-        step = self.state.global_step + 1
-        if getattr(self.args, "bad_loss", "stop") == "skip":
-            self._skip_update = True
-            self.skipped_steps += 1
-            logger.warning(
-                "step %d: %s; skipping this optimizer step (bad_loss: skip; %d skipped so far)",
-                step,
-                problem,
-                self.skipped_steps,
-            )
-            return
-        saved = checkpoints_newest_first(Path(self.args.output_dir)) if Path(self.args.output_dir).is_dir() else []
-        last_good = f"the last good checkpoint is {saved[0]}" if saved else "no checkpoint was saved yet"
-        raise ScratchError(
-            f"step {step}: {problem}, so training stopped (bad_loss: stop) and {last_good}; lower "
-            "--learning_rate or lengthen --warmup_steps and resume with --resume_from_checkpoint "
-            "true, or pass --bad_loss skip to skip such steps"
-        )
 
     def evaluate(self, *args, **kwargs):
         # The same random masks (MLM) at every evaluation, without moving the training RNG:
