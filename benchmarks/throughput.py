@@ -13,7 +13,8 @@ skip`, whose guard reads the loss on the host every step and keeps Trainer's NaN
 per step), as every recipe run did before the guard moved onto the device. "stock": `GPT2LMHeadModel` /
 `BertForMaskedLM` of the same shape (transformers' default config for GPT-2 and BERT), a plain
 `Trainer` with run_clm-style defaults (batch 8 / 32 / 64, bf16, no compile). All read the same random
-token blocks and log every 10 steps, as a real run does (a log line is a host sync). Tokens/s is timed
+token blocks and log every 10 steps, as a real run does (a log line is a host sync); the recipe arms load
+data in the config's dataloader workers, the stock one in the training process (run_clm's default). Tokens/s is timed
 over the steps after --warmup (compilation excluded);
 MFU divides 6N + 12·L·d·T FLOPs per token (nanoGPT's count) by the device's dense bf16 peak
 (`scratchlm.flops.PEAK_BF16_TFLOPS`), GPU only. The loss columns show both runs start at ln(vocab)
@@ -57,7 +58,9 @@ SHAPES = {  # model -> (vocab of the stand-in tokenizer, context, stock batch, r
     "baby": (68, 256, 64, ROOT / "recipes/pretrain_gpt2_zh/config_baby_shakespeare.yaml"),
 }
 LOGGING_STEPS = 10
-TINY = [
+TINY = [  # the recipe's dataloader workers stay (2 or 4): loading in the training process costs GPU time
+    "--dataloader_num_workers",
+    "0",
     "--n_layer",
     "2",
     "--n_head",
@@ -176,8 +179,6 @@ def main(argv: list[str] | None = None) -> dict:
                 str(LOGGING_STEPS),
                 "--report_to",
                 "none",
-                "--dataloader_num_workers",
-                "0",
                 *(TINY if args.tiny else []),
             ]
         )
