@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--tiny", action="store_true", help="A 2-layer model for 20 steps: checks the code path on a CPU."
     )
+    parser.add_argument("--max_steps", type=int, default=None, help="Stop here if the target is not reached first.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/time_to_quality.json"))
     args = parser.parse_args(argv)
     evaluations, reached = [], None
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
             "--stop_at_eval_loss",
             str(args.target),
             *(TINY if args.tiny else []),
+            *(["--max_steps", str(args.max_steps)] if args.max_steps else []),
         ]
         env = {**os.environ, "SCRATCHLM_CACHE": str(tmp / "cache"), "HF_DATASETS_CACHE": str(tmp / "hf")}
         start = time.perf_counter()

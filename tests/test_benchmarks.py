@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SHARED_DATA
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import throughput  # noqa: E402
@@ -45,3 +45,19 @@ def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(t
         ["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")]
     )
     assert len(missed["evaluations"]) == 3 and missed["seconds_to_target"] is None
+
+
+def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path):
+    import gpu_suite
+
+    text = tmp_path / "input.txt"
+    text.write_text((SHARED_DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000])
+    result = gpu_suite.main(["--data", str(text), "--tiny", "--out_dir", str(tmp_path / "suite")])
+    assert json.loads((tmp_path / "suite" / "gpu_suite.json").read_text()) == json.loads(json.dumps(result))
+    steps = {s["step"]: s for s in result["steps"]}
+    assert [steps[n]["status"] for n in ("throughput_baby", "time_to_quality", "recipe", "resume")] == ["ok"] * 4
+    assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "stock"}
+    recipe = steps["recipe"]["figures"]
+    assert recipe["card"] and recipe["samples"] and recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
+    assert steps["resume"]["figures"] == {"steps_compared": 5, "max_loss_difference": 0.0}  # CPU: exactly equal
+    assert steps["ddp_1_process"]["status"] == steps["fsdp_1_process"]["status"] == "skipped (needs a GPU)"

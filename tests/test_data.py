@@ -10,9 +10,10 @@ from transformers import AutoTokenizer
 from scratchlm.arguments import DataArguments, TokenizerArguments
 from scratchlm.data import PackingSpec, load_lm_data
 from scratchlm.data import sources as corpus_module
+from scratchlm.data.builtin import strip_pos_tags
 from scratchlm.data.cached import META_FILE, cache_key, cache_root
 from scratchlm.data.packing import unigram_cross_entropy
-from scratchlm.data.sources import load_corpus, strip_pos_tags
+from scratchlm.data.sources import load_corpus
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import train_tokenizer
 

@@ -1,0 +1,265 @@
+#!/usr/bin/env python
+"""Everything worth measuring and checking on one GPU, in one command of under 9 minutes.
+
+    python benchmarks/gpu_suite.py --data ../shared/data/tinyshakespeare/input.txt      # on a GPU machine
+    python benchmarks/gpu_suite.py --data input.txt --tiny                              # the code path, on a CPU
+
+Steps, each a subprocess with its own time limit (a step that fails or runs out of time is reported
+as such, and the suite goes on):
+
+1. throughput of the recipe set-up against a per-step-sync variant and the stock Trainer, for the
+   baby GPT (ctx 256), GPT-2 124M (ctx 1024) and BERT-base (ctx 128): `throughput.py`;
+2. time to quality: the baby GPT on the text (90/10 split) until held-out loss 1.47: `time_to_quality.py`;
+3. the real recipe on the GPU: `config_gpt2_124m.yaml` on the text for 200 steps with bf16, compile,
+   evaluations, samples and checkpoints at steps 100 and 200, the model card written;
+4. a resume from that run's step-100 checkpoint, whose losses must match the uninterrupted run's;
+5. the DDP and FSDP accelerate configs launched with one process each: they start, train and save.
+
+It prints a table and writes JSON (with each step's log beside it under --out_dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = str(ROOT / "recipes/pretrain_gpt2_zh.py")
+GPT2_124M = str(ROOT / "recipes/pretrain_gpt2_zh/config_gpt2_124m.yaml")
+DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+RECIPE_STEPS = [
+    "--max_steps",
+    "200",
+    "--gradient_accumulation_steps",
+    "1",
+    "--eval_steps",
+    "100",
+    "--save_steps",
+    "100",
+    "--logging_steps",
+    "10",
+    "--max_eval_samples",
+    "64",
+    "--sample_prompts",
+    "ROMEO:",
+    "--sample_max_new_tokens",
+    "32",
+    "--vocab_size",
+    "8000",
+]
+TINY_RECIPE = [
+    "--n_layer",
+    "2",
+    "--n_head",
+    "2",
+    "--n_embd",
+    "64",
+    "--block_size",
+    "64",
+    "--n_positions",
+    "64",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--max_steps",
+    "20",
+    "--eval_steps",
+    "10",
+    "--save_steps",
+    "10",
+    "--logging_steps",
+    "2",
+    "--torch_compile",
+    "false",
+    "--dataloader_num_workers",
+    "0",
+    "--vocab_size",
+    "400",
+]
+
+
+def run_step(name: str, command: list[str], timeout: float, out_dir: Path, env: dict) -> dict:
+    start = time.perf_counter()
+    log = out_dir / f"{name}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        try:
+            code = subprocess.run(
+                command, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout, env=env, cwd=str(ROOT)
+            ).returncode
+            status = "ok" if code == 0 else f"failed (exit {code})"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {timeout:.0f} s"
+    return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1), "log": str(log)}
+
+
+def losses_by_step(run_dir: Path) -> dict[int, float]:
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    return {e["step"]: e["loss"] for e in history if "loss" in e}
+
+
+def check_recipe_run(run_dir: Path) -> dict:
+    """What a finished recipe run must have left: results, a card, sealed checkpoints, samples."""
+    results = json.loads((run_dir / "all_results.json").read_text())
+    checkpoints = sorted(p.name for p in run_dir.glob("checkpoint-*") if (p / "run_manifest.json").is_file())
+    return {
+        "eval_loss": results["eval_loss"],
+        "eval_unigram_loss": results["eval_unigram_loss"],
+        "beats_unigram": results["eval_loss"] < results["eval_unigram_loss"],
+        "card": (run_dir / "README.md").is_file(),
+        "samples": (run_dir / "samples.json").is_file(),
+        "sealed_checkpoints": checkpoints,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="A text file: tiny Shakespeare's input.txt.")
+    parser.add_argument("--tiny", action="store_true", help="Tiny shapes and no launcher steps: a CPU check.")
+    parser.add_argument("--out_dir", type=Path, default=Path("benchmarks/results/gpu_suite"))
+    args = parser.parse_args(argv)
+    import torch
+
+    if not args.tiny and not torch.cuda.is_available():
+        parser.error("this suite measures a GPU; on a CPU pass --tiny to check the code path only")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    data = str(args.data.resolve())
+    py = sys.executable
+    steps: list[dict] = []
+    suite_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        env = {**os.environ, "SCRATCHLM_CACHE": str(tmp / "cache"), "PYTHONUNBUFFERED": "1"}
+        tiny = ["--tiny"] if args.tiny else []
+        # With --tiny only the baby GPT: the other shapes run the same code, and GPT-2's vocabulary is slow on CPU.
+        models = (("baby", 80),) if args.tiny else (("baby", 80), ("gpt2", 130), ("bert", 120))
+        for model, limit in models:
+            step = run_step(
+                f"throughput_{model}",
+                [
+                    py,
+                    "benchmarks/throughput.py",
+                    "--model",
+                    model,
+                    "--steps",
+                    "40",
+                    "--warmup",
+                    "20",
+                    *tiny,
+                    "--out",
+                    str(args.out_dir / f"throughput_{model}.json"),
+                ],
+                limit,
+                args.out_dir,
+                env,
+            )
+            if step["status"] == "ok":
+                result = json.loads((args.out_dir / f"throughput_{model}.json").read_text())
+                step["figures"] = {
+                    r["run"]: {k: r.get(k) for k in ("tokens_per_second", "mfu", "peak_memory_gb")}
+                    for r in result["rows"]
+                }
+            steps.append(step)
+
+        step = run_step(
+            "time_to_quality",
+            [
+                py,
+                "benchmarks/time_to_quality.py",
+                "--data",
+                data,
+                "--max_steps",
+                "2000",
+                *tiny,
+                "--out",
+                str(args.out_dir / "time_to_quality.json"),
+            ],
+            110,
+            args.out_dir,
+            env,
+        )
+        if step["status"] == "ok":
+            result = json.loads((args.out_dir / "time_to_quality.json").read_text())
+            step["figures"] = {k: result[k] for k in ("seconds_to_target", "best_eval_loss", "seconds_total")}
+        steps.append(step)
+
+        shape = [DEBUG, *TINY_RECIPE] if args.tiny else [GPT2_124M, *RECIPE_STEPS]
+        common = [RECIPE, "--config", *shape, "--train_files", data, "--tokenizer_name_or_path", str(tmp / "tok")]
+        step = run_step("recipe", [py, *common, "--output_dir", str(tmp / "run")], 150, args.out_dir, env)
+        if step["status"] == "ok":
+            step["figures"] = check_recipe_run(tmp / "run")
+        steps.append(step)
+
+        halfway = "checkpoint-10" if args.tiny else "checkpoint-100"
+        step = run_step(
+            "resume",
+            [py, *common, "--output_dir", str(tmp / "resumed"), "--resume_from_checkpoint", str(tmp / "run" / halfway)],
+            120,
+            args.out_dir,
+            env,
+        )
+        if step["status"] == "ok" and (tmp / "run").is_dir():
+            whole, resumed = losses_by_step(tmp / "run"), losses_by_step(tmp / "resumed")
+            resumed_at = int(halfway.split("-")[1])  # the earlier steps' losses come from the checkpoint's history
+            shared = sorted(s for s in set(whole) & set(resumed) if s > resumed_at)
+            gap = max((abs(whole[s] - resumed[s]) for s in shared), default=None)
+            step["figures"] = {"steps_compared": len(shared), "max_loss_difference": gap}
+            if not shared or gap > 1e-2:
+                step["status"] = "failed (the resumed losses differ from the uninterrupted run's)"
+        steps.append(step)
+
+        for name, config in (("ddp_1_process", "multi_gpu_ddp.yaml"), ("fsdp_1_process", "fsdp.yaml")):
+            if args.tiny:
+                steps.append({"step": name, "status": "skipped (needs a GPU)", "seconds": 0.0})
+                continue
+            launch = [
+                py,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(ROOT / "recipes/accelerate_configs" / config),
+                "--num_processes",
+                "1",
+                RECIPE,
+                "--config",
+                DEBUG,
+                "--train_files",
+                data,
+                "--tokenizer_name_or_path",
+                str(tmp / f"tok-{name}"),
+                "--output_dir",
+                str(tmp / name),
+                "--max_steps",
+                "20",
+                "--save_steps",
+                "10",
+            ]
+            step = run_step(name, launch, 90, args.out_dir, env)
+            if step["status"] == "ok":
+                step["figures"] = check_recipe_run(tmp / name)
+            steps.append(step)
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    result = {
+        "device": device,
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+        "seconds": round(time.perf_counter() - suite_start, 1),
+        "steps": steps,
+    }
+    (args.out_dir / "gpu_suite.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"GPU suite on {device}{' (tiny shapes)' if args.tiny else ''}: {result['seconds']:.0f} s")
+    print(f"{'step':<20} {'status':<40} {'seconds':>8}  figures")
+    for s in steps:
+        print(f"{s['step']:<20} {s['status']:<40} {s['seconds']:>8.1f}  {json.dumps(s.get('figures', {}))}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
