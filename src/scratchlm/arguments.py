@@ -74,6 +74,15 @@ class DataArguments:
         },
     )
 
+    verify_data: str = field(
+        default="sampled",
+        metadata={
+            "help": "How a packed-data cache or prepared shards are checked, each time they are read, against the "
+            "sizes and hashes taken when they were written: sampled (sizes and 64 pages per file) or full (every "
+            "byte). A damaged cache is built again; damaged prepared data is refused.",
+            "choices": ["sampled", "full"],
+        },
+    )
     streaming: bool = field(
         default=False,
         metadata={

@@ -3,7 +3,6 @@ complete one, and a record of what produced every checkpoint and model."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .data.integrity import file_digest
 from .errors import ScratchError
 
 logger = logging.getLogger("scratchlm")
@@ -130,17 +130,12 @@ def _write_json_atomically(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def write_manifest(directory: Path, manifest: dict, list_files: bool) -> None:
     """Write the manifest last, so its presence (and the sizes and hashes it lists) marks the folder complete."""
     content = {**manifest, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if list_files:
         content["files"] = {
-            str(p.relative_to(directory)): {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
+            str(p.relative_to(directory)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
             for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != MANIFEST_FILE
         }
@@ -178,7 +173,7 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != expected["bytes"]:
             return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
-        if _file_digest(path) != expected["sha256"]:
+        if file_digest(path) != expected["sha256"]:
             return f"{name} does not match the hash written with it"
     return None
 

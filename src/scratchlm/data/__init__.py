@@ -37,7 +37,7 @@ def load_lm_data(
         data = load_streamed(args, tokenizer, spec, tokenizer_fp, corpus)
     elif args.prepared_data:
         logger.info("reading prepared blocks from %s (no tokenization)", args.prepared_data)
-        data = load_prepared(args.prepared_data, tokenizer, spec)
+        data = load_prepared(args.prepared_data, tokenizer, spec, full_check=args.verify_data == "full")
     else:
         data = load_cached(args, tokenizer, spec, tokenizer_fp, corpus)
     if args.max_train_samples is not None and not data.streaming:

@@ -16,13 +16,14 @@ from datasets import DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from ..arguments import DataArguments
+from . import integrity
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, dataset_arrays, require_blocks, tokenize
 from .sources import TEXT, Corpus, corpus_fingerprint, load_corpus
 
 logger = logging.getLogger(__name__)
 
-# Bump whenever tokenize/pack/cache layout change what a cached dataset holds.
-PIPELINE_VERSION = 2
+# Bump whenever tokenize/pack/cache layout change what a cached dataset holds (3: file hashes in the meta file).
+PIPELINE_VERSION = 3
 META_FILE = "scratchlm_data.json"
 UNIGRAM_FILE = "unigram_counts.npy"
 
@@ -69,9 +70,22 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
     shutil.rmtree(tmp, ignore_errors=True)
     DatasetDict(packed).save_to_disk(str(tmp))
     np.save(tmp / UNIGRAM_FILE, count_tokens(dataset_arrays(packed["train"]), len(tokenizer)))
-    (tmp / META_FILE).write_text(json.dumps({"stats": asdict(stats), "corpus": corpus.description}, indent=2))
+    files = integrity.record(tmp)
+    (tmp / META_FILE).write_text(
+        json.dumps({"stats": asdict(stats), "corpus": corpus.description, "files": files}, indent=2)
+    )
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)  # atomic: a killed build never leaves a half-written cache that looks complete
+
+
+def _intact(target: Path, full: bool) -> bool:
+    """Whether `target` is a complete cache whose files are as they were written; a damaged one is said so."""
+    if not (target / META_FILE).exists():
+        return False
+    problem = integrity.problem(target, json.loads((target / META_FILE).read_text())["files"], full=full)
+    if problem:
+        logger.warning("packed dataset cache %s is damaged (%s): building it again", target, problem)
+    return problem is None
 
 
 def load_cached(
@@ -88,14 +102,18 @@ def load_cached(
         corpus = load_corpus(args, num_proc=num_proc)
         corpus_fp = corpus.fingerprint
     target = cache_root(args) / cache_key(corpus_fp, tokenizer_fp, spec)
-    hit = (target / META_FILE).exists() and not args.overwrite_cache
+    full = args.verify_data == "full"
+    hit = not args.overwrite_cache and _intact(target, full)
+    if not hit:
+        # One builder at a time: a second process (another terminal, another job) waits, then reads its work.
+        with integrity.exclusive(target.with_name(target.name + ".lock"), str(target)):
+            hit = not args.overwrite_cache and _intact(target, full)
+            if not hit:
+                logger.info("packed dataset cache miss: tokenizing into %s", target)
+                corpus = corpus or load_corpus(args, fingerprint=corpus_fp, num_proc=num_proc)
+                _build(corpus, tokenizer, spec, num_proc, target)
     if hit:
         logger.info("packed dataset cache hit: %s (tokenization skipped)", target)
-    else:
-        logger.info("packed dataset cache miss: tokenizing into %s", target)
-        corpus = corpus or load_corpus(args, fingerprint=corpus_fp, num_proc=num_proc)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _build(corpus, tokenizer, spec, num_proc, target)
     meta = json.loads((target / META_FILE).read_text())
     packed = load_from_disk(str(target))
     return LMData(

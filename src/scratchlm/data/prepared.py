@@ -26,6 +26,7 @@ from datasets.arrow_writer import ArrowWriter
 from ..arguments import DataArguments, TokenizerArguments
 from ..errors import ScratchError
 from ..tokenizer import load_tokenizer, tokenizer_fingerprint
+from . import integrity
 from .cached import UNIGRAM_FILE
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
 from .sources import TEXT, load_corpus
@@ -33,7 +34,7 @@ from .sources import TEXT, load_corpus
 logger = logging.getLogger("scratchlm")
 
 MANIFEST = "prepared.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: file sizes and hashes in the manifest
 
 _worker_tokenizer = None
 
@@ -148,6 +149,7 @@ def prepare(
     stats = DataStats(splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens)
     seconds = time.perf_counter() - start
     manifest = {
+        "files": integrity.record(tmp),
         "format": FORMAT_VERSION,
         "tokenizer": str(tokenizer_dir),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
@@ -176,8 +178,9 @@ def prepare(
     return manifest
 
 
-def load_prepared(directory: str, tokenizer, spec: PackingSpec) -> LMData:
-    """The packed splits written by `prepare`, memory-mapped; refuses a tokenizer or layout other than its own."""
+def load_prepared(directory: str, tokenizer, spec: PackingSpec, full_check: bool = False) -> LMData:
+    """The packed splits written by `prepare`, memory-mapped; refuses a tokenizer or layout other than its own,
+    and files that changed on disk since they were written (sampled pages, or every byte with `full_check`)."""
     root = Path(directory)
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
@@ -195,6 +198,17 @@ def load_prepared(directory: str, tokenizer, spec: PackingSpec) -> LMData:
         raise ScratchError(
             f"--prepared_data {root} holds blocks laid out as {manifest['packing']}, but this run "
             f"needs {wanted}: match --block_size / the recipe, or prepare the data again"
+        )
+    if "files" not in manifest:
+        raise ScratchError(
+            f"--prepared_data {root} records no file hashes (it was prepared by an older scratchlm), "
+            "so it cannot be checked: prepare it again with `scratchlm prepare ... --overwrite`"
+        )
+    damage = integrity.problem(root, manifest["files"], full=full_check)
+    if damage:
+        raise ScratchError(
+            f"--prepared_data {root}: {damage}, so it is not used: restore the folder from where it "
+            "came, or prepare it again with `scratchlm prepare ... --overwrite`"
         )
     splits = {
         name: concatenate_datasets([Dataset.from_file(str(root / s["file"])) for s in split["shards"]])
