@@ -29,8 +29,8 @@ from scratchlm.errors import run_cli
 
 class KillAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == {step}:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if state.global_step == {step} and args.process_index == 0:
+            os.kill(os.getpid(), signal.{signal})
 
 import scratchlm.recipe
 build = scratchlm.recipe.build_trainer
@@ -63,15 +63,17 @@ def run_recipe(argv):
     return pretrain_gpt2_zh.cli(argv)
 
 
-def kill_at(step, argv, cwd):
+def kill_at(step, argv, cwd, sig="SIGKILL"):
     result = subprocess.run(
-        [sys.executable, "-c", KILLER.format(recipes=str(ROOT / "recipes"), step=step), *argv],
+        [sys.executable, "-c", KILLER.format(recipes=str(ROOT / "recipes"), step=step, signal=sig), *argv],
         capture_output=True,
         text=True,
         cwd=str(cwd),
         env={**os.environ},
     )
-    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    if sig == "SIGKILL":
+        assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    return result
 
 
 def per_step(out, key):
@@ -101,6 +103,29 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_
     for step in range(kill_step // 3 * 3 + 1, 13):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
     assert per_step(out, "grad_norm")[12] == pytest.approx(per_step(ref_out, "grad_norm")[12], rel=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+def test_a_preempted_run_saves_stops_and_resumes_to_the_same_losses(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, sig
+):
+    ref_out, ref_metrics = reference
+    out = tmp_path / "preempted"
+    # `auto`, as in a job script that is requeued: the first launch finds no checkpoint and starts afresh.
+    result = kill_at(4, flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "auto"), tmp_path, sig=sig)
+    # The signal comes at the end of step 4, after the guard looked: step 5 is finished, saved, and the run stops.
+    assert result.returncode == 75, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"stopped: {sig} at step 5; saved {out / 'checkpoint-5'}. Resume with the same command plus "
+        "--resume_from_checkpoint true"
+    )
+    assert (out / "checkpoint-5" / MANIFEST_FILE).is_file() and not (out / "model.safetensors").exists()
+    metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "auto"))
+    expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
+    for step in range(6, 13):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
     assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
 
 
@@ -225,3 +250,39 @@ def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
     )
     batch = next(iter(skip_first_batches(trainer.get_train_dataloader(), 20_000)))
     assert CountingBlocks.reads == 8 and batch["input_ids"].shape == (4, 8)
+
+
+def test_two_processes_stop_together_on_a_signal_to_one_and_resume(tmp_path, zh_file, gpt_tokenizer_dir, reference):
+    """SIGTERM to the main process only: both stop after the same step, and the resumed pair matches the
+    single-process run (batch 2 x 2 processes = batch 4)."""
+    ref_out, _ = reference
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(recipes=str(ROOT / "recipes"), step=4, signal="SIGTERM"))
+    out = tmp_path / "two"
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
+        "--main_process_port",
+        str(29600 + os.getpid() % 1000),
+    ]
+    two = [*flags(zh_file, gpt_tokenizer_dir, out), "--per_device_train_batch_size", "2"]
+    stopped = subprocess.run(
+        [*launch, str(script), *two], capture_output=True, text=True, cwd=str(tmp_path), timeout=300
+    )
+    assert stopped.returncode != 0 and "stopped: SIGTERM at step 5" in stopped.stderr, stopped.stderr[-3000:]
+    assert "stopped: a signal to another process at step 5" in stopped.stderr  # the other process, same step
+    assert (out / "checkpoint-5" / MANIFEST_FILE).is_file()
+    resumed = subprocess.run(
+        [*launch, str(ROOT / "recipes/pretrain_gpt2_zh.py"), *two, "--resume_from_checkpoint", "true"],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = per_step(ref_out, "loss"), per_step(out, "loss")
+    for step in range(6, 13):
+        assert got[step] == pytest.approx(expected[step], abs=1e-4), step

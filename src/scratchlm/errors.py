@@ -16,6 +16,14 @@ DEBUG_FLAG = "--debug"  # alone it means --traceback; with a value it is Trainin
 class ScratchError(Exception):
     """A problem with the user's input or environment, with the fix in its message."""
 
+    exit_code = 2
+
+
+class Preempted(ScratchError):
+    """The run was asked to stop (SIGTERM, SIGINT, SIGUSR1) and saved a checkpoint to resume from."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary failure, to be tried again
+
 
 def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
     """Run `entry(argv)`; a ScratchError becomes `error: ...` on stderr and exit status 2.
@@ -33,8 +41,8 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     except ScratchError as err:
         if show_traceback:
             raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     _close_process_group()
 
 

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase, set_seed
 
 from .checkpoints import ManifestCallback, run_manifest
 from .data import Corpus, LMData, load_lm_data
-from .errors import ScratchError
+from .errors import Preempted, ScratchError
 from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
 from .training import (
@@ -118,7 +118,15 @@ def pretrain(settings: RunSettings) -> dict:
     set_seed(settings.training.seed)
     run = build_run(settings)
     summary = log_run_summary(run.trainer, run.data)
-    return finish_run(run.trainer, train(run.trainer, resume_from), summary)
+    result = train(run.trainer, resume_from)
+    preemption = run.trainer.preemption
+    if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
+        checkpoint = Path(settings.training.output_dir) / f"checkpoint-{preemption.stopped_at}"
+        raise Preempted(
+            f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
+            "the same command plus --resume_from_checkpoint true"
+        )
+    return finish_run(run.trainer, result, summary)
 
 
 def main(argv: list[str], objective: str, default_config: Path, script: str) -> dict:

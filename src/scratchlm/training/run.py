@@ -71,13 +71,18 @@ def setup_run(args: PretrainingArguments) -> None:
 
 
 def resolve_resume(args: PretrainingArguments) -> str | None:
-    """The checkpoint to resume from (the newest complete one for `true`), refusing to write into a
-    non-empty output_dir by accident."""
+    """The checkpoint to resume from (the newest complete one for `true`; for `auto`, that one if there is
+    one, else none), refusing to write into a non-empty output_dir by accident."""
     out = Path(args.output_dir)
     resume = args.resume_from_checkpoint
-    if resume is not None and str(resume).lower() in ("true", "1", "yes", "last"):
+    auto = resume is not None and str(resume).lower() == "auto"  # for job scripts that are requeued
+    if resume is not None and (auto or str(resume).lower() in ("true", "1", "yes", "last")):
         with args.main_process_first(desc="finding the newest complete checkpoint"):
             last = latest_complete_checkpoint(out, is_main_process=args.process_index == 0)
+        if last is None and auto:
+            logger.info("--resume_from_checkpoint auto: no complete checkpoint in %s, starting afresh", out)
+            guard_output_dir(out, args.overwrite_output_dir)
+            return None
         if last is None:
             raise ScratchError(
                 f"--resume_from_checkpoint true: no complete checkpoint-* directory in {out} to "

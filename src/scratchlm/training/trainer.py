@@ -18,6 +18,7 @@ from transformers import Trainer
 from ..card import CARD_FILE
 from .callbacks import ThroughputMeter
 from .guard import LossGuard
+from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
 
@@ -41,6 +42,8 @@ class PretrainingTrainer(Trainer):
         self.run_manifest = run_manifest
         self.loss_guard = LossGuard(self.args.bad_loss, self.args.bad_loss_spike_factor, self.accelerator)
         self.add_callback(self.loss_guard)
+        self.preemption = PreemptionCallback(self.accelerator)
+        self.add_callback(self.preemption)
 
     @property
     def skipped_steps(self) -> int:
