@@ -128,3 +128,103 @@ def test_traceback_on_request(tmp_path, flag):
 
     with pytest.raises(ScratchError, match="missing.txt matches no file"):
         run_cli(pretrain_gpt2_zh.cli, argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Round two: files that change or break under the run, configs of another recipe, absurd numbers, Ctrl-C
+# ---------------------------------------------------------------------------------------------
+def test_a_corpus_file_that_changes_while_it_is_read(capsys, tmp_path, zh_file, monkeypatch):
+    import datasets
+
+    real_load = datasets.load_dataset
+
+    def load_while_another_program_appends(*args, **kwargs):
+        with open(zh_file, "a", encoding="utf-8") as handle:
+            handle.write("还在写的一行。\n")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_while_another_program_appends)
+    err = fails_with(capsys, tmp_path, "--train_files", zh_file)
+    assert err == (
+        f"error: corpus file {zh_file} changed while it was being read (its size or modification time "
+        "moved): wait until whatever writes it has finished, or train on a copy that nothing writes to"
+    )
+    assert not (tmp_path / "tok").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_truncated_tokenizer_json(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
+    import shutil
+
+    tok = tmp_path / "tok"
+    shutil.copytree(gpt_tokenizer_dir, tok)
+    content = (tok / "tokenizer.json").read_bytes()
+    (tok / "tokenizer.json").write_bytes(content[: len(content) // 2])
+    err = fails_with(capsys, tmp_path, "--train_files", zh_file)
+    assert err.startswith(f"error: tokenizer file {tok / 'tokenizer.json'} is not valid JSON (cut short")
+    assert (tok / "tokenizer.json").read_bytes() == content[: len(content) // 2]  # left as it was
+
+
+def test_a_run_config_of_the_other_recipe(capsys, tmp_path, zh_file):
+    import yaml
+
+    from scratchlm.objectives import parse_run_settings
+    from scratchlm.training import resolved_config
+
+    bert = parse_run_settings(["--config", str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")])
+    run_config = tmp_path / "run_config.yaml"  # as a BERT run writes it into its output folder
+    run_config.write_text(yaml.safe_dump(resolved_config(*bert.parsed), sort_keys=False))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, ["--config", str(run_config), "--train_files", str(zh_file)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: config file {run_config} names objective masked, but recipes/pretrain_gpt2_zh.py "
+        "pretrains a causal LM: run it with the masked recipe, or fix the config"
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max_steps", "-5"], "--max_steps must be a positive number of optimizer steps (or -1"),
+        (["--max_steps", "0"], "--max_steps must be a positive number of optimizer steps"),
+        (["--max_steps", "20000000000"], "--max_steps 20,000,000,000 is more than 1,000,000,000 optimizer steps"),
+        (["--block_size", "0"], "--block_size must be at least 2, got 0"),
+        (["--preprocessing_num_workers", "0"], "--preprocessing_num_workers must be a positive integer, got 0"),
+    ],
+)
+def test_absurd_numbers(capsys, tmp_path, zh_file, flags, message):
+    assert message in fails_with(capsys, tmp_path, "--train_files", zh_file, *flags)
+
+
+def test_prepare_with_no_processes(capsys, tmp_path):
+    from scratchlm.cli import main as scratchlm
+
+    with pytest.raises(SystemExit) as exit_info:
+        scratchlm(["prepare", DEBUG, "--out", str(tmp_path / "p"), "--num_proc", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --num_proc: must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_ctrl_c_during_tokenizer_training_leaves_no_tokenizer(capsys, tmp_path, zh_file, monkeypatch):
+    from scratchlm import tokenizer
+
+    import train_tokenizer
+
+    real = tokenizer._Tally.__iter__
+
+    def interrupted_half_way(self):
+        for i, text in enumerate(real(self)):
+            if i == 100:
+                raise KeyboardInterrupt  # what SIGINT raises in the Python code the Rust trainer calls back
+            yield text
+
+    monkeypatch.setattr(tokenizer._Tally, "__iter__", interrupted_half_way)
+    out = tmp_path / "tok"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train_tokenizer.cli, ["--train_files", str(zh_file), "--vocab_size", "500", "--output_dir", str(out)])
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stopped: interrupted (Ctrl-C); nothing finished was overwritten") and "\n" not in err
+    assert not out.exists()

@@ -286,3 +286,65 @@ def test_two_processes_stop_together_on_a_signal_to_one_and_resume(tmp_path, zh_
     expected, got = per_step(ref_out, "loss"), per_step(out, "loss")
     for step in range(6, 13):
         assert got[step] == pytest.approx(expected[step], abs=1e-4), step
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, monkeypatch, capsys
+):
+    """ENOSPC half-way through checkpoint-6: one line with the space needed; checkpoint-3 still resumes."""
+    import errno
+
+    import torch
+
+    ref_out, _ = reference
+    out = tmp_path / "full"
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt") and "checkpoint-6" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(
+            f"error: no space left on the device of {out / 'checkpoint-6' / 'optimizer.pt'} while "
+            "saving: a checkpoint takes about "
+        )
+        and "MB are free there" in err
+        and "\n" not in err
+    )
+    assert (out / "checkpoint-3" / MANIFEST_FILE).is_file() and (out / "checkpoint-6" / "model.safetensors").is_file()
+    assert not (out / "checkpoint-6" / MANIFEST_FILE).exists()  # not sealed, so never taken for complete
+    monkeypatch.undo()
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    assert any((out / QUARANTINE_DIR).glob("checkpoint-6-*"))
+    expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
+    for step in range(4, 13):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+
+
+def test_resuming_with_another_tokenizer_is_refused(tmp_path, zh_file, zh_docs, gpt_tokenizer_dir, reference, capsys):
+    from scratchlm.arguments import TokenizerArguments
+    from scratchlm.tokenizer import train_tokenizer
+
+    ref_out, _ = reference
+    other = tmp_path / "other-tok"
+    train_tokenizer(zh_docs[:200], TokenizerArguments(vocab_size=600, min_frequency=3), other)  # same size
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-9", out / "checkpoint-9")
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, other, out, "--resume_from_checkpoint", "true"))
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(
+            f"error: --resume_from_checkpoint {out / 'checkpoint-9'} was trained with another "
+            f"tokenizer ({gpt_tokenizer_dir}, hash "
+        )
+        and "\n" not in err
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-9"]  # nothing written

@@ -229,6 +229,9 @@ class MaskingArguments:
             raise ScratchError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
 
 
+MAX_STEPS = 10**9
+
+
 def bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
@@ -263,6 +266,16 @@ class _ScratchTrainingArguments(TrainingArguments):
             self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise ScratchError(f"--learning_rate must be a positive number, got {self.learning_rate}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ScratchError(
+                f"--max_steps must be a positive number of optimizer steps (or -1: train for --num_train_epochs), "
+                f"got {self.max_steps}"
+            )
+        if self.max_steps > MAX_STEPS:
+            raise ScratchError(
+                f"--max_steps {self.max_steps:,} is more than {MAX_STEPS:,} optimizer steps, years of training at "
+                "any speed: check for extra digits"
+            )
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")

@@ -178,6 +178,23 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     return None
 
 
+def out_of_space(output_dir: Path, err: OSError, model) -> ScratchError:
+    """The error for a full disk while saving, with the space a checkpoint takes (the newest complete one's
+    size, or weights plus AdamW's two moments in fp32 before the first)."""
+    newest = latest_complete_checkpoint(output_dir, is_main_process=False) if output_dir.is_dir() else None
+    if newest is not None:
+        needed = sum(p.stat().st_size for p in newest.rglob("*") if p.is_file())
+    else:
+        needed = 12 * sum(p.numel() for p in model.parameters())
+    free = shutil.disk_usage(output_dir if output_dir.exists() else output_dir.parent).free
+    return ScratchError(
+        f"no space left on the device of {err.filename or output_dir} while saving: a checkpoint takes about "
+        f"{needed / 1e6:,.0f} MB and {free / 1e6:,.0f} MB are free there; free some space or choose another "
+        "--output_dir, then resume with --resume_from_checkpoint true (the unfinished checkpoint is not sealed and "
+        "is set aside)"
+    )
+
+
 def checkpoints_newest_first(output_dir: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found, reverse=True)]
@@ -200,8 +217,8 @@ def latest_complete_checkpoint(output_dir: Path, is_main_process: bool = True) -
     return None
 
 
-def check_checkpoint_matches(checkpoint: Path, model) -> None:
-    """Refuse to resume a model from a checkpoint of another family or shape."""
+def check_checkpoint_matches(checkpoint: Path, model, tokenizer_fingerprint: str) -> None:
+    """Refuse to resume a model from a checkpoint of another family or shape, or trained with another tokenizer."""
     try:
         saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -223,4 +240,13 @@ def check_checkpoint_matches(checkpoint: Path, model) -> None:
         raise ScratchError(
             f"--resume_from_checkpoint {checkpoint} holds a different model ({shown}); resume with "
             "the config that wrote it (its run_manifest.json has it) or start a new --output_dir"
+        )
+    manifest = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))
+    trained_with = manifest.get("tokenizer_fingerprint")
+    if trained_with and trained_with != tokenizer_fingerprint:
+        tokenizer = manifest.get("config", {}).get("tokenizer_name_or_path", "?")
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} was trained with another tokenizer ({tokenizer}, hash "
+            f"{trained_with[:12]}; this run's is {tokenizer_fingerprint[:12]}): the same token ids would mean other "
+            "text; resume with --tokenizer_name_or_path set to the tokenizer it was trained with"
         )

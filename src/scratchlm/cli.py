@@ -137,6 +137,13 @@ def cmd_inspect_tokenizer(args) -> None:
 # ---------------------------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scratchlm", description="Tools around pretraining runs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("config", type=Path, help="The pretraining recipe's YAML config (tokenizer, corpus, block size).")
     prep.add_argument("--out", type=Path, required=True, help="Folder for the shards and prepared.json.")
-    prep.add_argument("--num_proc", type=int, default=None, help="Tokenizing processes (default: CPU count, max 8).")
-    prep.add_argument("--shard_tokens", type=int, default=100_000_000, help="Tokens per shard file (default 1e8).")
+    prep.add_argument(
+        "--num_proc", type=positive_int, default=None, help="Tokenizing processes (default: CPU count, max 8)."
+    )
+    prep.add_argument(
+        "--shard_tokens", type=positive_int, default=100_000_000, help="Tokens per shard file (default 1e8)."
+    )
     prep.add_argument("--overwrite", action="store_true", help="Replace an existing --out folder.")
 
     plan = sub.add_parser("plan", help="Compute-optimal model size, tokens, shape, batch and wall time for a budget.")

@@ -38,6 +38,15 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     argv = [a for i, a in enumerate(argv) if a != TRACEBACK_FLAG and i not in bare_debug]
     try:
         entry(argv)
+    except KeyboardInterrupt:
+        if show_traceback:
+            raise
+        print(
+            "stopped: interrupted (Ctrl-C); nothing finished was overwritten, and whatever was half-written is "
+            "never taken for complete",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     except ScratchError as err:
         if show_traceback:
             raise

@@ -6,6 +6,8 @@ import collections
 import hashlib
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 import unicodedata
@@ -126,10 +128,15 @@ def train_tokenizer(
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **named)
     if model_max_length:
         fast.model_max_length = model_max_length
-    output_dir.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(output_dir)
     report = tokenizer_report(fast, tally, seconds, heldout_texts or [], args)
-    (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Written beside, then renamed: an interrupted save never leaves a half tokenizer where one is expected.
+    tmp = output_dir.with_name(f"{output_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fast.save_pretrained(tmp)
+    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if output_dir.exists():  # empty, as checked above
+        output_dir.rmdir()
+    os.replace(tmp, output_dir)
     log_report(report)
     return fast
 
@@ -218,6 +225,14 @@ def load_tokenizer(
             f"one with tokenizer_training/train_tokenizer.py --output_dir {name_or_path}, or pass "
             "--train_tokenizer_if_missing true to train it from the corpus"
         )
+    if (path / "tokenizer.json").is_file():
+        try:
+            json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise ScratchError(
+                f"tokenizer file {path / 'tokenizer.json'} is not valid JSON (cut short, or not a tokenizer): restore "
+                "it, or train the tokenizer again into a new directory with tokenizer_training/train_tokenizer.py"
+            ) from None
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:

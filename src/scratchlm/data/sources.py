@@ -60,9 +60,30 @@ def expand_files(patterns: list[str], flag: str) -> list[Path]:
     return files
 
 
+# (size, modification time) of each corpus file when it was hashed: a file that changes after that, or
+# while it is read, would put other text under the cache key of the text that was hashed.
+_STATS_WHEN_HASHED: dict[Path, tuple[int, int]] = {}
+
+
+def _file_stats(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def require_unchanged(files: list[Path], before: dict[Path, tuple[int, int]]) -> None:
+    for path in files:
+        seen = _STATS_WHEN_HASHED.get(path.resolve(), before.get(path))
+        if seen is not None and _file_stats(path) != seen:
+            raise ScratchError(
+                f"corpus file {path} changed while it was being read (its size or modification time moved): wait "
+                "until whatever writes it has finished, or train on a copy that nothing writes to"
+            )
+
+
 def hash_and_check_file(path: Path, hasher, encoding_errors: str) -> None:
     """Feed the file to `hasher`; raise at the first byte that is not UTF-8 when errors are strict."""
-    size = path.stat().st_size
+    stats = _file_stats(path)
+    size = stats[0]
     if size == 0:
         raise ScratchError(f"corpus file {path} is empty; remove it from the file list or add text to it")
     check_utf8 = encoding_errors == "strict" and path.suffix.lower() != ".parquet"
@@ -81,6 +102,10 @@ def hash_and_check_file(path: Path, hasher, encoding_errors: str) -> None:
                         "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
                     ) from None
             offset += len(chunk)
+    if _file_stats(path) != stats:
+        _STATS_WHEN_HASHED.pop(path.resolve(), None)
+        require_unchanged([path], {path: stats})
+    _STATS_WHEN_HASHED[path.resolve()] = stats
     if check_utf8:
         try:
             decoder.decode(b"", final=True)
@@ -232,12 +257,12 @@ class LocalFiles:
 
     def load(self) -> tuple[Dataset, Dataset | None]:
         args = self.args
-        train = load_local(expand_files(args.train_files, "--train_files"), args, "--train_files")
-        validation = (
-            load_local(expand_files(args.validation_files, "--validation_files"), args, "--validation_files")
-            if args.validation_files
-            else None
-        )
+        files = expand_files(args.train_files, "--train_files")
+        validation_files = expand_files(args.validation_files, "--validation_files") if args.validation_files else []
+        before = {path: _file_stats(path) for path in files + validation_files}
+        train = load_local(files, args, "--train_files")
+        validation = load_local(validation_files, args, "--validation_files") if validation_files else None
+        require_unchanged(files + validation_files, before)
         return train, validation
 
     def stream(self) -> datasets.IterableDataset:

@@ -3,8 +3,10 @@ is about to do, and finish it (model, results, resolved config, samples, manifes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import errno
 import json
 import logging
 import math
@@ -24,6 +26,7 @@ from ..checkpoints import (
     check_checkpoint_matches,
     checkpoint_problem,
     latest_complete_checkpoint,
+    out_of_space,
     require_clean_git,
     write_manifest,
 )
@@ -140,8 +143,20 @@ def ensure_tokenizer(
 
 def train(trainer: PretrainingTrainer, resume_from: str | None):
     if resume_from is not None:
-        check_checkpoint_matches(Path(resume_from), trainer.model)
-    return trainer.train(resume_from_checkpoint=resume_from)
+        check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_manifest["tokenizer_fingerprint"])
+    with stops_on_a_full_disk(trainer):
+        return trainer.train(resume_from_checkpoint=resume_from)
+
+
+@contextlib.contextmanager
+def stops_on_a_full_disk(trainer: PretrainingTrainer):
+    """A full disk while saving becomes one line with the space needed; the checkpoints before stay as they were."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise out_of_space(Path(trainer.args.output_dir), err, trainer.model) from None
 
 
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
@@ -251,7 +266,8 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
     # `_internal_call` keeps save_model from pushing: the card and results must be written first.
-    trainer.save_model(_internal_call=True)
+    with stops_on_a_full_disk(trainer):
+        trainer.save_model(_internal_call=True)
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)
