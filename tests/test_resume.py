@@ -348,3 +348,59 @@ def test_resuming_with_another_tokenizer_is_refused(tmp_path, zh_file, zh_docs, 
         and "\n" not in err
     )
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-9"]  # nothing written
+
+
+SECOND_SIGNAL = """
+import os, signal, sys
+sys.path.insert(0, {recipes!r})
+import pretrain_gpt2_zh
+import torch
+from transformers import TrainerCallback
+from scratchlm.errors import run_cli
+
+class TermAtStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+real_save = torch.save
+def save(obj, f, *args, **kwargs):  # the second SIGTERM comes while the preemption checkpoint is being written
+    if str(f).endswith("optimizer.pt") and "checkpoint-5" in str(f):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+
+import scratchlm.recipe
+build = scratchlm.recipe.build_trainer
+def build_with_signal(*args, **kwargs):
+    trainer = build(*args, **kwargs)
+    trainer.add_callback(TermAtStep())
+    return trainer
+scratchlm.recipe.build_trainer = build_with_signal
+run_cli(pretrain_gpt2_zh.cli, sys.argv[1:])
+"""
+
+
+def test_a_second_signal_while_saving_leaves_no_checkpoint_that_counts(tmp_path, zh_file, gpt_tokenizer_dir, reference):
+    ref_out, _ = reference
+    out = tmp_path / "twice"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SECOND_SIGNAL.format(recipes=str(ROOT / "recipes")),
+            *flags(zh_file, gpt_tokenizer_dir, out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == -signal.SIGTERM, result.stderr[-3000:]  # the second signal's default action
+    assert (out / "checkpoint-5" / "model.safetensors").is_file() and not (
+        out / "checkpoint-5" / MANIFEST_FILE
+    ).exists()
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    assert any((out / QUARANTINE_DIR).glob("checkpoint-5-*"))  # set aside; the run went on from checkpoint-3
+    expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
+    for step in range(4, 13):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
