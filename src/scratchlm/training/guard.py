@@ -21,7 +21,8 @@ from ..errors import ScratchError
 
 logger = logging.getLogger("scratchlm")
 
-# Slots of the guard's device tensor (float64, so the running average matches Python floats exactly).
+# Slots of the guard's device tensor (float64, so the running average matches Python floats exactly; float32 on
+# Apple's MPS, which has no float64).
 _AVERAGE, _STEP_BAD, _STEP_VALUE, _STEP_AVERAGE, _FIRST_BAD, _FIRST_VALUE, _FIRST_AVERAGE = range(7)
 
 
@@ -39,10 +40,11 @@ class LossGuard(TrainerCallback):
 
     def observe(self, loss: torch.Tensor, step: int) -> None:
         """Check one micro-step's loss on the device; `step` is the optimizer step it belongs to (1-based)."""
-        value = loss.detach().to(torch.float64)
+        dtype = torch.float32 if loss.device.type == "mps" else torch.float64  # MPS has no float64
+        value = loss.detach().to(dtype)
         if self._state is None:
             self._state = torch.tensor(
-                [math.nan, 0, math.nan, math.nan, 0, math.nan, math.nan], dtype=torch.float64, device=value.device
+                [math.nan, 0, math.nan, math.nan, 0, math.nan, math.nan], dtype=dtype, device=value.device
             )
         state = self._state
         average = state[_AVERAGE]
