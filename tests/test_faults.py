@@ -11,6 +11,7 @@ import time
 import pytest
 from transformers import AutoTokenizer
 
+from scratchlm import hashing
 from scratchlm.arguments import DataArguments
 from scratchlm.cli import main as scratchlm
 from scratchlm.data import integrity, load_lm_data
@@ -51,9 +52,9 @@ def test_a_full_check_finds_what_sampling_misses(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     big = folder / "shard.bin"
-    big.write_bytes(os.urandom(integrity.PAGE * 1000))
+    big.write_bytes(os.urandom(hashing.PAGE * 1000))
     recorded = integrity.record(folder)
-    _flip_a_byte(big, offset=integrity.PAGE * 7 + 5)  # page 7: between two sampled pages
+    _flip_a_byte(big, offset=hashing.PAGE * 7 + 5)  # page 7: between two sampled pages
     assert integrity.problem(folder, recorded) is None
     assert "shard.bin has changed" in integrity.problem(folder, recorded, full=True)
     big.write_bytes(big.read_bytes()[:-1])

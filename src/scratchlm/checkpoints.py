@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from .data.integrity import file_digest
 from .errors import ScratchError
+from .hashing import file_digest
 
 logger = logging.getLogger("scratchlm")
 

@@ -6,39 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..hashing import file_digest, sampled_digest
+
 logger = logging.getLogger(__name__)
 
-PAGE = 4096
-SAMPLED_PAGES = 64  # per file, evenly spread, the first and last included
 
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def sampled_digest(path: Path) -> str:
-    """A hash of `SAMPLED_PAGES` pages spread over the file: reads at most 256 KB, whatever its size."""
-    size = path.stat().st_size
-    pages = max(1, -(-size // PAGE))
-    count = min(SAMPLED_PAGES, pages)
-    picks = sorted({round(i * (pages - 1) / max(count - 1, 1)) for i in range(count)})
-    hasher = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        for page in picks:
-            handle.seek(page * PAGE)
-            hasher.update(handle.read(PAGE))
-    return hasher.hexdigest()
-
-
-def record(directory: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Size, sampled hash and full hash of every file under `directory` (but `skip`), by relative path."""
+def record(directory: Path) -> dict[str, dict]:
+    """Size, sampled hash and full hash of every file under `directory`, by relative path."""
     return {
         str(p.relative_to(directory)): {
             "bytes": p.stat().st_size,
@@ -46,7 +25,7 @@ def record(directory: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
             "sha256": file_digest(p),
         }
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name not in skip
+        if p.is_file()
     }
 
 
