@@ -9,12 +9,13 @@ as such, and the suite goes on):
 
 1. throughput of the recipe set-up against a per-step-sync variant and the stock Trainer, for the
    baby GPT (ctx 256), GPT-2 124M (ctx 1024) and BERT-base (ctx 128): `throughput.py`;
-2. time to quality: the baby GPT on the text (90/10 split) until held-out loss 1.47, at most 1,600 steps:
+2. the loss with and without the full logits at GPT-2 124M's shapes (micro-batch 32): `fused_loss.py`;
+3. time to quality: the baby GPT on the text (90/10 split) until held-out loss 1.47, at most 1,600 steps:
    `time_to_quality.py`;
-3. the real recipe on the GPU: `config_gpt2_124m.yaml` on the text for 200 steps with bf16, compile,
+4. the real recipe on the GPU: `config_gpt2_124m.yaml` on the text for 200 steps with bf16, compile,
    evaluations, samples and checkpoints at steps 100 and 200, the model card written;
-4. a resume from that run's step-100 checkpoint, whose losses must match the uninterrupted run's;
-5. the DDP and FSDP accelerate configs launched with one process each: they start, train and save.
+5. a resume from that run's step-100 checkpoint, whose losses must match the uninterrupted run's;
+6. the DDP and FSDP accelerate configs launched with one process each: they start, train and save.
 
 It prints a table and writes JSON (with each step's log beside it under --out_dir).
 """
@@ -170,6 +171,23 @@ def main(argv: list[str] | None = None) -> dict:
                     for r in result["rows"]
                 }
             steps.append(step)
+
+        fused_shape = ["--batch", "2", "--block", "64", "--width", "32", "--vocab", "512"] if args.tiny else []
+        out = args.out_dir / "fused_loss.json"
+        step = run_step(
+            slack,
+            "fused_loss",
+            [py, "benchmarks/fused_loss.py", *fused_shape, "--out", str(out)],
+            60,
+            args.out_dir,
+            env,
+        )
+        if step["status"] == "ok":
+            step["figures"] = {
+                r["arm"]: {k: r[k] for k in ("peak_extra_gb", "seconds", "loss")}
+                for r in json.loads(out.read_text())["rows"]
+            }
+        steps.append(step)
 
         step = run_step(
             slack,

@@ -24,7 +24,6 @@ and fall alike.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -58,6 +57,21 @@ SHAPES = {  # model -> (vocab of the stand-in tokenizer, context, stock batch, r
     "baby": (68, 256, 64, ROOT / "recipes/pretrain_gpt2_zh/config_baby_shakespeare.yaml"),
 }
 LOGGING_STEPS = 10
+# Recipe variants, each the recipe's settings plus these flags. "recipe+sync" always runs; the levers on request.
+ARMS = {
+    "recipe+sync": ["--bad_loss", "skip", "--logging_nan_inf_filter", "true"],
+    "fused_loss": ["--fused_loss", "true"],
+    "adamw_foreach": ["--optim", "adamw_torch"],  # the recipe's AdamW is the fused one
+    "vocab_unpadded": ["--pad_vocab_to_multiple_of", "1"],
+    "vocab_pad_128": ["--pad_vocab_to_multiple_of", "128"],
+    "compile_max_autotune": ["--torch_compile_mode", "max-autotune-no-cudagraphs"],
+    "cuda_graphs": ["--torch_compile_mode", "reduce-overhead"],
+    "no_workers": ["--dataloader_num_workers", "0"],
+    "no_pinning": ["--dataloader_pin_memory", "false"],
+    "half_batch": ["--per_device_train_batch_size", "half"],
+    "double_batch": ["--per_device_train_batch_size", "double"],
+}
+LEVERS = [name for name in ARMS if name != "recipe+sync"]
 TINY = [  # the recipe's dataloader workers stay (2 or 4): loading in the training process costs GPU time
     "--dataloader_num_workers",
     "0",
@@ -140,8 +154,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=60, help="Optimizer steps per run (a multiple of 10).")
     parser.add_argument("--warmup", type=int, default=20, help="Steps left out of the timing.")
     parser.add_argument("--tiny", action="store_true", help="2 layers, width 64: checks the code path on a CPU.")
+    parser.add_argument(
+        "--levers",
+        default="",
+        help=f"Comma-separated recipe variants to time beside the recipe, or 'all': {', '.join(LEVERS)}.",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args(argv)
+    levers = LEVERS if args.levers == "all" else [name for name in args.levers.split(",") if name]
+    if unknown := [name for name in levers if name not in LEVERS]:
+        parser.error(f"--levers: unknown {', '.join(unknown)}; choose from {', '.join(LEVERS)} or 'all'")
+    if args.model == "bert":
+        levers = [name for name in levers if name != "fused_loss"]  # a causal-model lever
     if not args.tiny and not torch.cuda.is_available():
         parser.error("this benchmark measures a GPU; on a CPU pass --tiny to check the code path only")
     vocab, block, stock_batch, config = SHAPES[args.model]
@@ -161,38 +185,35 @@ def main(argv: list[str] | None = None) -> dict:
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = parse_run_settings(
-            [
-                "--config",
-                str(config),
-                "--output_dir",
-                f"{tmp}/recipe",
-                "--max_steps",
-                str(args.steps),
-                "--gradient_accumulation_steps",
-                "1",
-                "--eval_strategy",
-                "no",
-                "--save_strategy",
-                "no",
-                "--logging_steps",
-                str(LOGGING_STEPS),
-                "--report_to",
-                "none",
-                *(TINY if args.tiny else []),
-            ]
-        )
+        base = [
+            "--config",
+            str(config),
+            "--max_steps",
+            str(args.steps),
+            "--gradient_accumulation_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            str(LOGGING_STEPS),
+            "--report_to",
+            "none",
+            *(TINY if args.tiny else []),
+        ]
+        settings = parse_run_settings([*base, "--output_dir", f"{tmp}/recipe"])
         set_seed(settings.training.seed)
         run = build_run(settings, tokenizer=tokenizer, data=data)
         rows.append(measure("recipe", run.trainer, block, args.warmup))
-        syncing = dataclasses.replace(
-            settings.training, output_dir=f"{tmp}/sync", bad_loss="skip", logging_nan_inf_filter=True
-        )
-        settings = dataclasses.replace(settings, parsed=(*settings.parsed[:-1], syncing))
-        set_seed(settings.training.seed)
-        rows.append(
-            measure("recipe+sync", build_run(settings, tokenizer=tokenizer, data=data).trainer, block, args.warmup)
-        )
+        batch = settings.training.per_device_train_batch_size
+        sizes = {"half": str(max(1, batch // 2)), "double": str(2 * batch)}
+        for name in ["recipe+sync", *levers]:
+            flags = [sizes.get(flag, flag) for flag in ARMS[name]]
+            varied = parse_run_settings([*base, "--output_dir", f"{tmp}/{name}", *flags])
+            set_seed(varied.training.seed)
+            trainer = build_run(varied, tokenizer=tokenizer, data=data).trainer
+            rows.append(measure(name, trainer, block, args.warmup))
 
         torch.manual_seed(0)
         if not settings.objective.causal:
@@ -243,20 +264,23 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "speedup": rows[0]["tokens_per_second"] / rows[-1]["tokens_per_second"],
         "speedup_over_sync": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],
+        "levers": {r["run"]: r["tokens_per_second"] / rows[0]["tokens_per_second"] for r in rows if r["run"] in levers},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.model} on {device}{' (tiny shapes)' if args.tiny else ''}")
     print(
-        f"{'run':<12} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'MFU':>6} {'peak GB':>8} "
-        f"{'first loss':>10} {'last loss':>10}"
+        f"{'run':<20} {'params':>12} {'batch':>6} {'compile':>8} {'tokens/s':>12} {'x recipe':>8} {'MFU':>6} "
+        f"{'peak GB':>8} {'first loss':>10} {'last loss':>10}"
     )
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") else "-"
         memory = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
+        ratio = r["tokens_per_second"] / rows[0]["tokens_per_second"]
         print(
-            f"{r['run']:<12} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
-            f"{r['tokens_per_second']:>12,.0f} {mfu:>6} {memory:>8} {r['losses'][0]:>10.3f} {r['losses'][-1]:>10.3f}"
+            f"{r['run']:<20} {r['parameters']:>12,} {r['micro_batch']:>6} {str(r['torch_compile']):>8} "
+            f"{r['tokens_per_second']:>12,.0f} {ratio:>8.3f} {mfu:>6} {memory:>8} {r['losses'][0]:>10.3f} "
+            f"{r['losses'][-1]:>10.3f}"
         )
     print(
         f"recipe / stock tokens/s: {result['speedup']:.2f}x; recipe / recipe+sync: {result['speedup_over_sync']:.3f}x"

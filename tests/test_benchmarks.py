@@ -27,6 +27,31 @@ def test_throughput_runs_the_recipe_and_the_stock_baseline_on_the_same_blocks(tm
         assert row["tokens_per_second"] > 0 and row["flops_per_token"] > 0
 
 
+def test_throughput_times_the_levers_beside_the_recipe(tmp_path):
+    argv = ["--model", "baby", "--tiny", "--steps", "10", "--warmup", "5", "--out", str(tmp_path / "t.json")]
+    result = throughput.main([*argv, "--levers", "fused_loss,half_batch,vocab_unpadded"])
+    rows = {row["run"]: row for row in result["rows"]}
+    assert list(rows) == ["recipe", "recipe+sync", "fused_loss", "half_batch", "vocab_unpadded", "stock"]
+    assert set(result["levers"]) == {"fused_loss", "half_batch", "vocab_unpadded"}
+    assert rows["half_batch"]["micro_batch"] * 2 == rows["recipe"]["micro_batch"]
+    assert rows["vocab_unpadded"]["parameters"] < rows["recipe"]["parameters"]
+    assert rows["fused_loss"]["losses"] == pytest.approx(rows["recipe"]["losses"], rel=1e-4)
+    with pytest.raises(SystemExit):
+        throughput.main([*argv, "--levers", "warp_drive"])
+
+
+def test_fused_loss_benchmark_arms_agree(tmp_path):
+    import fused_loss
+
+    shape = ["--batch", "2", "--block", "64", "--width", "32", "--vocab", "512", "--repeats", "1"]
+    result = fused_loss.main([*shape, "--out", str(tmp_path / "f.json")])
+    losses = [row["loss"] for row in result["rows"]]
+    assert [row["arm"] for row in result["rows"]][:2] == ["full", "chunked"]
+    assert losses == pytest.approx([losses[0]] * len(losses), rel=1e-5)
+    assert abs(losses[0] - math.log(512)) < 0.5
+    assert all(row["peak_extra_gb"] >= 0 and row["seconds"] > 0 for row in result["rows"])
+
+
 def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         throughput.main(["--out", str(tmp_path / "t.json")])
@@ -55,7 +80,8 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path):
     result = gpu_suite.main(["--data", str(text), "--tiny", "--out_dir", str(tmp_path / "suite")])
     assert json.loads((tmp_path / "suite" / "gpu_suite.json").read_text()) == json.loads(json.dumps(result))
     steps = {s["step"]: s for s in result["steps"]}
-    assert [steps[n]["status"] for n in ("throughput_baby", "time_to_quality", "recipe", "resume")] == ["ok"] * 4
+    names = ("throughput_baby", "fused_loss", "time_to_quality", "recipe", "resume")
+    assert [steps[n]["status"] for n in names] == ["ok"] * 5
     assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "stock"}
     recipe = steps["recipe"]["figures"]
     assert recipe["card"] and recipe["samples"] and recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]

@@ -318,6 +318,10 @@ def test_plan_for_gpt2_small_budget():
     h100 = make_plan(gpu="H100", hours=1, flops=None, corpus_tokens=1e8)
     assert h100.hours == pytest.approx(1.0, rel=1e-6)  # the budget is spent in the hours given
     assert h100.epochs > 1 and "repeats it" in h100.warnings[0]
+    # On a 24 GB card GPT-2's logits are what limits the micro-batch; without them it doubles.
+    l4 = make_plan(gpu="L4", hours=10, flops=None)
+    l4_fused = make_plan(gpu="L4", hours=10, flops=None, fused_loss=True)
+    assert l4_fused.micro_batch >= 2 * l4.micro_batch
 
 
 def test_plan_command_measures_and_writes_json(tmp_path, capsys):

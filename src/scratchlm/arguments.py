@@ -360,6 +360,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "bad_loss skip, off with bad_loss stop, which ends the run on a non-finite loss anyway."
         },
     )
+    fused_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Causal models: compute the loss from the final hidden states a chunk of tokens at a time, "
+            "never holding the full (tokens x vocabulary) logits: the same loss in a fraction of the memory."
+        },
+    )
     stop_at_eval_loss: float | None = field(
         default=None,
         metadata={
@@ -375,6 +382,11 @@ class PretrainingArguments(_ScratchTrainingArguments):
             raise ScratchError(f"--curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}")
         if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
+        if self.fused_loss and self.use_liger_kernel:
+            raise ScratchError(
+                "--fused_loss and --use_liger_kernel both replace the loss: Liger's kernels fuse it already, "
+                "so pass only one of them"
+            )
         if self.logging_nan_inf_filter is None:
             self.logging_nan_inf_filter = self.bad_loss == "skip"
         scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)  # an enum once post-inited

@@ -69,6 +69,7 @@ def cmd_plan(args) -> None:
         vocab=args.vocab,
         global_batch_tokens=args.global_batch_tokens,
         corpus_tokens=args.corpus_tokens,
+        fused_loss=args.fused_loss,
     )
     plan = make_plan(**options)
     if args.measure:
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--vocab", type=int, default=50304)
     plan.add_argument("--global_batch_tokens", type=int, default=524288, help="Target tokens per optimizer step.")
     plan.add_argument("--corpus_tokens", type=float, help="Tokens in your corpus, to warn when it is too small.")
+    plan.add_argument(
+        "--fused_loss", action="store_true", help="Size the micro-batch for a run with --fused_loss (no full logits)."
+    )
     plan.add_argument("--measure", action="store_true", help="Measure throughput of the planned shape here.")
     plan.add_argument("--json", type=Path, help="Also write the plan as JSON.")
 

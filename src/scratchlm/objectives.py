@@ -97,6 +97,8 @@ class MaskedObjective(Objective):
     def check(self, settings):
         if settings.tokenizer.special_tokens_style != "bert":
             raise ScratchError("a masked LM needs [CLS]/[SEP]/[MASK]: set special_tokens_style: bert")
+        if settings.training.fused_loss:
+            raise ScratchError("--fused_loss is for causal models only: drop it from a masked-LM run")
 
     def unigram_loss(self, data, tokenizer):
         return unigram_cross_entropy(

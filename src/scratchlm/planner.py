@@ -63,11 +63,21 @@ def nearest_shape(target_params: float, vocab: int) -> Shape:
 
 
 def micro_batch_that_fits(
-    shape: Shape, context: int, vocab: int, memory_gb: float, global_sequences: int, processes: int
+    shape: Shape,
+    context: int,
+    vocab: int,
+    memory_gb: float,
+    global_sequences: int,
+    processes: int,
+    fused_loss: bool = False,
 ) -> int:
-    """The largest power of two micro-batch whose weights, optimizer state, activations and logits fit in 90%."""
+    """The largest power of two micro-batch whose weights, optimizer state, activations and logits fit in 90%.
+
+    With --fused_loss the logits of a whole micro-batch never exist, only a chunk's.
+    """
     budget = 0.9 * memory_gb * 1e9 - STATE_BYTES_PER_PARAM * shape.parameters
-    per_sequence = context * (ACTIVATION_BYTES * shape.n_layer * shape.n_embd + 6 * vocab)  # bf16 + fp32 logits
+    logit_bytes = 0 if fused_loss else 6 * vocab  # bf16 logits and their fp32 copy for the loss
+    per_sequence = context * (ACTIVATION_BYTES * shape.n_layer * shape.n_embd + logit_bytes)
     micro = 1
     while micro * 2 * per_sequence <= budget and micro * 2 * processes <= global_sequences:
         micro *= 2
@@ -97,6 +107,7 @@ class Plan:
     hours: float
     epochs: float | None
     warnings: list[str]
+    fused_loss: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +125,7 @@ def make_plan(
     global_batch_tokens: int = 524288,
     corpus_tokens: float | None = None,
     measured_tokens_per_second: float | None = None,
+    fused_loss: bool = False,
 ) -> Plan:
     if (flops is None) == (gpu is None or hours is None):
         raise ScratchError("give a budget as --gpu and --hours, or as --flops (not both)")
@@ -134,7 +146,7 @@ def make_plan(
     tokens = flops / per_token
     global_sequences = max(1, round(global_batch_tokens / context))
     memory = next((gb for name, gb in GPU_MEMORY_GB.items() if gpu and all(p in gpu.upper() for p in name.split())), 80)
-    micro = micro_batch_that_fits(shape, context, vocab, memory, global_sequences, num_gpus)
+    micro = micro_batch_that_fits(shape, context, vocab, memory, global_sequences, num_gpus, fused_loss)
     accumulation = max(1, global_sequences // (micro * num_gpus))
     steps = max(1, math.ceil(tokens / (micro * accumulation * num_gpus * context)))
     if measured_tokens_per_second:
@@ -168,6 +180,7 @@ def make_plan(
         tokens / tokens_per_second / 3600,
         epochs,
         warnings,
+        fused_loss,
     )
 
 
@@ -229,6 +242,6 @@ def format_plan(plan: Plan) -> str:
     lines.append(
         f"as flags: --n_layer {s.n_layer} --n_embd {s.n_embd} --n_head {s.n_head} --block_size {plan.context} "
         f"--per_device_train_batch_size {plan.micro_batch} --gradient_accumulation_steps "
-        f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}"
+        f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}" + (" --fused_loss true" if plan.fused_loss else "")
     )
     return "\n".join(lines)

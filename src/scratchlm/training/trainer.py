@@ -18,6 +18,7 @@ from transformers import Trainer
 from ..card import CARD_FILE
 from .callbacks import ThroughputMeter
 from .guard import LossGuard
+from .losses import HeadInput, causal_lm_loss
 from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
@@ -44,6 +45,7 @@ class PretrainingTrainer(Trainer):
         self.add_callback(self.loss_guard)
         self.preemption = PreemptionCallback(self.accelerator)
         self.add_callback(self.preemption)
+        self.head_input = HeadInput(self.model) if self.args.fused_loss else None
 
     @property
     def skipped_steps(self) -> int:
@@ -69,6 +71,21 @@ class PretrainingTrainer(Trainer):
         optimizer.step = types.MethodType(step_unless_skipped, optimizer)
         optimizer._skips_bad_steps = True
         return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.head_input is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        with self.head_input.captured():
+            outputs = model(**inputs)
+        # Normalised as Trainer expects of the model's own loss: over the accumulated batch where the model
+        # takes num_items_in_batch, else per micro-batch (Trainer then divides by the accumulation steps).
+        num_items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss = causal_lm_loss(self.head_input.take(), self.head_input.head, labels, num_items)
+        if self.args.average_tokens_across_devices and num_items is not None:
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
 
     def curriculum_steps(self) -> int:
         """Steps trained at curriculum_block_size: the first curriculum_fraction of the run."""
