@@ -360,6 +360,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "bad_loss skip, off with bad_loss stop, which ends the run on a non-finite loss anyway."
         },
     )
+    health_unigram_tokens: int = field(
+        default=10_000_000,
+        metadata={
+            "help": "Warn at an evaluation when the run has seen this many tokens (or half the run, if shorter) "
+            "and its held-out loss is still not below the unigram bar."
+        },
+    )
     fused_loss: bool = field(
         default=False,
         metadata={

@@ -21,7 +21,14 @@ def _language(config: dict) -> str | None:
 
 
 def pretraining_card(
-    objective, manifest: dict, model, metrics: dict, summary: dict, samples: list[str], tokenizer_report: dict | None
+    objective,
+    manifest: dict,
+    model,
+    metrics: dict,
+    summary: dict,
+    samples: list[str],
+    tokenizer_report: dict | None,
+    health: list[dict] | None = None,
 ) -> str:
     """README.md with Hub metadata for a pretrained model: what it is, how it was made, how good, how to load."""
     config, model_type = manifest["config"], model.config.model_type
@@ -128,6 +135,9 @@ def pretraining_card(
             f"The held-out loss is {unigram - eval_loss:.3f} nats/token below a unigram model fitted on the "
             f"training tokens ({unigram:.3f}), the bar any language model must clear.",
         ]
+    if health:
+        lines += ["", "## Health (at the last evaluation)", "", "| check | verdict | detail |", "|---|---|---|"]
+        lines += [f"| {v['check']} | {v['verdict']} | {v['message'].replace('|', '/')} |" for v in health]
     if samples:
         lines += ["", "## Samples", "", "From fixed prompts at the end of training (temperature 0.8, top-k 50):", ""]
         lines += [f"- {json.dumps(s, ensure_ascii=False)}" for s in samples]

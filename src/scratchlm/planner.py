@@ -242,6 +242,7 @@ def format_plan(plan: Plan) -> str:
     lines.append(
         f"as flags: --n_layer {s.n_layer} --n_embd {s.n_embd} --n_head {s.n_head} --block_size {plan.context} "
         f"--per_device_train_batch_size {plan.micro_batch} --gradient_accumulation_steps "
-        f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}" + (" --fused_loss true" if plan.fused_loss else "")
+        f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}"
+        + (" --fused_loss true" if plan.fused_loss else "")
     )
     return "\n".join(lines)

@@ -53,8 +53,9 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
     if short and (short >= block or block % short):
         raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {block} and be smaller")
     peak = peak_tflops(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+    tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block
     throughput = ThroughputMeter(
-        tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block,
+        tokens_per_step=tokens_per_step,
         flops_per_token=model_flops_per_token(model, block),
         peak_flops=peak * 1e12 * args.world_size if peak else None,
     )
@@ -81,6 +82,7 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         chars_per_token=objective.chars_per_token(data),
         throughput=throughput,
         run_manifest=manifest,
+        tokens_per_step=tokens_per_step,
         **objective.trainer_options(args),
     )
     if objective.causal:

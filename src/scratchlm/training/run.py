@@ -41,6 +41,7 @@ logger = logging.getLogger("scratchlm")
 
 RESOLVED_CONFIG_FILE = "run_config.yaml"
 SAMPLES_FILE = "samples.json"
+HEALTH_FILE = "health.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +263,29 @@ def resolved_config(*settings) -> dict:
     return out
 
 
+def last_evaluation(trainer: PretrainingTrainer) -> dict | None:
+    """The metrics of an evaluation at the final step, when the schedule already ran one (no second pass)."""
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") == trainer.state.global_step:
+                return {k: v for k, v in entry.items() if k.startswith("eval_") or k == "epoch"}
+            return None
+    return None
+
+
+def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: list[dict], out: Path) -> None:
+    """The end of the log: held-out metrics, the health verdicts and where the outputs are, once."""
+    margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
+    named = ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
+    lines = [
+        f"held-out loss {eval_metrics['eval_loss']:.3f} nats/token vs unigram {eval_metrics['eval_unigram_loss']:.3f} "
+        f"({margin:.2f} below); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
+    ]
+    lines += [f"health {v['check']}: {v['verdict']}: {v['message']}" for v in health]
+    lines.append(f"outputs in {out}: model and tokenizer, {CARD_FILE} (model card), all_results.json, {SAMPLES_FILE}")
+    logger.info("run finished at step %d\n  %s", trainer.state.global_step, "\n  ".join(lines))
+
+
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
@@ -271,11 +295,12 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)
-    eval_metrics = trainer.evaluate()
+    eval_metrics = last_evaluation(trainer) or trainer.evaluate()
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
     callback = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
     samples = callback.samples if callback is not None else None
+    health = trainer.health.as_dicts() if trainer.health is not None else []
     out = Path(trainer.args.output_dir)
     if trainer.is_world_process_zero():
         write_manifest(out, {**trainer.run_manifest, "global_step": trainer.state.global_step}, list_files=False)
@@ -283,25 +308,13 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
         (out / RESOLVED_CONFIG_FILE).write_text(
             yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
         )
-        margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
-        logger.info(
-            "held-out loss %.3f nats/token vs unigram %.3f (%.2f below); %s",
-            eval_metrics["eval_loss"],
-            eval_metrics["eval_unigram_loss"],
-            margin,
-            ", ".join(
-                f"{k} {v:.4g}"
-                for k, v in eval_metrics.items()
-                if k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
-            ),
-        )
         if samples is not None:
             (out / SAMPLES_FILE).write_text(
                 json.dumps({"samples": samples.texts, **samples.metrics}, ensure_ascii=False, indent=2) + "\n",
                 encoding="utf-8",
             )
-            for i, text in enumerate(samples.texts):
-                print(f"sample {i}: {text}")
+        if health:
+            (out / HEALTH_FILE).write_text(json.dumps(health, indent=2) + "\n", encoding="utf-8")
         report_file = Path(config.get("tokenizer_name_or_path", "")) / REPORT_FILE
         report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else None
         card = pretraining_card(
@@ -312,8 +325,10 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
             summary,
             samples.texts if samples is not None else [],
             report,
+            health,
         )
         (out / CARD_FILE).write_text(card, encoding="utf-8")
+        log_final_summary(trainer, eval_metrics, health, out)
     if trainer.args.push_to_hub:
         try:
             trainer.push_to_hub(commit_message="scratchlm: end of pretraining")

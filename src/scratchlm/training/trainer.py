@@ -18,6 +18,7 @@ from transformers import Trainer
 from ..card import CARD_FILE
 from .callbacks import ThroughputMeter
 from .guard import LossGuard
+from .health import HealthMonitor
 from .losses import HeadInput, causal_lm_loss
 from .preemption import PreemptionCallback
 
@@ -33,6 +34,7 @@ class PretrainingTrainer(Trainer):
         chars_per_token: float | None,
         throughput: ThroughputMeter | None = None,
         run_manifest: dict | None = None,
+        tokens_per_step: int | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -46,6 +48,19 @@ class PretrainingTrainer(Trainer):
         self.preemption = PreemptionCallback(self.accelerator)
         self.add_callback(self.preemption)
         self.head_input = HeadInput(self.model) if self.args.fused_loss else None
+        self.health = None
+        if tokens_per_step:
+            self.health = HealthMonitor(self, tokens_per_step, self.args.health_unigram_tokens)
+            self.add_callback(self.health)
+            clip = self.accelerator.clip_grad_norm_
+
+            def clip_and_count(parameters, max_norm, *args, **kwargs):
+                norm = clip(parameters, max_norm, *args, **kwargs)
+                self.health.count_clipping(norm, max_norm)
+                return norm
+
+            # Trainer clips through the accelerator and has no hook that sees the norm of every step.
+            self.accelerator.clip_grad_norm_ = clip_and_count
 
     @property
     def skipped_steps(self) -> int:
@@ -86,6 +101,12 @@ class PretrainingTrainer(Trainer):
         if self.args.average_tokens_across_devices and num_items is not None:
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def get_batch_samples(self, *args, **kwargs):
+        if self.health is None:
+            return super().get_batch_samples(*args, **kwargs)
+        with self.health.fetching():
+            return super().get_batch_samples(*args, **kwargs)
 
     def curriculum_steps(self) -> int:
         """Steps trained at curriculum_block_size: the first curriculum_fraction of the run."""

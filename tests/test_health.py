@@ -1,0 +1,141 @@
+"""Run health: each broken run gets its warning at evaluation, a healthy one gets none, and the card says so."""
+
+import json
+import logging
+import time
+
+import pytest
+from transformers import TrainerCallback
+
+from scratchlm.objectives import parse_run_settings
+from scratchlm.recipe import build_run
+from scratchlm.training.health import one_cycle_factor, schedule_factor
+
+import pretrain_gpt2_zh
+from conftest import ROOT
+
+DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+# Beats the unigram bar in 60 steps, and its steps are long enough that fetching batches is a small share.
+HEALTHY = ["--max_steps", "60", "--eval_steps", "30", "--learning_rate", "3e-3", "--n_embd", "128"]
+HEALTHY += ["--per_device_train_batch_size", "32"]
+
+
+def flags(tmp_path, zh_file, tok, *extra):
+    return [
+        "--config",
+        DEBUG,
+        "--train_files",
+        str(zh_file),
+        "--tokenizer_name_or_path",
+        str(tok),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *HEALTHY,
+        *map(str, extra),
+    ]
+
+
+def train(argv, caplog, tweak=None):
+    run = build_run(parse_run_settings(argv, objective="causal"))
+    if tweak is not None:
+        tweak(run.trainer)
+    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+        run.trainer.train()
+    verdicts = {v.check: v.verdict for v in run.trainer.health.verdicts}
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
+    return verdicts, warnings
+
+
+def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir)
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        pretrain_gpt2_zh.cli(argv)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if m.startswith("health:")], messages
+    assert sum(m.startswith("health at step") for m in messages) == 2  # steps 30 and 60, not again at the end
+    assert sum(m.startswith("samples at step 60") for m in messages) == 1
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [30, 60]  # no second final evaluation
+    health = json.loads((tmp_path / "out" / "health.json").read_text())
+    assert [(v["check"], v["verdict"]) for v in health] == [
+        ("unigram", "ok"),
+        ("clipping", "ok"),
+        ("data_wait", "ok"),
+        ("learning_rate", "ok"),
+    ]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "## Health" in card and "| learning_rate | ok |" in card
+    assert messages[-1].startswith("run finished at step 60") and "health unigram: ok" in messages[-1]
+
+
+def test_clipping_on_every_step_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--max_grad_norm", 1e-4), caplog)
+    assert verdicts["clipping"] == "warn"
+    assert any("gradient clipped on 100% of the last 30 steps" in w for w in warnings)
+
+
+def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    def sleepy(trainer):
+        collate = trainer.data_collator
+
+        def slow_collate(features):
+            time.sleep(0.03)
+            return collate(features)
+
+        trainer.data_collator = slow_collate
+
+    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir), caplog, sleepy)
+    assert verdicts["data_wait"] == "warn"
+    assert any("waiting for data" in w and "--dataloader_num_workers" in w for w in warnings)
+
+
+class HalvesTheRate(TrainerCallback):
+    """A bug: something sets the optimizer's rate behind the scheduler's back."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for group in self.trainer.optimizer.param_groups:
+            group["lr"] *= 0.5
+
+
+def test_a_learning_rate_off_its_schedule_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    verdicts, warnings = train(
+        flags(tmp_path, zh_file, gpt_tokenizer_dir),
+        caplog,
+        lambda trainer: trainer.add_callback(HalvesTheRate(trainer)),
+    )
+    assert verdicts["learning_rate"] == "warn"
+    assert any("the schedule is not being applied" in w for w in warnings)
+
+
+def test_a_loss_stuck_above_the_unigram_bar_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e-7), caplog)
+    assert verdicts["unigram"] == "warn" and verdicts["learning_rate"] == "ok"
+    assert any("has not learned token frequencies" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    "kind,options,expected",
+    [
+        ("linear", {}, [0.0, 0.5, 1.0, 0.5, 0.0]),
+        ("cosine", {}, [0.0, 0.5, 1.0, 0.5, 0.0]),
+        ("cosine_with_min_lr", {"min_lr_rate": 0.1}, [0.0, 0.5, 1.0, 0.55, 0.1]),
+        ("constant_with_warmup", {}, [0.0, 0.5, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_schedule_closed_forms(kind, options, expected):
+    got = [schedule_factor(kind, step, 22, 2, options) for step in (0, 1, 2, 12, 22)]
+    assert got == pytest.approx(expected)
+
+
+def test_one_cycle_closed_form_matches_torch():
+    import torch
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=50, pct_start=0.2)
+    for step in range(50):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(one_cycle_factor(step, 50, 10), rel=1e-6), step
+        optimizer.step()
+        schedule.step()
