@@ -64,8 +64,8 @@ def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(t
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())))
     result = time_to_quality.main(["--data", str(text), "--tiny", "--target", "50", "--out", str(tmp_path / "q.json")])
-    # Reached at step 10 of 20: that evaluation, then the final one, and no evaluation at step 20.
-    assert len(result["evaluations"]) == 2 and result["seconds_to_target"] == result["evaluations"][0]["seconds"]
+    # Reached at step 10 of 20: that evaluation is the run's last (the final one is not repeated), none at 20.
+    assert len(result["evaluations"]) == 1 and result["seconds_to_target"] == result["evaluations"][0]["seconds"]
     missed = time_to_quality.main(
         ["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")]
     )

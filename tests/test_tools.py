@@ -291,6 +291,7 @@ def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt
     lrs = [p["lr"] for p in result["curve"]]
     assert lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-6) and lrs[-1] <= 0.1 + 1e-9
     assert result["suggested_lr"] == pytest.approx(result["min_loss_lr"] / 10)
+    assert result["one_cycle_lr"] == result["min_loss_lr"]
     assert 1e-7 < result["suggested_lr"] < 1e-1
     assert "suggested learning_rate" in capsys.readouterr().out
     assert not run_dir.exists()

@@ -297,12 +297,29 @@ class PretrainingArguments(_ScratchTrainingArguments):
         },
     )
     learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, applied to weight matrices only."})
+    weight_decay: float = field(
+        default=0.1, metadata={"help": "AdamW weight decay, on the parameters weight_decay_on names."}
+    )
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     warmup_steps: float = field(
         default=0.05, metadata={"help": "Warmup length: steps, or a fraction of all steps when below 1."}
     )
-    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Schedule after warmup."})
+    lr_scheduler_type: str = field(
+        default="cosine_with_min_lr",
+        metadata={
+            "help": "Schedule after warmup: any of transformers' (linear, cosine, cosine_with_min_lr, constant, "
+            "warmup_stable_decay, ...) or one_cycle (fast.ai's: from peak/25 up to the peak over warmup_steps, "
+            "then a cosine down to peak/250,000; allows a higher peak: take find-lr's min-loss rate)."
+        },
+    )
+    weight_decay_on: str = field(
+        default="matrices",
+        metadata={
+            "help": "What weight decay applies to: matrices (every parameter of 2 or more dimensions, embeddings "
+            "included) or linear (only the weights of linear layers, as BERT-era recipes do).",
+            "choices": ["matrices", "linear"],
+        },
+    )
     lr_scheduler_kwargs: dict | str | None = field(
         default_factory=lambda: {"min_lr_rate": 0.1},
         metadata={"help": "Schedule options as JSON; the default decays to 10%% of the peak."},
@@ -399,7 +416,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
         scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)  # an enum once post-inited
         if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
+        if scheduler != "one_cycle":
+            super().__post_init__()
+            return
+        # TrainingArguments only knows transformers' schedules; PretrainingTrainer builds this one itself.
+        self.lr_scheduler_type = "constant"
         super().__post_init__()
+        self.lr_scheduler_type = "one_cycle"
 
 
 @dataclass

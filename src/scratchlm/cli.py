@@ -31,8 +31,9 @@ def cmd_find_lr(args, overrides: list[str]) -> None:
     out = args.out or Path("outputs") / f"{args.config.stem}-lr-find"
     result = find_lr(args.config, overrides, out, args.min_lr, args.max_lr, args.steps, overwrite=args.overwrite)
     print(
-        f"suggested learning_rate: {result['suggested_lr']:.2e} (lowest smoothed loss at {result['min_loss_lr']:.2e}, "
-        f"steepest descent at {result['steepest_lr']:.2e})"
+        f"suggested learning_rate: {result['suggested_lr']:.2e} with warmup + cosine (a tenth of the lowest smoothed "
+        f"loss's {result['min_loss_lr']:.2e}); {result['one_cycle_lr']:.2e} with --lr_scheduler_type one_cycle; "
+        f"steepest descent at {result['steepest_lr']:.2e}"
     )
 
 

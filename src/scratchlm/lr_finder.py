@@ -42,7 +42,8 @@ def suggest(lrs: list[float], losses: list[float]) -> dict[str, float]:
     return {
         "min_loss_lr": lrs[best],
         "steepest_lr": steepest,
-        "suggested_lr": lrs[best] / 10,
+        "suggested_lr": lrs[best] / 10,  # for warmup then cosine (or linear) decay
+        "one_cycle_lr": lrs[best],  # one-cycle spends most steps well below its peak, so it takes the min-loss rate
         "min_smoothed_loss": smoothed[best],
     }
 
@@ -132,12 +133,14 @@ def find_lr(
     (out / "lr_find.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, out / "lr_find.png")
     logger.info(
-        "LR range test over %d steps: lowest smoothed loss %.3f at lr %.2e; suggested peak lr %.2e "
-        "(steepest descent at %.2e; the config has %.2e). Plot: %s",
+        "LR range test over %d steps: lowest smoothed loss %.3f at lr %.2e; suggested peak lr %.2e with "
+        "warmup + cosine, %.2e with lr_scheduler_type one_cycle (steepest descent at %.2e; the config has %.2e). "
+        "Plot: %s",
         len(lrs),
         result["min_smoothed_loss"],
         result["min_loss_lr"],
         result["suggested_lr"],
+        result["one_cycle_lr"],
         result["steepest_lr"],
         run_args.learning_rate,
         out / "lr_find.png",

@@ -120,7 +120,7 @@ def one_cycle_factor(step: int, total: int, warmup: int) -> float:
         a, b, pct = start, 1.0, step / max(1, rise)
     else:
         a, b, pct = 1.0, end, (step - rise) / max(1, total - 1 - rise)
-    return b + (a - b) * (math.cos(math.pi * min(pct, 1.0)) + 1) / 2
+    return b + (a - b) * (math.cos(math.pi * pct) + 1) / 2
 
 
 def learning_rate_verdict(optimizer, kind: str, step: int, total: int, warmup: int, options: dict) -> Verdict:
@@ -129,7 +129,7 @@ def learning_rate_verdict(optimizer, kind: str, step: int, total: int, warmup: i
         return Verdict("learning_rate", "n/a", f"no closed form for the {kind} schedule here")
     worst = None
     for index, group in enumerate(optimizer.param_groups):
-        peak = group.get("initial_lr", group.get("max_lr"))
+        peak = group.get("max_lr") if kind == "one_cycle" else group.get("initial_lr")
         if peak is None:
             continue
         expected, applied = peak * factor, group["lr"]

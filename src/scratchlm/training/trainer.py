@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.pytorch_utils import Conv1D
 
 from ..card import CARD_FILE
 from .callbacks import ThroughputMeter
 from .guard import LossGuard
-from .health import HealthMonitor
+from .health import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV, HealthMonitor
 from .losses import HeadInput, causal_lm_loss
 from .preemption import PreemptionCallback
 
@@ -67,8 +68,34 @@ class PretrainingTrainer(Trainer):
         return self.loss_guard.skipped_steps
 
     def get_decay_parameter_names(self, model) -> list[str]:
+        if self.args.weight_decay_on == "linear":  # BERT-era: the weights of linear layers, embeddings undecayed
+            linear = {
+                f"{module_name}.weight" if module_name else "weight"
+                for module_name, module in model.named_modules()
+                if isinstance(module, (torch.nn.Linear, Conv1D))
+            }
+            return [name for name, _ in model.named_parameters() if name in linear]
         # Matrices (and embeddings) decay; biases and norm gains, which are 1-D, do not.
         return [name for name, param in model.named_parameters() if param.ndim >= 2]
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.args.lr_scheduler_type != "one_cycle":
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            rise = max(1, self.args.get_warmup_steps(num_training_steps))
+            self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=[group["lr"] for group in optimizer.param_groups],
+                total_steps=num_training_steps,
+                pct_start=min(rise / num_training_steps, 0.99),
+                anneal_strategy="cos",
+                cycle_momentum=False,
+                div_factor=ONE_CYCLE_DIV,
+                final_div_factor=ONE_CYCLE_FINAL_DIV,
+            )
+            self._created_lr_scheduler = True  # Trainer's own flag: it rebuilds what it created on a new train()
+        return self.lr_scheduler
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
