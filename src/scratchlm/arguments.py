@@ -297,9 +297,7 @@ class PretrainingArguments(_ScratchTrainingArguments):
         },
     )
     learning_rate: float = field(default=6e-4, metadata={"help": "Peak learning rate after warmup."})
-    weight_decay: float = field(
-        default=0.1, metadata={"help": "AdamW weight decay, on the parameters weight_decay_on names."}
-    )
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (see weight_decay_on)."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     warmup_steps: float = field(
         default=0.05, metadata={"help": "Warmup length: steps, or a fraction of all steps when below 1."}
