@@ -139,3 +139,23 @@ def test_one_cycle_closed_form_matches_torch():
         assert optimizer.param_groups[0]["lr"] == pytest.approx(one_cycle_factor(step, 50, 10), rel=1e-6), step
         optimizer.step()
         schedule.step()
+
+
+def test_profile_steps_write_a_trace_and_the_top_operators(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--max_steps", 8, "--eval_steps", 8, "--profile_steps", "3-4")
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        pretrain_gpt2_zh.cli(argv)
+    trace = tmp_path / "out" / "profile" / "trace_steps_3-4.json"
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any("aten::" in str(e.get("name", "")) for e in events)
+    table = (tmp_path / "out" / "profile" / "top_operators_steps_3-4.txt").read_text()
+    assert "Self CPU" in table
+    assert any(r.getMessage().startswith("profile of steps 3-4") for r in caplog.records)
+
+
+@pytest.mark.parametrize("window", ["25-20", "0-3", "twenty"])
+def test_a_malformed_profile_window_is_refused(tmp_path, window):
+    from scratchlm.errors import ScratchError
+
+    with pytest.raises(ScratchError, match="--profile_steps"):
+        parse_run_settings(["--config", DEBUG, "--output_dir", str(tmp_path), "--profile_steps", window], "causal")

@@ -375,6 +375,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "bad_loss skip, off with bad_loss stop, which ends the run on a non-finite loss anyway."
         },
     )
+    profile_steps: str | None = field(
+        default=None,
+        metadata={
+            "help": "Profile these optimizer steps, e.g. 20-25, with torch.profiler: a trace under "
+            "output_dir/profile (Perfetto, chrome://tracing) and the top operators in the log."
+        },
+    )
     health_unigram_tokens: int = field(
         default=10_000_000,
         metadata={
@@ -404,6 +411,8 @@ class PretrainingArguments(_ScratchTrainingArguments):
             raise ScratchError(f"--curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}")
         if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
+        if self.profile_steps is not None:
+            self.profile_window()  # refuses a malformed range now rather than at step 20
         if self.fused_loss and self.use_liger_kernel:
             raise ScratchError(
                 "--fused_loss and --use_liger_kernel both replace the loss: Liger's kernels fuse it already, "
@@ -421,6 +430,20 @@ class PretrainingArguments(_ScratchTrainingArguments):
         self.lr_scheduler_type = "constant"
         super().__post_init__()
         self.lr_scheduler_type = "one_cycle"
+
+    def profile_window(self) -> tuple[int, int] | None:
+        if self.profile_steps is None:
+            return None
+        first, _, last = str(self.profile_steps).partition("-")
+        try:
+            window = int(first), int(last or first)
+        except ValueError:
+            window = (0, 0)
+        if not 1 <= window[0] <= window[1]:
+            raise ScratchError(
+                f"--profile_steps {self.profile_steps!r}: give a range of optimizer steps FIRST-LAST, e.g. 20-25"
+            )
+        return window
 
 
 @dataclass

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import run_cli
+from .errors import ScratchError, run_cli
 
 
 def _log_to_stdout() -> None:
@@ -35,6 +35,18 @@ def cmd_find_lr(args, overrides: list[str]) -> None:
         f"loss's {result['min_loss_lr']:.2e}); {result['one_cycle_lr']:.2e} with --lr_scheduler_type one_cycle; "
         f"steepest descent at {result['steepest_lr']:.2e}"
     )
+
+
+def cmd_overfit(args, overrides: list[str]) -> None:
+    from .overfit import overfit, write_result
+
+    result = overfit(args.config, args.text, overrides, max_steps=args.steps, target=args.target)
+    write_result(result, args.json)
+    if not result["memorised"]:
+        raise ScratchError(
+            f"{args.config}: the model did not memorise {args.text.name} in {result['steps']} steps "
+            f"(loss {result['final_loss']:.3f}, target {args.target}); see the log above"
+        )
 
 
 def cmd_prepare(args, overrides: list[str]) -> None:
@@ -171,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     find_lr.add_argument("--overwrite", action="store_true", help="Write into an existing --out folder.")
 
+    over = sub.add_parser(
+        "overfit",
+        help="Can the config's model memorise one small text? Trains on it until the loss is near zero, then samples.",
+        epilog="Other flags (e.g. --n_embd 128, --learning_rate 3e-3) override the config, as in the recipes.",
+    )
+    over.add_argument("config", type=Path, help="A causal pretraining recipe's YAML config.")
+    over.add_argument("--text", type=Path, required=True, help="A small text file, e.g. The Verdict (20 KB).")
+    over.add_argument("--steps", type=positive_int, default=500, help="Full-batch steps at most (default 500).")
+    over.add_argument("--target", type=float, default=0.1, help="Training loss that counts as memorised (nats/token).")
+    over.add_argument("--json", type=Path, help="Also write the result as JSON.")
+
     prep = sub.add_parser(
         "prepare",
         help="Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
@@ -224,13 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str]) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("find-lr", "prepare"):
+    if extra and args.command not in ("find-lr", "prepare", "overfit"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _log_to_stdout()
     if args.command == "find-lr":
         cmd_find_lr(args, extra)
     elif args.command == "prepare":
         cmd_prepare(args, extra)
+    elif args.command == "overfit":
+        cmd_overfit(args, extra)
     else:
         {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate, "inspect-tokenizer": cmd_inspect_tokenizer}[
             args.command

@@ -19,6 +19,7 @@ from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
 from .training import (
     PretrainingTrainer,
+    ProfileSteps,
     SampleCallback,
     StopAtEvalLoss,
     ThroughputMeter,
@@ -69,6 +70,8 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
     callbacks = [throughput, ManifestCallback(manifest)]
     if args.stop_at_eval_loss is not None:
         callbacks.append(StopAtEvalLoss(args.stop_at_eval_loss))
+    if args.profile_steps is not None:
+        callbacks.append(ProfileSteps(*args.profile_window(), Path(args.output_dir) / "profile"))
     trainer = PretrainingTrainer(
         model=model,
         args=args,

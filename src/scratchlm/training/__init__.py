@@ -1,6 +1,6 @@
 """Training: `PretrainingTrainer` (what needs the loop), its callbacks, and run set-up and finish."""
 
-from .callbacks import SampleCallback, StopAtEvalLoss, ThroughputMeter
+from .callbacks import ProfileSteps, SampleCallback, StopAtEvalLoss, ThroughputMeter
 from .run import (
     ensure_tokenizer,
     finish_run,
@@ -15,6 +15,7 @@ from .trainer import PretrainingTrainer, lm_eval_metrics, split_blocks
 
 __all__ = [
     "PretrainingTrainer",
+    "ProfileSteps",
     "SampleCallback",
     "StopAtEvalLoss",
     "ThroughputMeter",

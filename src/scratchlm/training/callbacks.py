@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback, WandbCallback
 
@@ -43,6 +45,49 @@ class ThroughputMeter(TrainerCallback):
                 out["mfu"] = round(tokens_per_second * self.flops_per_token / self.peak_flops, 4)
         self._clock = (now, step)
         return out
+
+
+class ProfileSteps(TrainerCallback):
+    """Records optimizer steps `first`..`last` with torch.profiler: a trace that Perfetto (ui.perfetto.dev) and
+    chrome://tracing open, and a table of the operators that took the most time."""
+
+    def __init__(self, first: int, last: int, out_dir: Path):
+        self.first, self.last, self.out_dir = first, last, out_dir
+        self.profiler: torch.profiler.profile | None = None
+        self.trace: Path | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.first and self.profiler is None and state.is_world_process_zero:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities, record_shapes=True)
+            self.profiler.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.profiler is not None and state.global_step >= self.last:
+            self.finish()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.profiler is not None:  # the run ended inside the window
+            self.finish()
+
+    def finish(self) -> None:
+        profiler, self.profiler = self.profiler, None
+        profiler.__exit__(None, None, None)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.trace = self.out_dir / f"trace_steps_{self.first}-{self.last}.json"
+        profiler.export_chrome_trace(str(self.trace))
+        sort_by = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        table = profiler.key_averages().table(sort_by=sort_by, row_limit=15)
+        (self.out_dir / f"top_operators_steps_{self.first}-{self.last}.txt").write_text(table, encoding="utf-8")
+        logger.info(
+            "profile of steps %d-%d: %s (open in ui.perfetto.dev); top operators:\n%s",
+            self.first,
+            self.last,
+            self.trace,
+            table,
+        )
 
 
 class StopAtEvalLoss(TrainerCallback):
