@@ -140,6 +140,57 @@ def test_plot_writes_pngs(tensorboard_run, capsys):
         assert open(path, "rb").read(8) == PNG
 
 
+def test_plot_compares_runs_by_tokens_and_draws_a_matching_reference(
+    tensorboard_run, tmp_path, corpus, gpt_tokenizer_dir, capsys, monkeypatch
+):
+    from scratchlm import plotting
+
+    run, _, _ = tensorboard_run
+    # The same config as the run: its curve becomes the reference. "wide": twice the batch, half the steps.
+    other = tmp_path / "batch8"
+    run_recipe("--train_files", corpus, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir", other)
+    wide = tmp_path / "wide"
+    flags = ["--per_device_train_batch_size", 8, "--max_steps", 4, "--eval_steps", 2]
+    run_recipe("--train_files", corpus, "--tokenizer_name_or_path", gpt_tokenizer_dir, "--output_dir", wide, *flags)
+    monkeypatch.setattr(plotting, "REFERENCE_DIR", tmp_path / "references")
+    reference = plotting.write_reference(other, tmp_path / "references" / "debug.json", "config_debug")
+    assert json.loads(reference.read_text())["settings"]["n_embd"] == 32
+
+    drawn = plotting.loss_curves(run, compare=[wide])
+    assert [(role, curve["name"]) for role, curve in drawn] == [
+        ("reference", "config_debug"),  # same settings as the run
+        ("compare", "wide"),
+        ("run", "run"),
+    ]
+    ran, wider = drawn[-1][1], drawn[1][1]
+    assert ran["x"] == "tokens" and ran["eval"][-1][0] == wider["eval"][-1][0] == 8 * 4 * 32  # by tokens, not steps
+    assert [role for role, _ in plotting.loss_curves(wide)] == ["run"]  # its batch differs: no reference
+    out = tmp_path / "plots"
+    scratchlm(
+        ["plot", str(run), "--compare", str(wide), "--out", str(out), "--write_reference", str(tmp_path / "c.json")]
+    )
+    printed = capsys.readouterr().out
+    assert "reference curve of config_debug" in printed
+    assert open(out / "loss.png", "rb").read(8) == PNG
+    assert plotting.load_curve(tmp_path / "c.json")["train"] == ran["train"]
+
+
+def test_shipped_reference_curves_match_their_configs():
+    from scratchlm import plotting
+    from scratchlm.objectives import parse_run_settings
+    from scratchlm.training import resolved_config
+
+    shipped = sorted(plotting.REFERENCE_DIR.glob("*.json"))
+    assert shipped, "the demo configs ship their reference curves"
+    for path in shipped:
+        curve = json.loads(path.read_text())
+        recipe, config = curve["name"].split(":")
+        settings = parse_run_settings(["--config", str(ROOT / "recipes" / recipe / f"{config}.yaml")])
+        resolved = resolved_config(*settings.parsed)
+        assert plotting.matching_reference(resolved) == curve, path
+        assert curve["x"] == "tokens" and len(curve["eval"]) >= 2 and curve["unigram"] > curve["eval"][-1][1]
+
+
 def test_plot_of_a_folder_without_a_run_is_one_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         scratchlm(["plot", str(tmp_path)])

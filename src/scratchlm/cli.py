@@ -19,10 +19,15 @@ def _log_to_stdout() -> None:
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def cmd_plot(args) -> None:
-    from .plotting import plot_run
+    from .plotting import loss_curves, plot_run, write_reference
 
-    for path in plot_run(args.run_dir, args.out):
+    for path in plot_run(args.run_dir, args.out, args.compare, reference=not args.no_reference):
         print(path)
+    reference = [curve["name"] for role, curve in loss_curves(args.run_dir, [], not args.no_reference)[:-1]]
+    if reference:
+        print(f"drawn behind it: the reference curve of {reference[0]}")
+    if args.write_reference:
+        print(write_reference(args.run_dir, args.write_reference, args.run_dir.name))
 
 
 def cmd_find_lr(args, overrides: list[str]) -> None:
@@ -165,6 +170,21 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="PNG plots of a run: loss vs the unigram bar, learning rate, throughput.")
     plot.add_argument("run_dir", type=Path, help="A run's output_dir (or one with checkpoint-* folders).")
     plot.add_argument("--out", type=Path, default=None, help="Where the PNGs go (default: RUN_DIR/plots).")
+    plot.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="Another run's output_dir (or a curve JSON) to draw on the loss plot, by tokens seen; repeat for several.",
+    )
+    plot.add_argument(
+        "--no_reference", action="store_true", help="Leave out the shipped reference curve of the run's config."
+    )
+    plot.add_argument(
+        "--write_reference",
+        type=Path,
+        help="Also save this run's loss curve and settings as a curve JSON (for --compare, or as a reference).",
+    )
 
     find_lr = sub.add_parser(
         "find-lr",

@@ -1,9 +1,16 @@
-"""PNG plots of a run from its trainer_state.json: losses against the unigram bar, learning rate, throughput."""
+"""PNG plots of a run from its trainer_state.json: losses against the unigram bar, learning rate, throughput.
+
+The loss plot is drawn against tokens seen, so that runs of different batch sizes compare, with other runs
+(`--compare`) and, for a run of a shipped config, that config's measured reference curve behind it
+(`reference_curves/`: a run whose curve leaves the reference's is off track).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import yaml
 
 from .checkpoints import checkpoints_newest_first
 from .errors import ScratchError
@@ -36,23 +43,110 @@ def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in points], [v for _, v in points]
 
 
-def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
+REFERENCE_DIR = Path(__file__).parent / "reference_curves"
+# The settings that shape a loss curve: a reference is drawn behind a run whose settings all equal its own.
+CURVE_SETTINGS = (
+    "objective",
+    "corpus",
+    "train_files",
+    "dataset_name",
+    "model_type",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "vocab_size",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_steps",
+    "seed",
+)
+
+
+def run_curve(run_dir: Path) -> dict:
+    """A run's losses against tokens seen, with the settings that shaped them."""
+    history = load_history(run_dir)
+    per_step = next((e["tokens_seen"] / e["step"] for e in history if e.get("tokens_seen") and e.get("step")), None)
+    scale = per_step or 1.0
+    config_file = run_dir / "run_config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    steps, train = series(history, "loss")
+    eval_steps, held_out = series(history, "eval_loss")
+    _, unigram = series(history, "eval_unigram_loss")
+    return {
+        "name": run_dir.name,
+        "x": "tokens" if per_step else "steps",
+        "settings": {k: config[k] for k in CURVE_SETTINGS if k in config},
+        "train": [[s * scale, v] for s, v in zip(steps, train)],
+        "eval": [[s * scale, v] for s, v in zip(eval_steps, held_out)],
+        "unigram": unigram[-1] if unigram else None,
+    }
+
+
+def load_curve(source: Path) -> dict:
+    """A run folder, or a curve JSON written by `--write_reference`."""
+    if source.is_file() and source.suffix == ".json":
+        return json.loads(source.read_text(encoding="utf-8"))
+    return run_curve(source)
+
+
+def matching_reference(settings: dict, reference_dir: Path | None = None) -> dict | None:
+    for path in sorted((reference_dir or REFERENCE_DIR).glob("*.json")):
+        reference = json.loads(path.read_text(encoding="utf-8"))
+        if reference["settings"] and all(settings.get(k) == v for k, v in reference["settings"].items()):
+            return reference
+    return None
+
+
+def write_reference(run_dir: Path, path: Path, name: str) -> Path:
+    curve = {**run_curve(run_dir), "name": name}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curve, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def loss_curves(run_dir: Path, compare: list[Path] = (), reference: bool = True) -> list[tuple[str, dict]]:
+    """What the loss plot draws, back to front: ("reference" | "compare" | "run", curve)."""
+    run = run_curve(run_dir)
+    drawn = []
+    found = matching_reference(run["settings"]) if reference else None
+    if found is not None:
+        drawn.append(("reference", found))
+    drawn += [("compare", load_curve(Path(c))) for c in compare]
+    drawn.append(("run", run))
+    if len({curve["x"] for _, curve in drawn}) > 1:
+        raise ScratchError("some of these runs log no tokens_seen: compare runs made by scratchlm's recipes")
+    return drawn
+
+
+def plot_run(
+    run_dir: Path, out_dir: Path | None = None, compare: list[Path] = (), reference: bool = True
+) -> list[Path]:
     history = load_history(run_dir)
     out_dir = out_dir or run_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
     written = []
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(*series(history, "loss"), label="train loss", alpha=0.8)
-    eval_steps, eval_loss = series(history, "eval_loss")
-    if eval_steps:
-        ax.plot(eval_steps, eval_loss, "o-", label="held-out loss")
-    _, unigram = series(history, "eval_unigram_loss")
-    if unigram:
-        ax.axhline(unigram[-1], color="tab:red", linestyle="--", label=f"unigram baseline {unigram[-1]:.2f}")
-    ax.set(xlabel="step", ylabel="loss (nats/token)", title=f"{run_dir.name}: loss")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = iter(["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    drawn = loss_curves(run_dir, compare, reference)
+    for role, curve in drawn:
+        color = {"reference": "0.6", "run": "tab:blue"}.get(role) or next(colors, "black")
+        label = f"reference ({curve['name']})" if role == "reference" else curve["name"]
+        width = 3.0 if role == "reference" else 1.2
+        if curve["train"]:
+            ax.plot(*zip(*curve["train"]), color=color, alpha=0.6, linewidth=width, label=f"{label}: train")
+        if curve["eval"]:
+            ax.plot(*zip(*curve["eval"]), "o-", color=color, linewidth=width, label=f"{label}: held-out")
+    unigram = drawn[-1][1]["unigram"]
+    if unigram is not None:
+        ax.axhline(unigram, color="tab:red", linestyle="--", label=f"unigram baseline {unigram:.2f}")
+    ax.set(xlabel=f"{drawn[-1][1]['x']} seen", ylabel="loss (nats/token)", title=f"{run_dir.name}: loss")
+    ax.legend(fontsize="small")
     written.append(_save(fig, plt, out_dir / "loss.png"))
 
     for key, label, name in (
