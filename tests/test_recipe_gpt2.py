@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchlm.errors import run_cli
 from scratchlm.objectives import parse_run_settings
@@ -151,3 +152,32 @@ def test_our_decoder_with_rotary_positions_trains_and_loads(tmp_path, zh_file, g
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert type(model).__name__ == "ScratchDecoderForCausalLM" and model.config.position_embedding == "rotary"
     assert tokenizer.model_max_length == 32 and metrics["eval_loss"] < metrics["initial_loss"]
+
+
+def test_samples_longer_than_the_positions_slide_the_context(tmp_path, zh_file, gpt_tokenizer_dir):
+    """A learned-position model of 32 positions samples 100 tokens at evaluation, and through `scratchlm generate`."""
+    from scratchlm.cli import main as scratchlm
+    from scratchlm.generation import generate_samples
+
+    out = tmp_path / "out"
+    pretrain_gpt2_zh.cli(
+        [
+            "--config",
+            str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
+            "--train_files",
+            str(zh_file),
+            "--tokenizer_name_or_path",
+            str(gpt_tokenizer_dir),
+            "--output_dir",
+            str(out),
+            "--sample_max_new_tokens",
+            "100",
+        ]
+    )
+    samples = json.loads((out / "samples.json").read_text())
+    assert len(samples["samples"]) == 2
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert model.config.n_positions == 32
+    long = generate_samples(model, tokenizer, ["中国"], max_new_tokens=100, seed=0, eos_token_id=None)
+    assert len(long.tokens[0]) == 100  # past the 32 positions, without an IndexError
+    scratchlm(["generate", str(out), "--prompt", "中国", "--max_new_tokens", "80"])

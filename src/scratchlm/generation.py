@@ -75,6 +75,48 @@ class Samples:
         ]
 
 
+def position_limit(model) -> int | None:
+    """How many positions a model with learned position embeddings has; None for rotary models."""
+    config = model.config
+    if getattr(config, "position_embedding", "learned") != "learned":
+        return None
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def generate_within_positions(model, input_ids, attention_mask, max_new_tokens: int, eos_token_id, **options):
+    """model.generate, continued past a learned-position model's last position by sliding the context.
+
+    While the sequence fits, one ordinary `generate` call. Past it, generation goes on in pieces, each
+    conditioned on the last half of the positions, as nanoGPT crops its context.
+    """
+    limit = position_limit(model)
+    if limit is None or input_ids.shape[1] + max_new_tokens <= limit:
+        return model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_token_id,
+            **options,
+        )[0]
+    sequence, produced, keep = input_ids[0], 0, max(1, limit // 2)
+    while produced < max_new_tokens:
+        context = sequence if len(sequence) < limit else sequence[-keep:]
+        step = min(max_new_tokens - produced, limit - len(context))
+        output = model.generate(
+            input_ids=context[None],
+            attention_mask=torch.ones_like(context)[None],
+            max_new_tokens=step,
+            eos_token_id=eos_token_id,
+            **options,
+        )[0]
+        new = output[len(context) :]
+        sequence = torch.cat([sequence, new])
+        produced += len(new)
+        if len(new) < step or (eos_token_id is not None and eos_token_id in new.tolist()):
+            break  # the model ended the text
+    return sequence
+
+
 @torch.no_grad()
 def generate_samples(
     model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, seed: int = 0, **sampling
@@ -84,19 +126,22 @@ def generate_samples(
     model.eval()
     device = next(model.parameters()).device
     options = {**DEFAULT_SAMPLING, **sampling}
+    eos = options.pop("eos_token_id", tokenizer.eos_token_id)  # None: never stop early
     texts, new_tokens = [], []
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for prompt in prompts:
             inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
+            output = generate_within_positions(
+                model,
+                inputs["input_ids"],
+                inputs.get("attention_mask"),
+                max_new_tokens,
+                eos,
                 pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
                 **options,
-            )[0]
+            )
             continuation = output[inputs["input_ids"].shape[1] :].tolist()
             new_tokens.append(continuation)
             texts.append(prompt + tokenizer.decode(continuation, skip_special_tokens=True))
