@@ -385,7 +385,7 @@ class PretrainingArguments(_ScratchTrainingArguments):
     health_unigram_tokens: int = field(
         default=10_000_000,
         metadata={
-            "help": "Warn at an evaluation when the run has seen this many tokens (or half the run, if shorter) "
+            "help": "Warn at an evaluation when the run has seen this many tokens (or all of a shorter run's) "
             "and its held-out loss is still not below the unigram bar."
         },
     )

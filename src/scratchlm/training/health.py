@@ -2,8 +2,8 @@
 
 - unigram: the held-out loss against the unigram bar, once the run has seen enough tokens to have learned
   token frequencies (a model that has not by then has a bug or a bad learning rate);
-- clipping: the share of optimizer steps whose gradient norm was above `max_grad_norm` (counted on the
-  device, read at the report);
+- clipping: the share of optimizer steps whose gradient norm was above `max_grad_norm`, and their mean
+  norm (summed on the device, read at the report): a warning when nearly every step is cut hard;
 - data wait: the share of training wall time spent fetching batches (Trainer's `get_batch_samples`);
 - learning rate: the rate each parameter group was given against the schedule's closed form.
 
@@ -24,6 +24,9 @@ logger = logging.getLogger("scratchlm")
 
 UNIGRAM_MARGIN = 0.1  # nats/token the held-out loss must be below the unigram bar
 CLIPPING_WARN_SHARE = 0.9
+# Clipping on nearly every step is a problem when it scales the updates down hard. Norms just above the
+# limit are common late in a healthy run (the demo's grow to 1.1-1.2 as its learning rate decays).
+CLIPPING_WARN_FACTOR = 2.0
 DATA_WAIT_WARN_SHARE = 0.10
 LR_TOLERANCE = 1e-3  # relative
 
@@ -57,17 +60,20 @@ def unigram_verdict(eval_loss: float, unigram_loss: float, tokens_seen: int, tok
     )
 
 
-def clipping_verdict(clipped: int, steps: int, max_grad_norm: float) -> Verdict:
+def clipping_verdict(clipped: int, steps: int, max_grad_norm: float, mean_norm: float) -> Verdict:
     if steps == 0 or not max_grad_norm or max_grad_norm <= 0 or not math.isfinite(max_grad_norm):
         return Verdict("clipping", "n/a", "no clipping" if steps else "no optimizer steps since the last report")
     share = clipped / steps
-    line = f"gradient clipped on {share:.0%} of the last {steps} steps (max_grad_norm {max_grad_norm:g})"
-    if share >= CLIPPING_WARN_SHARE and steps >= 5:
+    line = (
+        f"gradient clipped on {share:.0%} of the last {steps} steps (mean norm {mean_norm:.3g}, "
+        f"max_grad_norm {max_grad_norm:g})"
+    )
+    if share >= CLIPPING_WARN_SHARE and steps >= 5 and mean_norm >= CLIPPING_WARN_FACTOR * max_grad_norm:
         return Verdict(
             "clipping",
             "warn",
-            line + ": clipping nearly always means the learning rate is too high for this model, or the "
-            "gradient scale is off; lower --learning_rate or check the loss",
+            line + ": every update is cut to a fraction of its size, which usually means the learning rate is "
+            "too high for this model or the gradient scale is off; lower --learning_rate or check the loss",
             share,
         )
     return Verdict("clipping", "ok", line, share)
@@ -157,8 +163,11 @@ class HealthMonitor(TrainerCallback):
     def __init__(self, trainer, tokens_per_step: int, unigram_tokens: int):
         self.trainer = trainer
         self.tokens_per_step = tokens_per_step
-        self.unigram_tokens = unigram_tokens  # judged after this many tokens, or half the run if shorter
+        # Judged after this many tokens, or at the end of a shorter run: small models (BERT's above all) can sit
+        # on the unigram bar for a while before they pass it (the BERT demo's held-out loss at half its run).
+        self.unigram_tokens = unigram_tokens
         self.clipped: torch.Tensor | int = 0
+        self.norm_sum: torch.Tensor | float = 0.0
         self.data_wait = 0.0
         self.window_start: float | None = None
         self.window_end: float | None = None
@@ -167,8 +176,9 @@ class HealthMonitor(TrainerCallback):
 
     # -- counting, called by PretrainingTrainer ------------------------------------------------
     def count_clipping(self, grad_norm: torch.Tensor, max_norm: float) -> None:
-        if torch.is_tensor(grad_norm) and math.isfinite(max_norm):
-            self.clipped = self.clipped + (grad_norm.detach() > max_norm).to(torch.int32)  # stays on the device
+        if torch.is_tensor(grad_norm) and math.isfinite(max_norm):  # both sums stay on the device
+            self.clipped = self.clipped + (grad_norm.detach() > max_norm).to(torch.int32)
+            self.norm_sum = self.norm_sum + grad_norm.detach().float()
 
     def fetching(self):
         return _Timed(self)
@@ -193,6 +203,7 @@ class HealthMonitor(TrainerCallback):
         args = self.trainer.args
         steps = step - self.window_first_step
         clipped = int(self.clipped.item()) if torch.is_tensor(self.clipped) else int(self.clipped)
+        norm_sum = float(self.norm_sum.item()) if torch.is_tensor(self.norm_sum) else float(self.norm_sum)
         wall = (self.window_end or 0.0) - (self.window_start or 0.0)
         total = self.trainer.state.max_steps
         scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
@@ -201,11 +212,11 @@ class HealthMonitor(TrainerCallback):
                 eval_loss,
                 unigram_loss,
                 step * self.tokens_per_step,
-                min(self.unigram_tokens, total * self.tokens_per_step // 2),
+                min(self.unigram_tokens, total * self.tokens_per_step),
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
-            clipping_verdict(clipped, steps, args.max_grad_norm),
+            clipping_verdict(clipped, steps, args.max_grad_norm, norm_sum / max(steps, 1)),
             data_wait_verdict(self.data_wait, wall),
             learning_rate_verdict(
                 self.trainer.optimizer,
@@ -219,7 +230,7 @@ class HealthMonitor(TrainerCallback):
         if steps == 0 and self.verdicts:  # an evaluation right after another: keep what the steps showed
             verdicts[1:3] = self.verdicts[1:3]
         self.verdicts = verdicts
-        self.clipped, self.data_wait, self.window_start, self.window_end = 0, 0.0, None, None
+        self.clipped, self.norm_sum, self.data_wait, self.window_start, self.window_end = 0, 0.0, 0.0, None, None
         self.window_first_step = step
         if self.trainer.is_world_process_zero():
             summary = "; ".join(f"{v.check} {v.verdict}" for v in verdicts)
