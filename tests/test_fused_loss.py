@@ -1,5 +1,6 @@
 """--fused_loss: the causal loss from the final hidden states, chunk by chunk, equals the model's own."""
 
+import importlib.util
 import json
 
 import pytest
@@ -116,8 +117,12 @@ def test_fused_loss_is_refused_where_it_cannot_apply(tmp_path):
         pretrain_bert_mlm.cli(["--config", config, "--output_dir", str(tmp_path / "o"), "--fused_loss", "true"])
     config = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
     flags = ["--fused_loss", "true", "--use_liger_kernel", "true"]
-    with pytest.raises(ScratchError, match="Liger's kernels fuse it already"):
+    with pytest.raises(ScratchError, match="Liger's kernels fuse it already|needs the liger-kernel package"):
         pretrain_gpt2_zh.cli(["--config", config, "--output_dir", str(tmp_path / "p"), *flags])
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(ScratchError, match="--use_liger_kernel needs the liger-kernel package"):
+            argv = ["--config", config, "--output_dir", str(tmp_path / "q"), "--use_liger_kernel", "true"]
+            pretrain_gpt2_zh.cli(argv)
 
 
 def test_compiled_model_hands_over_its_hidden_states():

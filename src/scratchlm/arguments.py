@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 
@@ -413,6 +414,11 @@ class PretrainingArguments(_ScratchTrainingArguments):
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
         if self.profile_steps is not None:
             self.profile_window()  # refuses a malformed range now rather than at step 20
+        if self.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+            raise ScratchError(
+                "--use_liger_kernel needs the liger-kernel package (pip install liger-kernel; CUDA GPUs only): "
+                "install it, or drop the flag (--fused_loss true saves the same logits memory without it)"
+            )
         if self.fused_loss and self.use_liger_kernel:
             raise ScratchError(
                 "--fused_loss and --use_liger_kernel both replace the loss: Liger's kernels fuse it already, "
