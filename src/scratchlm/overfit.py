@@ -78,7 +78,8 @@ def overfit(
             opening, max_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0, pad_token_id=pad
         )
     continuation = greedy[0, prompt_tokens:]
-    recalled = (continuation[: len(expected)] == expected).float().mean().item() if len(expected) else 0.0
+    overlap = min(len(continuation), len(expected))  # generation may end early, at an end-of-text token
+    recalled = (continuation[:overlap] == expected[:overlap]).sum().item() / len(expected) if len(expected) else 0.0
     memorised = bool(losses) and losses[-1] < target
     result = {
         "config": str(config),
