@@ -56,6 +56,21 @@ def gpt_tokenizer_dir(tmp_path_factory, zh_docs):
     return out
 
 
+def recipe_argv(config, train_files, tokenizer, output_dir, *extra) -> list[str]:
+    """A recipe's command line on a test corpus and tokenizer, plus `extra` flags."""
+    return [
+        "--config",
+        str(config),
+        "--train_files",
+        str(train_files),
+        "--tokenizer_name_or_path",
+        str(tokenizer),
+        "--output_dir",
+        str(output_dir),
+        *map(str, extra),
+    ]
+
+
 _BLOCK_SCRATCHLM = """
 import importlib.abc, sys
 

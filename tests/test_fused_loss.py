@@ -14,7 +14,7 @@ from scratchlm.training.losses import HeadInput, causal_lm_loss
 
 import pretrain_bert_mlm
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, recipe_argv
 
 IMPLEMENTATIONS = ["torch", "chunked"] if hasattr(F, "linear_cross_entropy") else ["chunked"]
 
@@ -90,20 +90,11 @@ def recipe_losses(out):
 
 
 def test_recipe_with_fused_loss_trains_the_same_curve(tmp_path, zh_file, gpt_tokenizer_dir):
-    base = [
-        "--config",
-        str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
-        "--train_files",
-        str(zh_file),
-        "--tokenizer_name_or_path",
-        str(gpt_tokenizer_dir),
-        "--logging_steps",
-        "1",
-        "--gradient_accumulation_steps",
-        "2",
-    ]
-    pretrain_gpt2_zh.cli([*base, "--output_dir", str(tmp_path / "plain")])
-    pretrain_gpt2_zh.cli([*base, "--output_dir", str(tmp_path / "fused"), "--fused_loss", "true"])
+    config = ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"
+    extra = ["--logging_steps", 1, "--gradient_accumulation_steps", 2]
+    pretrain_gpt2_zh.cli(recipe_argv(config, zh_file, gpt_tokenizer_dir, tmp_path / "plain", *extra))
+    argv = recipe_argv(config, zh_file, gpt_tokenizer_dir, tmp_path / "fused", *extra, "--fused_loss", "true")
+    pretrain_gpt2_zh.cli(argv)
     plain, fused = recipe_losses(tmp_path / "plain"), recipe_losses(tmp_path / "fused")
     assert len(plain[0]) == 8 and len(plain[1]) >= 1
     for a, b in zip(plain, fused, strict=True):

@@ -17,23 +17,13 @@ from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, recipe_argv
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
 
 def flags(tmp_path, zh_file, tok, *extra):
-    return [
-        "--config",
-        DEBUG,
-        "--train_files",
-        str(zh_file),
-        "--tokenizer_name_or_path",
-        str(tok),
-        "--output_dir",
-        str(tmp_path / "out"),
-        *map(str, extra),
-    ]
+    return recipe_argv(DEBUG, zh_file, tok, tmp_path / "out", *extra)
 
 
 def losses(out):

@@ -12,7 +12,7 @@ from scratchlm.recipe import build_run
 from scratchlm.training.health import one_cycle_factor, schedule_factor
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, recipe_argv
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 # Beats the unigram bar in 60 steps, and its steps are long enough that fetching batches is a small share.
@@ -21,18 +21,7 @@ HEALTHY += ["--per_device_train_batch_size", "32"]
 
 
 def flags(tmp_path, zh_file, tok, *extra):
-    return [
-        "--config",
-        DEBUG,
-        "--train_files",
-        str(zh_file),
-        "--tokenizer_name_or_path",
-        str(tok),
-        "--output_dir",
-        str(tmp_path / "out"),
-        *HEALTHY,
-        *map(str, extra),
-    ]
+    return recipe_argv(DEBUG, zh_file, tok, tmp_path / "out", *HEALTHY, *extra)
 
 
 def train(argv, caplog, tweak=None):

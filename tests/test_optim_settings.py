@@ -10,21 +10,17 @@ from scratchlm.recipe import build_run
 from scratchlm.training.health import one_cycle_factor
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, recipe_argv
 
 
 def test_one_cycle_runs_through_trainer_on_its_closed_form(tmp_path, zh_file, gpt_tokenizer_dir):
     out = tmp_path / "out"
     pretrain_gpt2_zh.cli(
-        [
-            "--config",
-            str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
-            "--train_files",
-            str(zh_file),
-            "--tokenizer_name_or_path",
-            str(gpt_tokenizer_dir),
-            "--output_dir",
-            str(out),
+        recipe_argv(
+            ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml",
+            zh_file,
+            gpt_tokenizer_dir,
+            out,
             "--lr_scheduler_type",
             "one_cycle",
             "--warmup_steps",
@@ -37,7 +33,7 @@ def test_one_cycle_runs_through_trainer_on_its_closed_form(tmp_path, zh_file, gp
             "1",
             "--learning_rate",
             "1e-2",
-        ]
+        )
     )
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     logged = {e["step"]: e["learning_rate"] for e in history if "learning_rate" in e}

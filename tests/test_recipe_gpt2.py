@@ -9,7 +9,7 @@ from scratchlm.errors import run_cli
 from scratchlm.objectives import parse_run_settings
 
 import pretrain_gpt2_zh
-from conftest import ROOT, run_without_scratchlm
+from conftest import ROOT, recipe_argv, run_without_scratchlm
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
@@ -160,20 +160,7 @@ def test_samples_longer_than_the_positions_slide_the_context(tmp_path, zh_file, 
     from scratchlm.generation import generate_samples
 
     out = tmp_path / "out"
-    pretrain_gpt2_zh.cli(
-        [
-            "--config",
-            str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
-            "--train_files",
-            str(zh_file),
-            "--tokenizer_name_or_path",
-            str(gpt_tokenizer_dir),
-            "--output_dir",
-            str(out),
-            "--sample_max_new_tokens",
-            "100",
-        ]
-    )
+    pretrain_gpt2_zh.cli(recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--sample_max_new_tokens", 100))
     samples = json.loads((out / "samples.json").read_text())
     assert len(samples["samples"]) == 2
     model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)

@@ -78,9 +78,9 @@ class Samples:
 def position_limit(model) -> int | None:
     """How many positions a model with learned position embeddings has; None for rotary models."""
     config = model.config
-    if getattr(config, "position_embedding", "learned") != "learned":
-        return None
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if config.model_type == "scratch_decoder":
+        return config.max_position_embeddings if config.position_embedding == "learned" else None
+    return getattr(config, "n_positions", None)  # GPT-2's table; the rotary families (Llama, Qwen3) have none
 
 
 def generate_within_positions(model, input_ids, attention_mask, max_new_tokens: int, eos_token_id, **options):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import bert, gpt2, scratch
+from . import bert, gpt2, llama, qwen3, scratch
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,12 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family("causal", gpt2.make_config, gpt2.MODEL_CLASS, help="transformers' GPT2LMHeadModel"),
+    "llama": Family(
+        "causal", llama.make_config, llama.MODEL_CLASS, help="transformers' LlamaForCausalLM: RMSNorm, SwiGLU, rotary"
+    ),
+    "qwen3": Family(
+        "causal", qwen3.make_config, qwen3.MODEL_CLASS, help="transformers' Qwen3ForCausalLM: Llama's block + QK-norm"
+    ),
     "scratch_decoder": Family(
         "causal",
         scratch.make_decoder_config,
