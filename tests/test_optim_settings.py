@@ -7,13 +7,21 @@ import pytest
 
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
-from scratchlm.training.health import one_cycle_factor
+from scratchlm.training.health import schedule_factor
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv
 
 
-def test_one_cycle_runs_through_trainer_on_its_closed_form(tmp_path, zh_file, gpt_tokenizer_dir):
+@pytest.mark.parametrize(
+    "schedule,options",
+    [
+        ("one_cycle", {}),
+        ("warmup_stable_decay", {"num_decay_steps": 4}),  # the default: the last 20% of 20 steps
+        ("linear", {}),  # down to zero
+    ],
+)
+def test_schedules_run_through_trainer_on_their_closed_form(tmp_path, zh_file, gpt_tokenizer_dir, schedule, options):
     out = tmp_path / "out"
     pretrain_gpt2_zh.cli(
         recipe_argv(
@@ -22,7 +30,7 @@ def test_one_cycle_runs_through_trainer_on_its_closed_form(tmp_path, zh_file, gp
             gpt_tokenizer_dir,
             out,
             "--lr_scheduler_type",
-            "one_cycle",
+            schedule,
             "--warmup_steps",
             "0.25",
             "--max_steps",
@@ -37,15 +45,27 @@ def test_one_cycle_runs_through_trainer_on_its_closed_form(tmp_path, zh_file, gp
     )
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     logged = {e["step"]: e["learning_rate"] for e in history if "learning_rate" in e}
+    assert len(logged) == 20
     # Trainer logs the rate that the step used: the schedule after step - 1 scheduler steps.
     for step, lr in logged.items():
-        assert lr == pytest.approx(1e-2 * one_cycle_factor(step - 1, 20, 5), rel=1e-6), step
+        assert lr == pytest.approx(1e-2 * schedule_factor(schedule, step - 1, 20, 5, options), rel=1e-6), step
     assert max(logged.values()) == pytest.approx(1e-2)
-    assert min(logged.values()) < 1e-2 / 25  # it ends far below where it started
+    if schedule == "one_cycle":
+        assert min(logged.values()) < 1e-2 / 25  # it ends far below where it started
+    if schedule == "warmup_stable_decay":
+        assert [logged[s] for s in (6, 16)] == [1e-2, 1e-2]  # flat until the decay
     health = {v["check"]: v["verdict"] for v in json.loads((out / "health.json").read_text())}
     assert health["learning_rate"] == "ok"
-    config = (out / "run_config.yaml").read_text()
-    assert "lr_scheduler_type: one_cycle" in config
+    assert f"lr_scheduler_type: {schedule}" in (out / "run_config.yaml").read_text()
+
+
+def test_warmup_stable_decay_without_a_step_count_is_refused(tmp_path):
+    from scratchlm.errors import ScratchError
+
+    config = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+    flags = ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", "-1", "--output_dir", str(tmp_path)]
+    with pytest.raises(ScratchError, match="warmup_stable_decay needs --max_steps"):
+        parse_run_settings(["--config", config, *flags], objective="causal")
 
 
 @pytest.mark.parametrize("policy,expected", [("linear", 3 * 6 + 1), ("matrices", 3 * 6 + 1 + 3)])

@@ -231,6 +231,7 @@ class MaskingArguments:
 
 
 MAX_STEPS = 10**9
+WSD_DECAY_FRACTION = 0.2  # the decay phase of warmup-stable-decay, as in MiniCPM's and the WSD papers' runs
 
 
 def bf16_available() -> bool:
@@ -306,9 +307,11 @@ class PretrainingArguments(_ScratchTrainingArguments):
     lr_scheduler_type: str = field(
         default="cosine_with_min_lr",
         metadata={
-            "help": "Schedule after warmup: any of transformers' (linear, cosine, cosine_with_min_lr, constant, "
-            "warmup_stable_decay, ...) or one_cycle (fast.ai's: from peak/25 up to the peak over warmup_steps, "
-            "then a cosine down to peak/250,000; allows a higher peak: take find-lr's min-loss rate)."
+            "help": "Schedule after warmup: any of transformers' (linear: down to zero; cosine; cosine_with_min_lr; "
+            "constant; warmup_stable_decay: flat at the peak, then down over the last 20%% of the steps unless "
+            "lr_scheduler_kwargs gives num_decay_steps; ...) or one_cycle (fast.ai's: from peak/25 up to the "
+            "peak over warmup_steps, then a cosine down to peak/250,000; allows a higher peak: take find-lr's "
+            "min-loss rate)."
         },
     )
     weight_decay_on: str = field(
@@ -431,11 +434,24 @@ class PretrainingArguments(_ScratchTrainingArguments):
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
         if scheduler != "one_cycle":
             super().__post_init__()
+            if scheduler == "warmup_stable_decay":
+                self.lr_scheduler_kwargs = self.decay_steps_by_default(dict(self.lr_scheduler_kwargs or {}))
             return
         # TrainingArguments only knows transformers' schedules; PretrainingTrainer builds this one itself.
         self.lr_scheduler_type = "constant"
         super().__post_init__()
         self.lr_scheduler_type = "one_cycle"
+
+    def decay_steps_by_default(self, options: dict) -> dict:
+        """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise."""
+        if "num_decay_steps" in options:
+            return options
+        if self.max_steps <= 0:
+            raise ScratchError(
+                "--lr_scheduler_type warmup_stable_decay needs --max_steps, or the decay length in "
+                "--lr_scheduler_kwargs '{\"num_decay_steps\": N}'"
+            )
+        return {**options, "num_decay_steps": max(1, round(WSD_DECAY_FRACTION * self.max_steps))}
 
     def profile_window(self) -> tuple[int, int] | None:
         if self.profile_steps is None:
