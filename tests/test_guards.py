@@ -132,10 +132,11 @@ def test_require_clean_git_refuses_a_dirty_checkout(tmp_path, zh_file, gpt_token
         checkpoints.require_clean_git()
 
 
-def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir):
+@pytest.mark.parametrize("optim", ["adamw_torch_fused", "muon"])
+def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir, optim):
     """gloo DDP with 2 x batch 2 follows the 1-process batch-4 run; files and tokenization come from one process."""
     one = tmp_path / "one"
-    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1)
+    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--logging_steps", 1, "--optim", optim)
     argv[argv.index("--output_dir") + 1] = str(one)
     pretrain_gpt2_zh.cli(argv)
 
@@ -163,6 +164,8 @@ def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir):
                 two,
                 "--log_level_replica",
                 "info",
+                "--optim",
+                optim,
             ),
         ],
         capture_output=True,

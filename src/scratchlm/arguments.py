@@ -231,6 +231,8 @@ class MaskingArguments:
 
 
 MAX_STEPS = 10**9
+# Settings whose value PretrainingTrainer implements itself, and what TrainingArguments validates instead.
+OUR_CHOICES = {"lr_scheduler_type": ("one_cycle", "constant"), "optim": ("muon", "adamw_torch")}
 WSD_DECAY_FRACTION = 0.2  # the decay phase of warmup-stable-decay, as in MiniCPM's and the WSD papers' runs
 
 
@@ -313,6 +315,17 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "peak over warmup_steps, then a cosine down to peak/250,000; allows a higher peak: take find-lr's "
             "min-loss rate)."
         },
+    )
+    optim: str = field(
+        default="adamw_torch_fused",
+        metadata={
+            "help": "Optimizer: any of Trainer's (adamw_torch_fused, adamw_torch, ...) or muon: torch's Muon on "
+            "the blocks' weight matrices at muon_learning_rate, AdamW on embeddings, the output layer, norms "
+            "and biases at learning_rate."
+        },
+    )
+    muon_learning_rate: float = field(
+        default=0.02, metadata={"help": "--optim muon: Muon's peak learning rate (the schedule scales it too)."}
     )
     weight_decay_on: str = field(
         default="matrices",
@@ -422,6 +435,8 @@ class PretrainingArguments(_ScratchTrainingArguments):
                 "--use_liger_kernel needs the liger-kernel package (pip install liger-kernel; CUDA GPUs only): "
                 "install it, or drop the flag (--fused_loss true saves the same logits memory without it)"
             )
+        if self.optim == "muon" and not hasattr(torch.optim, "Muon"):
+            raise ScratchError(f"--optim muon needs torch 2.9 or newer (torch.optim.Muon); this is {torch.__version__}")
         if self.fused_loss and self.use_liger_kernel:
             raise ScratchError(
                 "--fused_loss and --use_liger_kernel both replace the loss: Liger's kernels fuse it already, "
@@ -432,15 +447,17 @@ class PretrainingArguments(_ScratchTrainingArguments):
         scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)  # an enum once post-inited
         if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
             self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
-        if scheduler != "one_cycle":
-            super().__post_init__()
-            if scheduler == "warmup_stable_decay":
-                self.lr_scheduler_kwargs = self.decay_steps_by_default(dict(self.lr_scheduler_kwargs or {}))
-            return
-        # TrainingArguments only knows transformers' schedules; PretrainingTrainer builds this one itself.
-        self.lr_scheduler_type = "constant"
+        # TrainingArguments validates against transformers' own names; PretrainingTrainer builds these itself.
+        held = {}
+        for name, (ours, stand_in) in OUR_CHOICES.items():
+            if getattr(getattr(self, name), "value", getattr(self, name)) == ours:
+                held[name] = ours
+                setattr(self, name, stand_in)
         super().__post_init__()
-        self.lr_scheduler_type = "one_cycle"
+        for name, value in held.items():
+            setattr(self, name, value)
+        if scheduler == "warmup_stable_decay":
+            self.lr_scheduler_kwargs = self.decay_steps_by_default(dict(self.lr_scheduler_kwargs or {}))
 
     def decay_steps_by_default(self, options: dict) -> dict:
         """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise."""

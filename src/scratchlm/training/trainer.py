@@ -21,6 +21,7 @@ from .callbacks import ThroughputMeter
 from .guard import LossGuard
 from .health import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV, HealthMonitor
 from .losses import HeadInput, causal_lm_loss
+from .muon import build_muon
 from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
@@ -98,6 +99,9 @@ class PretrainingTrainer(Trainer):
         return self.lr_scheduler
 
     def create_optimizer(self, model=None):
+        if self.args.optim == "muon" and self.optimizer is None:
+            model = self.model if model is None else model
+            self.optimizer = build_muon(model, self.args, self.get_decay_parameter_names(model))
         optimizer = super().create_optimizer(model)
         if getattr(optimizer, "_skips_bad_steps", False):  # Trainer calls this again on an existing optimizer
             return optimizer
