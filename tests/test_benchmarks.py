@@ -52,6 +52,17 @@ def test_fused_loss_benchmark_arms_agree(tmp_path):
     assert all(row["peak_extra_gb"] >= 0 and row["seconds"] > 0 for row in result["rows"])
 
 
+def test_generation_benchmark_times_both_ways_and_checks_they_agree(tmp_path):
+    import generation
+
+    result = generation.main(
+        ["--n_layer", "1", "--n_embd", "32", "--n_head", "2", "--vocab", "97", "--new_tokens", "24", "--repeats", "1"]
+        + ["--out", str(tmp_path / "g.json")]
+    )
+    assert result["identical"] and [r["kv_cache"] for r in result["rows"]] == [False, True]
+    assert all(r["tokens_per_second"] > 0 for r in result["rows"])
+
+
 def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         throughput.main(["--out", str(tmp_path / "t.json")])

@@ -113,7 +113,7 @@ def test_padding_mask_hides_padded_keys():
     )
 
 
-def test_generate_without_cache_matches_gpt2():
+def test_generate_with_and_without_cache_matches_gpt2():
     torch.manual_seed(1)
     gpt2 = GPT2LMHeadModel(
         GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
@@ -121,8 +121,30 @@ def test_generate_without_cache_matches_gpt2():
     ours = decoder(bos_token_id=0, eos_token_id=0).eval()
     load_gpt2_weights(ours, gpt2.state_dict())
     prompt = torch.randint(1, 97, (1, 5))
-    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
-    assert ours.generate(prompt, **kwargs).tolist() == gpt2.generate(prompt, **kwargs).tolist()
+    kwargs = dict(max_new_tokens=20, do_sample=False, pad_token_id=0)
+    expected = gpt2.generate(prompt, **kwargs).tolist()
+    assert ours.generate(prompt, use_cache=False, **kwargs).tolist() == expected
+    assert ours.generate(prompt, use_cache=True, **kwargs).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, {"norm_placement": "post"}, {"position_embedding": "rotary", "max_position_embeddings": 16}]
+)
+def test_the_kv_cache_reads_each_token_once_and_changes_nothing(overrides):
+    torch.manual_seed(2)
+    model = decoder(bos_token_id=0, eos_token_id=0, **overrides).eval()
+    seen = []
+    model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    prompts = torch.randint(1, 97, (2, 6))
+    mask = torch.ones_like(prompts)
+    mask[1, :2] = 0  # left padding in a batch
+    kwargs = dict(attention_mask=mask, max_new_tokens=24, do_sample=False, pad_token_id=0, eos_token_id=None)
+    cached = model.generate(prompts, use_cache=True, **kwargs)
+    assert seen == [6] + [1] * 23  # the prompt once, then one new token per step
+    seen.clear()
+    uncached = model.generate(prompts, use_cache=False, **kwargs)
+    assert seen == list(range(6, 30))
+    assert torch.equal(cached, uncached)
 
 
 def test_auto_classes_load_our_checkpoints(tmp_path):

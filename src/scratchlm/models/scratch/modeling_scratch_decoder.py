@@ -11,10 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import DynamicCache, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_scratch_decoder import ScratchDecoderConfig
 
@@ -55,23 +55,29 @@ class SelfAttention(nn.Module):
         )
         self.dropout = config.dropout
 
-    def forward(self, x, position_ids, key_mask=None):
+    def forward(self, x, position_ids, key_mask=None, cache=None, layer_idx=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
         if self.rotary is not None:
             q, k = self.rotary(q, position_ids), self.rotary(k, position_ids)
+        past = 0
+        if cache is not None:  # generation: the keys and values of earlier tokens, then these T appended
+            past = cache.get_seq_length(layer_idx)
+            k, v = cache.update(k, v, layer_idx)  # (B, H, past + T, D)
         mask = None
-        if key_mask is not None:  # (B, T) 1 = real token; combine with causality explicitly
-            mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, T)
-            if self.causal:
-                mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        if key_mask is not None or (past and T > 1):  # explicit: padding, or new queries after cached keys
+            # query i (at position past + i) sees keys 0 .. past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device)
+            mask = mask.tril(diagonal=past) if self.causal else mask
+            if key_mask is not None:  # (B, past + T) 1 = real token
+                mask = mask & key_mask[:, None, None, -(past + T) :].bool()  # (B, 1, T, past + T)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal and mask is None,
+            is_causal=self.causal and mask is None and T > 1,  # one new query sees every cached key
         )  # (B, H, T, D)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
@@ -97,11 +103,11 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, position_ids, key_mask=None):
+    def forward(self, x, position_ids, key_mask=None, cache=None, layer_idx=None):
         if self.pre_norm:
-            x = x + self.drop(self.attn(self.attn_norm(x), position_ids, key_mask))
+            x = x + self.drop(self.attn(self.attn_norm(x), position_ids, key_mask, cache, layer_idx))
             return x + self.drop(self.mlp(self.mlp_norm(x)))
-        x = self.attn_norm(x + self.drop(self.attn(x, position_ids, key_mask)))
+        x = self.attn_norm(x + self.drop(self.attn(x, position_ids, key_mask, cache, layer_idx)))
         return self.mlp_norm(x + self.drop(self.mlp(x)))
 
 
@@ -132,6 +138,19 @@ def mark_residual_outputs(blocks: nn.ModuleList) -> None:
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
+def _cache_field(output_class) -> str:
+    # transformers renamed the outputs' `past_key_values` to `cache` during 5.x; checkpoints load on either
+    return "cache" if "cache" in output_class.__dataclass_fields__ else "past_key_values"
+
+
+def with_cache(output_class, cache, **fields):
+    return output_class(**fields, **{_cache_field(output_class): cache})
+
+
+def cached(outputs):
+    return getattr(outputs, _cache_field(type(outputs)))
+
+
 class ScratchDecoderPreTrainedModel(PreTrainedModel):
     config_class = ScratchDecoderConfig
     base_model_prefix = "model"
@@ -170,22 +189,27 @@ class ScratchDecoderModel(ScratchDecoderPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs) -> BaseModelOutput:
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None, **kwargs):
         B, T = input_ids.shape
-        if T > self.config.max_position_embeddings:
+        cache = cache if cache is not None else kwargs.get("past_key_values")  # its name before transformers 5.2x
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        past = cache.get_seq_length() if cache is not None else 0
+        if self.embed_positions is not None and past + T > self.config.max_position_embeddings:
             raise ValueError(
-                f"sequence of {T} tokens is longer than max_position_embeddings {self.config.max_position_embeddings}"
+                f"sequence of {past + T} tokens is longer than max_position_embeddings "
+                f"{self.config.max_position_embeddings} (learned positions end there)"
             )
         if position_ids is None:
-            position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
+            position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
         x = self.embed_tokens(input_ids)  # (B, T, C)
         if self.embed_positions is not None:
             x = x + self.embed_positions(position_ids)
         x = self.drop(x)
         key_mask = attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
-        for layer in self.layers:
-            x = layer(x, position_ids, key_mask)
-        return BaseModelOutput(last_hidden_state=self.final_norm(x))
+        for index, layer in enumerate(self.layers):
+            x = layer(x, position_ids, key_mask, cache, index)
+        return with_cache(BaseModelOutputWithPast, cache, last_hidden_state=self.final_norm(x))
 
 
 class ScratchDecoderForCausalLM(ScratchDecoderPreTrainedModel, GenerationMixin):
@@ -203,17 +227,25 @@ class ScratchDecoderForCausalLM(ScratchDecoderPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
-        # No key/value cache: each step re-reads the whole sequence (fine at these model sizes).
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None, **kwargs) -> CausalLMOutput:
-        hidden = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
-        logits = self.lm_head(hidden)  # (B, T, V)
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        labels=None,
+        cache=None,
+        use_cache=None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        cache = cache if cache is not None else kwargs.pop("past_key_values", None)
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=use_cache
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutput(loss=loss, logits=logits)
+        return with_cache(CausalLMOutputWithPast, cached(outputs), loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
