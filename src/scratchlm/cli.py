@@ -19,13 +19,14 @@ def _log_to_stdout() -> None:
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def cmd_plot(args) -> None:
-    from .plotting import loss_curves, plot_run, write_reference
+    from .plotting import plot_run, write_reference
 
-    for path in plot_run(args.run_dir, args.out, args.compare, reference=not args.no_reference):
+    written, drawn = plot_run(args.run_dir, args.out, args.compare, reference=not args.no_reference)
+    for path in written:
         print(path)
-    reference = [curve["name"] for role, curve in loss_curves(args.run_dir, [], not args.no_reference)[:-1]]
-    if reference:
-        print(f"drawn behind it: the reference curve of {reference[0]}")
+    for role, curve in drawn:
+        if role == "reference":
+            print(f"drawn behind it: the reference curve of {curve['name']}")
     if args.write_reference:
         print(write_reference(args.run_dir, args.write_reference, args.run_dir.name))
 

@@ -124,7 +124,8 @@ def loss_curves(run_dir: Path, compare: list[Path] = (), reference: bool = True)
 
 def plot_run(
     run_dir: Path, out_dir: Path | None = None, compare: list[Path] = (), reference: bool = True
-) -> list[Path]:
+) -> tuple[list[Path], list[tuple[str, dict]]]:
+    """The PNGs written, and the loss curves drawn (`loss_curves`)."""
     history = load_history(run_dir)
     out_dir = out_dir or run_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +161,7 @@ def plot_run(
         ax.plot(steps, values)
         ax.set(xlabel="step", ylabel=label, title=f"{run_dir.name}: {label}")
         written.append(_save(fig, plt, out_dir / name))
-    return written
+    return written, drawn
 
 
 def _save(fig, plt, path: Path) -> Path:

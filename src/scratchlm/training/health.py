@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -204,8 +205,14 @@ class HealthMonitor(TrainerCallback):
             self.clipped = self.clipped + (grad_norm.detach() > max_norm).to(torch.int32)
             self.norm_sum = self.norm_sum + grad_norm.detach().float()
 
+    @contextmanager
     def fetching(self):
-        return _Timed(self)
+        start = time.perf_counter()
+        self.open_window(start)
+        try:
+            yield
+        finally:
+            self.data_wait += time.perf_counter() - start
 
     # -- callbacks ----------------------------------------------------------------------------
     def open_window(self, now: float) -> None:
@@ -266,17 +273,3 @@ class HealthMonitor(TrainerCallback):
 
     def as_dicts(self) -> list[dict]:
         return [asdict(v) for v in self.verdicts]
-
-
-class _Timed:
-    def __init__(self, monitor: HealthMonitor):
-        self.monitor = monitor
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        self.monitor.open_window(self.start)
-        return self
-
-    def __exit__(self, *exc):
-        self.monitor.data_wait += time.perf_counter() - self.start
-        return False

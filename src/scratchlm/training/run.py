@@ -282,7 +282,10 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
         f"({margin:.2f} below); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
     ]
     lines += [f"health {v['check']}: {v['verdict']}: {v['message']}" for v in health]
-    lines.append(f"outputs in {out}: model and tokenizer, {CARD_FILE} (model card), all_results.json, {SAMPLES_FILE}")
+    files = [f"{CARD_FILE} (model card)", "all_results.json"] + [
+        f for f in (SAMPLES_FILE, HEALTH_FILE) if (out / f).exists()
+    ]
+    lines.append(f"outputs in {out}: model and tokenizer, {', '.join(files)}")
     logger.info("run finished at step %d\n  %s", trainer.state.global_step, "\n  ".join(lines))
 
 

@@ -12,8 +12,9 @@ def swiglu_width(n_embd: int) -> int:
     return -(-8 * n_embd // 3 // 64) * 64
 
 
-def make_config(args, vocab_size: int, n_positions: int, special_token_ids: dict) -> LlamaConfig:
-    return LlamaConfig(
+def shape_options(args, vocab_size: int, n_positions: int, special_token_ids: dict) -> dict:
+    """The shape flags as keyword arguments of a Llama-style config (Qwen3's takes the same)."""
+    return dict(
         vocab_size=vocab_size,
         hidden_size=args.n_embd,
         intermediate_size=swiglu_width(args.n_embd),
@@ -21,8 +22,11 @@ def make_config(args, vocab_size: int, n_positions: int, special_token_ids: dict
         num_attention_heads=args.n_head,
         num_key_value_heads=args.n_head,
         max_position_embeddings=n_positions,
-        rms_norm_eps=1e-5,
         tie_word_embeddings=True,  # at small sizes the embedding is a large share of the weights
         attention_dropout=args.dropout,
         **special_token_ids,
     )
+
+
+def make_config(args, vocab_size: int, n_positions: int, special_token_ids: dict) -> LlamaConfig:
+    return LlamaConfig(**shape_options(args, vocab_size, n_positions, special_token_ids), rms_norm_eps=1e-5)
