@@ -98,3 +98,49 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path):
     assert recipe["card"] and recipe["samples"] and recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
     assert steps["resume"]["figures"] == {"steps_compared": 5, "max_loss_difference": 0.0}  # CPU: exactly equal
     assert steps["ddp_1_process"]["status"] == steps["fsdp_1_process"]["status"] == "skipped (needs a GPU)"
+
+
+def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winners(tmp_path):
+    import quality_per_minute as qpm
+
+    out = tmp_path / "q.json"
+    argv = ["--corpus", "python_docs", "--tiny", "--minutes", "0.02", "--arms", "wsd,vocab_4k"]
+    result = qpm.main([*argv, "--work_dir", str(tmp_path / "work"), "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result)) and out.with_suffix(".png").is_file()
+    arms = result["arms"]
+    assert list(arms)[:3] == ["baseline", "wsd", "vocab_4k"]
+    for arm in arms.values():
+        curve = arm["curve"]
+        assert [p["step"] for p in curve] == [arm["max_steps"] // 6 * k for k in range(1, 7)]
+        minutes = [p["minutes"] for p in curve]
+        assert minutes == sorted(minutes) and minutes[0] > 0
+        assert 0 < arm["final_bits_per_char"] < 20 and arm["distinct_2"] is not None
+    # wsd's schedule differs, not its cost: one throughput measurement serves both
+    assert arms["wsd"]["tokens_per_second"] == arms["baseline"]["tokens_per_second"]
+    assert arms["vocab_4k"]["flags"] == {"--vocab_size": "4000"}
+    assert not (tmp_path / "work" / "runs" / "wsd").exists()  # curves are kept, weights are not
+    with pytest.raises(SystemExit):
+        qpm.main([*argv[:-1], "warp_drive"])
+
+
+def test_quality_per_minute_stacks_each_groups_best_winner():
+    import quality_per_minute as qpm
+
+    def arm(name, group, flags, final):
+        return {"name": name, "group": group, "flags": flags, "final_bits_per_char": final}
+
+    results = {
+        "baseline": arm("baseline", "baseline", {}, 6.0),
+        "llama": arm("llama", "family", {"--model_type": "llama"}, 5.8),
+        "qwen3": arm("qwen3", "family", {"--model_type": "qwen3"}, 5.7),
+        "muon": arm("muon", "optimizer", {"--optim": "muon"}, 5.9),
+        "wsd": arm("wsd", "schedule", {"--lr_scheduler_type": "warmup_stable_decay"}, 5.95),
+        "linear": arm("linear", "schedule", {"--lr_scheduler_type": "linear"}, 5.97),
+        "batch_16": arm("batch_16", "lr_batch", {"--per_device_train_batch_size": "16"}, 6.1),
+    }
+    gpt2 = {"--optim": "muon", "--lr_scheduler_type": "warmup_stable_decay"}
+    assert qpm.combinations(results) == {"best_gpt2": gpt2, "best": {"--model_type": "qwen3", **gpt2}}
+    del results["wsd"], results["linear"]
+    assert qpm.combinations(results) == {"best": {"--model_type": "qwen3", "--optim": "muon"}}
+    curve = [{"minutes": 1.0, "bits_per_char": 7.0}, {"minutes": 2.0, "bits_per_char": 6.0}]
+    assert qpm.minutes_to_reach(curve, 6.5) == 1.5 and qpm.minutes_to_reach(curve, 5.0) is None

@@ -45,6 +45,11 @@ def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, g
     assert sum(m.startswith("samples at step 60") for m in messages) == 1
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [30, 60]  # no second final evaluation
+    # Training seconds leave out the evaluations (and the samples drawn at them).
+    seconds = [e["train_seconds"] for e in state["log_history"] if "train_seconds" in e]
+    runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
+    evaluating = sum(e["eval_runtime"] for e in state["log_history"] if "eval_runtime" in e)
+    assert len(seconds) > 2 and seconds == sorted(seconds) and 0 < seconds[-1] < runtime - evaluating
     health = json.loads((tmp_path / "out" / "health.json").read_text())
     assert [(v["check"], v["verdict"]) for v in health] == [
         ("unigram", "ok"),

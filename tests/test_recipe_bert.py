@@ -64,7 +64,9 @@ def test_mlm_recipe_writes_metrics_and_loads_with_auto_classes(mlm_checkpoint, t
             tmp_path / "tok",
             "--model_type",
             "bert",
+            *("--optim", "muon", "--lr_scheduler_type", "warmup_stable_decay"),  # the causal demo's levers
         )
+        assert "optim: muon" in (out / "run_config.yaml").read_text()
     results = json.loads((out / "all_results.json").read_text())
     for key in ("eval_loss", "eval_accuracy", "eval_unigram_loss"):
         assert key in results and math.isfinite(results[key]), key

@@ -1,6 +1,7 @@
 """Tools around a run: trackers, plots, the LR finder, the planner, sampling, the model card and publishing."""
 
 import json
+import logging
 import math
 import os
 import time
@@ -346,6 +347,15 @@ def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt
     assert 1e-7 < result["suggested_lr"] < 1e-1
     assert "suggested learning_rate" in capsys.readouterr().out
     assert not run_dir.exists()
+
+
+def test_find_lr_sweeps_adamw_for_a_muon_config_and_says_so(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    argv = ["find-lr", DEBUG, "--steps", "12", "--out", str(tmp_path / "lr"), "--optim", "muon"]
+    argv += ["--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
+    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+        scratchlm([*argv, "--output_dir", str(tmp_path / "run")])
+    assert any("replaced by AdamW" in r.getMessage() for r in caplog.records)
+    assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["steps_run"] >= 5
 
 
 def test_lr_suggestion_on_a_known_curve():

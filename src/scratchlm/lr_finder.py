@@ -80,9 +80,18 @@ def find_lr(
     guard_output_dir(out, overwrite)
     if out.resolve() == Path(run_args.output_dir).resolve():
         raise ScratchError(f"--out {out} is the run's output_dir: the LR finder never writes there; choose another")
+    optim = run_args.optim
+    if run_args.optim == "muon":
+        # One rate is swept; Muon has two, whose ratio a joint sweep would change with --max_lr.
+        logger.warning(
+            "find-lr sweeps AdamW's learning rate: the config's --optim muon is replaced by AdamW for the test "
+            "(Muon's own rate, --muon_learning_rate, is not swept)"
+        )
+        optim = "adamw_torch_fused"
     # A throwaway copy of the run's settings: no checkpoints, evaluation, warmup or bad-loss stop.
     args = dataclasses.replace(
         run_args,
+        optim=optim,
         output_dir=str(out / "trainer"),
         max_steps=steps,
         learning_rate=max_lr,

@@ -60,6 +60,7 @@ CURVE_SETTINGS = (
     "gradient_accumulation_steps",
     "learning_rate",
     "lr_scheduler_type",
+    "optim",
     "warmup_steps",
     "max_steps",
     "seed",

@@ -17,16 +17,18 @@ logger = logging.getLogger("scratchlm")
 
 
 class ThroughputMeter(TrainerCallback):
-    """Tokens seen, tokens/s between logs and MFU, for the training log.
+    """Tokens seen, tokens/s between logs, MFU and training seconds so far, for the training log.
 
     Tokens seen are steps x tokens per step: Trainer's `include_num_input_tokens_seen` counts them by
     reading every batch on the host (and gathering across processes), a sync per step we do not need
-    when every block is full. Time spent evaluating is left out of tokens/s.
+    when every block is full. Time spent evaluating is left out of tokens/s and of `train_seconds`, so runs
+    that evaluate at different intervals compare on the minutes they trained.
     """
 
     def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
         self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
         self._clock: tuple[float, int] | None = None
+        self.train_seconds = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self._clock is None:
@@ -38,6 +40,9 @@ class ThroughputMeter(TrainerCallback):
     def measure(self, step: int) -> dict[str, float]:
         out = {"tokens_seen": step * self.tokens_per_step}
         now = time.perf_counter()
+        if self._clock is not None:
+            self.train_seconds += now - self._clock[0]
+            out["train_seconds"] = round(self.train_seconds, 2)
         if self._clock is not None and step > self._clock[1] and now > self._clock[0]:
             tokens_per_second = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
             out["tokens_per_second"] = round(tokens_per_second, 1)
