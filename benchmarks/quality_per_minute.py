@@ -6,9 +6,15 @@ arm given the same minutes of training on this machine.
     python benchmarks/quality_per_minute.py --corpus zh_demo --minutes 9        # the demo's budget per arm
     python benchmarks/quality_per_minute.py --corpus python_docs --minutes 3
     python benchmarks/quality_per_minute.py --corpus python_docs --tiny         # checks the code path
+    python benchmarks/quality_per_minute.py --config recipes/pretrain_gpt2_zh/config_demo.yaml --arms tuning
 
-Every arm is `recipes/pretrain_gpt2_zh.py --config benchmarks/quality_per_minute_baseline.yaml` (the GPT-2
-demo config as it was before these measurements chose its levers) plus its flags, launched as a user
+The second round, `--arms tuning`, starts from a config that already trains with Muon (the demo as the
+first round chose it) and turns its remaining knobs: Muon's rate, AdamW's rate on the embeddings and output
+layer, and the batch.
+
+Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
+benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
+its levers) plus its flags, launched as a user
 launches it, one arm at a time (arms running side by side would share the cores). Before the timed runs, a
 short run per arm shape trains its tokenizer, packs the data cache and measures its tokens/s, so the timed
 run's `max_steps` fills the budget and its schedule ends where the budget does. Minutes are the recipe's own
@@ -33,12 +39,12 @@ from pathlib import Path
 
 import torch
 
+from scratchlm.config import load_yaml_config
 from scratchlm.plotting import load_history, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes/pretrain_gpt2_zh.py"
-CONFIG = ROOT / "benchmarks/quality_per_minute_baseline.yaml"  # the demo config before these measurements
-BASE_VOCAB = 8000  # the baseline's
+BASELINE_CONFIG = ROOT / "benchmarks/quality_per_minute_baseline.yaml"  # the demo config before these measurements
 
 # name: (group, flags on top of the baseline config). Flags are a dict so that combinations merge them.
 ARMS: dict[str, tuple[str, dict[str, str]]] = {
@@ -52,10 +58,29 @@ ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "batch_16": ("lr_batch", {"--per_device_train_batch_size": "16"}),
     "vocab_4k": ("vocab", {"--vocab_size": "4000"}),
     "vocab_16k": ("vocab", {"--vocab_size": "16000"}),
+    # --arms tuning: on top of a config that already trains with Muon
+    "muon_lr_0.01": ("muon_lr", {"--muon_learning_rate": "0.01"}),
+    "muon_lr_0.04": ("muon_lr", {"--muon_learning_rate": "0.04"}),
+    "adamw_lr_3e-3": ("adamw_lr", {"--learning_rate": "3e-3"}),
+    "adamw_lr_1e-2": ("adamw_lr", {"--learning_rate": "1e-2"}),
+    "adamw_lr_3e-2": ("adamw_lr", {"--learning_rate": "3e-2"}),
+    "batch_4": ("batch", {"--per_device_train_batch_size": "4"}),
+}
+ARM_SETS = {
+    "levers": ["baseline", "llama", "qwen3", "muon", "wsd", "linear", "lr_2e-3", "batch_16", "vocab_4k", "vocab_16k"],
+    "tuning": [
+        "baseline",
+        "muon_lr_0.01",
+        "muon_lr_0.04",
+        "adamw_lr_3e-3",
+        "adamw_lr_1e-2",
+        "adamw_lr_3e-2",
+        "batch_4",
+    ],
 }
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
-SPEED_NEUTRAL = {"--lr_scheduler_type", "--learning_rate", "--warmup_steps"}
+SPEED_NEUTRAL = {"--lr_scheduler_type", "--learning_rate", "--muon_learning_rate", "--warmup_steps"}
 PROMPTS = {
     "zh_demo": ["中国经济", "今天", "这本书", "我们要"],
     "python_docs": ["The function", "Return the", "This module", "If the"],
@@ -72,16 +97,23 @@ TINY = {
 }
 
 
-def vocab_of(flags: dict[str, str]) -> int:
-    return int(flags.get("--vocab_size", BASE_VOCAB))
+class Base:
+    """The config every arm starts from, and the two of its settings the benchmark itself needs."""
+
+    def __init__(self, path: Path):
+        self.path = path.resolve()
+        settings = load_yaml_config(self.path)
+        self.vocab = int(settings.get("vocab_size", 8000))
+        self.batch = int(settings.get("per_device_train_batch_size", 8))
+        self.block = int(settings.get("block_size", 128))
 
 
-def launch(flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict]:
-    """Runs the recipe with the baseline config plus `flags`; returns its log history."""
-    vocab = vocab_of(flags)
+def launch(base: Base, flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict]:
+    """Runs the recipe with the base config plus `flags`; returns its log history."""
+    vocab = int(flags.get("--vocab_size", base.vocab))
     argv = {"--tokenizer_name_or_path": str(work / f"tokenizer-{vocab}"), "--vocab_size": str(vocab), **flags}
     argv["--output_dir"] = str(out)
-    command = [sys.executable, str(RECIPE), "--config", str(CONFIG)]
+    command = [sys.executable, str(RECIPE), "--config", str(base.path)]
     for flag, value in argv.items():
         command += [flag, *value] if isinstance(value, list) else [flag, value]
     env = {**os.environ, "SCRATCHLM_CACHE": str(work / "cache"), "HF_DATASETS_CACHE": str(work / "hf")}
@@ -93,30 +125,28 @@ def launch(flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict
     return load_history(out)
 
 
-def tokens_per_step(flags: dict[str, str], tiny: bool) -> int:
-    batch = int(flags.get("--per_device_train_batch_size", 8))
-    block = int(flags.get("--block_size", TINY["--block_size"] if tiny else 128))
-    return batch * block
+def tokens_per_step(base: Base, flags: dict[str, str]) -> int:
+    return int(flags.get("--per_device_train_batch_size", base.batch)) * int(flags.get("--block_size", base.block))
 
 
-def measure_speed(flags: dict[str, str], work: Path, name: str) -> float:
+def measure_speed(base: Base, flags: dict[str, str], work: Path, name: str) -> float:
     """Tokens/s of the arm's shape over steps 11-40 (the first 10 carry allocation and warm-up)."""
     probe = {**flags, "--max_steps": "40", "--logging_steps": "10", "--eval_strategy": "no"}
     probe.update({"--save_strategy": "no", "--sample_max_new_tokens": "4", "--max_eval_samples": "8"})
-    history = launch(probe, work, work / "probe" / name, work / "logs" / f"probe-{name}.log")
+    history = launch(base, probe, work, work / "probe" / name, work / "logs" / f"probe-{name}.log")
     rates = [e["tokens_per_second"] for e in history if "tokens_per_second" in e and e["step"] > 10]
     return sorted(rates)[len(rates) // 2]
 
 
-def timed_run(name: str, flags: dict[str, str], speed: float, minutes: float, work: Path, tiny: bool) -> dict:
-    per_step = tokens_per_step(flags, tiny)
+def timed_run(base: Base, name: str, flags: dict[str, str], speed: float, minutes: float, work: Path) -> dict:
+    per_step = tokens_per_step(base, flags)
     unit = EVALUATIONS * 10  # evaluations fall on logged steps, so each has train_seconds beside it
     steps = max(unit, round(minutes * 60 * speed / per_step / unit) * unit)
     run = {**flags, "--max_steps": str(steps), "--eval_steps": str(steps // EVALUATIONS), "--logging_steps": "10"}
     run.update({"--save_strategy": "no"})
     out = work / "runs" / name
     started = time.perf_counter()
-    history = launch(run, work, out, work / "logs" / f"{name}.log")
+    history = launch(base, run, work, out, work / "logs" / f"{name}.log")
     wall = time.perf_counter() - started
     trained = {e["step"]: e["train_seconds"] for e in history if "train_seconds" in e}
     curve = [
@@ -261,7 +291,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="zh_demo", help="A built-in corpus: zh_demo, python_docs, ...")
     parser.add_argument("--minutes", type=float, default=9.0, help="Training minutes per arm (the demo's: 9).")
-    parser.add_argument("--arms", default="all", help="Comma-separated arm names (baseline always runs), or all.")
+    parser.add_argument("--config", type=Path, default=BASELINE_CONFIG, help="The config every arm starts from.")
+    parser.add_argument(
+        "--arms",
+        default="levers",
+        help=f"Comma-separated arm names (baseline, the config itself, always runs), or a set: {', '.join(ARM_SETS)}.",
+    )
     parser.add_argument("--no_combinations", action="store_true", help="Only the single-lever arms.")
     parser.add_argument("--tiny", action="store_true", help="A 1-layer model on 2,000 blocks: checks the code path.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Tokenizers, cache and logs (default: a temp dir).")
@@ -278,11 +313,20 @@ def main(argv: list[str] | None = None) -> dict:
         print(side_by_side(reports))
         return {"reports": reports}
 
-    names = list(ARMS) if args.arms == "all" else ["baseline", *[a for a in args.arms.split(",") if a != "baseline"]]
+    if args.arms in ARM_SETS:
+        names = ARM_SETS[args.arms]
+    else:
+        names = ["baseline", *[a for a in args.arms.split(",") if a != "baseline"]]
     unknown = [n for n in names if n not in ARMS]
     if unknown:
-        sys.exit(f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}")
-    stem = f"quality_per_minute_{args.corpus}{'_tiny' if args.tiny else ''}"
+        sys.exit(f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)} or {', '.join(ARM_SETS)}")
+    if not args.config.is_file():
+        sys.exit(f"--config: no file {args.config}")
+    base = Base(args.config)
+    if args.tiny:
+        base.block = int(TINY["--block_size"])
+    round_name = "" if args.arms == "levers" else f"_{args.arms}" if args.arms in ARM_SETS else "_arms"
+    stem = f"quality_per_minute_{args.corpus}{round_name}{'_tiny' if args.tiny else ''}"
     out = args.out or ROOT / "benchmarks/results" / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     work = args.work_dir or Path(f"/tmp/{stem}-{os.getpid()}")
@@ -296,12 +340,13 @@ def main(argv: list[str] | None = None) -> dict:
     def speed_of(name: str, flags: dict[str, str]) -> float:
         key = json.dumps({k: v for k, v in flags.items() if k not in SPEED_NEUTRAL}, sort_keys=True)
         if key not in speeds:
-            speeds[key] = measure_speed(flags, work, name)
+            speeds[key] = measure_speed(base, flags, work, name)
         return speeds[key]
 
     results: dict[str, dict] = {}
     report = {
         "corpus": args.corpus,
+        "config": str(base.path.relative_to(ROOT) if base.path.is_relative_to(ROOT) else base.path),
         "minutes_per_arm": args.minutes,
         "tiny": args.tiny,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
@@ -312,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict:
     def run(name: str, flags: dict[str, str]) -> None:
         full = {**common, **flags}
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {flags or 'baseline config'}", flush=True)
-        results[name] = timed_run(name, full, speed_of(name, full), args.minutes, work, args.tiny)
+        results[name] = timed_run(base, name, full, speed_of(name, full), args.minutes, work)
         results[name]["flags"] = flags
         print(f"    bits/char {results[name]['final_bits_per_char']:.4f}", flush=True)
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

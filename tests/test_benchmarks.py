@@ -144,3 +144,25 @@ def test_quality_per_minute_stacks_each_groups_best_winner():
     assert qpm.combinations(results) == {"best": {"--model_type": "qwen3", "--optim": "muon"}}
     curve = [{"minutes": 1.0, "bits_per_char": 7.0}, {"minutes": 2.0, "bits_per_char": 6.0}]
     assert qpm.minutes_to_reach(curve, 6.5) == 1.5 and qpm.minutes_to_reach(curve, 5.0) is None
+
+
+def test_quality_per_minute_tuning_round_starts_from_the_config_it_is_given():
+    import quality_per_minute as qpm
+
+    from scratchlm.objectives import parse_run_settings
+
+    demo = ROOT / "recipes/pretrain_gpt2_zh/config_demo.yaml"
+    base = qpm.Base(demo)
+    assert (base.vocab, base.batch, base.block) == (16000, 8, 128)
+    assert qpm.tokens_per_step(base, {"--per_device_train_batch_size": "4"}) == 4 * 128
+    assert qpm.tokens_per_step(qpm.Base(qpm.BASELINE_CONFIG), {}) == 8 * 128
+    for arm_set in qpm.ARM_SETS.values():
+        assert arm_set[0] == "baseline" and set(arm_set) <= set(qpm.ARMS)
+    for name in qpm.ARM_SETS["tuning"][1:]:
+        flags = [part for pair in qpm.ARMS[name][1].items() for part in pair]
+        settings = parse_run_settings(["--config", str(demo), *flags])
+        assert settings.training.optim == "muon"  # every tuning arm keeps the config's optimizer
+    moved = parse_run_settings(["--config", str(demo), "--muon_learning_rate", "0.04", "--learning_rate", "3e-3"])
+    assert (moved.training.muon_learning_rate, moved.training.learning_rate) == (0.04, 3e-3)
+    with pytest.raises(SystemExit, match="--config"):
+        qpm.main(["--config", str(ROOT / "no-such.yaml"), "--arms", "tuning"])

@@ -61,6 +61,7 @@ CURVE_SETTINGS = (
     "learning_rate",
     "lr_scheduler_type",
     "optim",
+    "muon_learning_rate",
     "warmup_steps",
     "max_steps",
     "seed",
