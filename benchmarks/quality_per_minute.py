@@ -133,7 +133,9 @@ def measure_speed(base: Base, flags: dict[str, str], work: Path, name: str) -> f
     """Tokens/s of the arm's shape over steps 11-40 (the first 10 carry allocation and warm-up)."""
     probe = {**flags, "--max_steps": "40", "--logging_steps": "10", "--eval_strategy": "no"}
     probe.update({"--save_strategy": "no", "--sample_max_new_tokens": "4", "--max_eval_samples": "8"})
-    history = launch(base, probe, work, work / "probe" / name, work / "logs" / f"probe-{name}.log")
+    out = work / "probe" / name
+    history = launch(base, probe, work, out, work / "logs" / f"probe-{name}.log")
+    shutil.rmtree(out)  # so that a later run in the same --work_dir reuses its tokenizers and cache
     rates = [e["tokens_per_second"] for e in history if "tokens_per_second" in e and e["step"] > 10]
     return sorted(rates)[len(rates) // 2]
 

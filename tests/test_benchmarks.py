@@ -119,6 +119,7 @@ def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winn
     assert arms["wsd"]["tokens_per_second"] == arms["baseline"]["tokens_per_second"]
     assert arms["vocab_4k"]["flags"] == {"--vocab_size": "4000"}
     assert not (tmp_path / "work" / "runs" / "wsd").exists()  # curves are kept, weights are not
+    assert not any((tmp_path / "work" / "probe").iterdir())  # a rerun in the same work dir can probe again
     with pytest.raises(SystemExit):
         qpm.main([*argv[:-1], "warp_drive"])
 
