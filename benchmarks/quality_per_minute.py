@@ -39,15 +39,15 @@ from pathlib import Path
 
 import torch
 
-from scratchlm.config import load_yaml_config
+from scratchlm.objectives import parse_run_settings
 from scratchlm.plotting import load_history, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes/pretrain_gpt2_zh.py"
 BASELINE_CONFIG = ROOT / "benchmarks/quality_per_minute_baseline.yaml"  # the demo config before these measurements
 
-# name: (group, flags on top of the baseline config). Flags are a dict so that combinations merge them.
-ARMS: dict[str, tuple[str, dict[str, str]]] = {
+# name: (group, flags on top of the base config). Flags are a dict so that combinations merge them.
+LEVER_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "baseline": ("baseline", {}),
     "llama": ("family", {"--model_type": "llama"}),
     "qwen3": ("family", {"--model_type": "qwen3"}),
@@ -58,7 +58,9 @@ ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "batch_16": ("lr_batch", {"--per_device_train_batch_size": "16"}),
     "vocab_4k": ("vocab", {"--vocab_size": "4000"}),
     "vocab_16k": ("vocab", {"--vocab_size": "16000"}),
-    # --arms tuning: on top of a config that already trains with Muon
+}
+# --arms tuning: on top of a config that already trains with Muon
+TUNING_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "muon_lr_0.01": ("muon_lr", {"--muon_learning_rate": "0.01"}),
     "muon_lr_0.04": ("muon_lr", {"--muon_learning_rate": "0.04"}),
     "adamw_lr_3e-3": ("adamw_lr", {"--learning_rate": "3e-3"}),
@@ -66,18 +68,8 @@ ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "adamw_lr_3e-2": ("adamw_lr", {"--learning_rate": "3e-2"}),
     "batch_4": ("batch", {"--per_device_train_batch_size": "4"}),
 }
-ARM_SETS = {
-    "levers": ["baseline", "llama", "qwen3", "muon", "wsd", "linear", "lr_2e-3", "batch_16", "vocab_4k", "vocab_16k"],
-    "tuning": [
-        "baseline",
-        "muon_lr_0.01",
-        "muon_lr_0.04",
-        "adamw_lr_3e-3",
-        "adamw_lr_1e-2",
-        "adamw_lr_3e-2",
-        "batch_4",
-    ],
-}
+ARMS = {**LEVER_ARMS, **TUNING_ARMS}
+ARM_SETS = {"levers": list(LEVER_ARMS), "tuning": ["baseline", *TUNING_ARMS]}
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
 SPEED_NEUTRAL = {"--lr_scheduler_type", "--learning_rate", "--muon_learning_rate", "--warmup_steps"}
@@ -98,14 +90,15 @@ TINY = {
 
 
 class Base:
-    """The config every arm starts from, and the two of its settings the benchmark itself needs."""
+    """The config every arm starts from, and the settings of it that the benchmark itself needs, as the
+    recipe resolves them (its defaults included)."""
 
     def __init__(self, path: Path):
         self.path = path.resolve()
-        settings = load_yaml_config(self.path)
-        self.vocab = int(settings.get("vocab_size", 8000))
-        self.batch = int(settings.get("per_device_train_batch_size", 8))
-        self.block = int(settings.get("block_size", 128))
+        settings = parse_run_settings(["--config", str(self.path)])
+        self.vocab = settings.tokenizer.vocab_size
+        self.batch = settings.training.per_device_train_batch_size
+        self.block = settings.data.block_size
 
 
 def launch(base: Base, flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict]:
@@ -325,8 +318,6 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.config.is_file():
         sys.exit(f"--config: no file {args.config}")
     base = Base(args.config)
-    if args.tiny:
-        base.block = int(TINY["--block_size"])
     round_name = "" if args.arms == "levers" else f"_{args.arms}" if args.arms in ARM_SETS else "_arms"
     stem = f"quality_per_minute_{args.corpus}{round_name}{'_tiny' if args.tiny else ''}"
     out = args.out or ROOT / "benchmarks/results" / f"{stem}.json"
