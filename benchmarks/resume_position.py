@@ -21,7 +21,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
 from scratchlm.objectives import OBJECTIVES
-from scratchlm.training import PretrainingTrainer
+from scratchlm.training import PretrainingTrainer, RunCallbacks
 
 
 class Blocks(torch.utils.data.Dataset):
@@ -50,6 +50,7 @@ def measure(n_blocks: int, batch_size: int) -> dict:
             args=args,
             train_dataset=blocks,
             objective=OBJECTIVES["causal"],
+            run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
             chars_per_token=None,
             eval_unigram_loss=1.0,
         )

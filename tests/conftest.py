@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "recipes"))
 sys.path.insert(0, str(ROOT / "tokenizer_training"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: over ~10 s on 2 CPU cores; the fast tier is -m 'not slow'")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (CoLA, WikiText-2, tiny Shakespeare, The Verdict, BLiMP); tests that need it skip without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs {SHARED_DATA} (the shared test data)")
+    return SHARED_DATA
+
+
+def two_processes(script: Path | str) -> list[str]:
+    """The command that runs `script` under `accelerate launch` as two CPU processes (gloo), on a free port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
+        "--main_process_port",
+        str(port),
+        str(script),
+    ]
 
 
 @pytest.fixture(autouse=True)

@@ -92,6 +92,7 @@ def test_hub_dataset_while_offline_fails_fast(capsys, tmp_path):
     assert "cannot be reached" in err
 
 
+@pytest.mark.slow
 def test_the_script_exits_non_zero_without_traceback(tmp_path):
     result = subprocess.run(
         [

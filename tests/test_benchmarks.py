@@ -6,13 +6,14 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import throughput  # noqa: E402
 import time_to_quality  # noqa: E402
 
 
+@pytest.mark.slow
 def test_throughput_runs_the_recipe_and_the_stock_baseline_on_the_same_blocks(tmp_path):
     out = tmp_path / "throughput.json"
     result = throughput.main(["--model", "bert", "--tiny", "--steps", "20", "--warmup", "10", "--out", str(out)])
@@ -40,6 +41,7 @@ def test_throughput_times_the_levers_beside_the_recipe(tmp_path):
         throughput.main([*argv, "--levers", "warp_drive"])
 
 
+@pytest.mark.slow
 def test_fused_loss_benchmark_arms_agree(tmp_path):
     import fused_loss
 
@@ -69,6 +71,7 @@ def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
     assert exit_info.value.code == 2 and "pass --tiny" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(tmp_path, zh_docs):
     from scratchlm.data.builtin import BUILTIN_CORPORA
 
@@ -83,11 +86,12 @@ def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(t
     assert len(missed["evaluations"]) == 2 and missed["seconds_to_target"] is None
 
 
-def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path):
+@pytest.mark.slow
+def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     import gpu_suite
 
     text = tmp_path / "input.txt"
-    text.write_text((SHARED_DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000])
+    text.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000])
     result = gpu_suite.main(["--data", str(text), "--tiny", "--out_dir", str(tmp_path / "suite")])
     assert json.loads((tmp_path / "suite" / "gpu_suite.json").read_text()) == json.loads(json.dumps(result))
     steps = {s["step"]: s for s in result["steps"]}
@@ -100,6 +104,7 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path):
     assert steps["ddp_1_process"]["status"] == steps["fsdp_1_process"]["status"] == "skipped (needs a GPU)"
 
 
+@pytest.mark.slow
 def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winners(tmp_path):
     import quality_per_minute as qpm
 

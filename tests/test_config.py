@@ -77,7 +77,7 @@ def test_flags_override_yaml():
 def test_pretraining_defaults_suit_pretraining():
     _, _, _, train = parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x"])
     assert train.weight_decay == 0.1 and train.adam_beta2 == 0.95 and train.max_grad_norm == 1.0
-    assert train.lr_scheduler_type.value == "cosine_with_min_lr" and train.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert train.lr_scheduler_type == "cosine_with_min_lr" and train.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert train.warmup_steps > 0 and train.bf16 is False  # no CUDA here
 
 
@@ -164,3 +164,29 @@ def test_accelerate_configs_load_and_show_their_launch_command(path):
     assert config.num_processes >= 1
     assert f"accelerate launch --config_file recipes/accelerate_configs/{path.name}" in path.read_text()
     assert f"recipes/accelerate_configs/{path.name}" in (ROOT / "README.md").read_text()
+
+
+def test_an_explicit_floor_is_kept_whatever_the_schedule_and_names_stay_plain():
+    _, _, _, train = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"],
+        ["--output_dir", "x", "--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", '{"min_lr_rate": 0.1}'],
+    )
+    assert train.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert type(train.lr_scheduler_type) is str and type(train.optim) is str
+    _, _, _, ours = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"],
+        ["--output_dir", "x", "--lr_scheduler_type", "one_cycle", "--optim", "muon"],
+    )
+    assert (ours.lr_scheduler_type, ours.optim, ours.lr_scheduler_kwargs) == ("one_cycle", "muon", {})
+
+
+def test_a_limit_of_one_checkpoint_with_a_best_model_keeps_the_newest_too():
+    _, _, _, train = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"],
+        ["--output_dir", "x", "--save_total_limit", "1", "--metric_for_best_model", "eval_loss"],
+    )
+    assert train.save_total_limit == 2
+    _, _, _, plain = parse_config(
+        SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x", "--save_total_limit", "1"]
+    )
+    assert plain.save_total_limit == 1

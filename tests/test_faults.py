@@ -123,6 +123,7 @@ def _result(process):
     return out, json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.slow
 def test_two_processes_started_together_build_the_cache_once(tmp_path, zh_file, gpt_tokenizer_dir):
     cache = tmp_path / "cache"
     first, second = (_start_builder(zh_file, gpt_tokenizer_dir, cache) for _ in range(2))
@@ -131,6 +132,7 @@ def test_two_processes_started_together_build_the_cache_once(tmp_path, zh_file, 
     assert (log_a + log_b).count("cache miss: tokenizing") == 1 and sorted([a["hit"], b["hit"]]) == [False, True]
 
 
+@pytest.mark.slow
 def test_a_process_waits_for_the_builder_then_reads_its_work(tmp_path, zh_file, gpt_tokenizer_dir):
     """Hold the build lock as another builder would, finish that build by hand, and let the waiter read it."""
     built = _load(

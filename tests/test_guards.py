@@ -14,10 +14,10 @@ from scratchlm import checkpoints
 from scratchlm.arguments import PretrainingArguments
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.objectives import OBJECTIVES
-from scratchlm.training import PretrainingTrainer
+from scratchlm.training import PretrainingTrainer, RunCallbacks
 
 import pretrain_gpt2_zh
-from conftest import ROOT, recipe_argv
+from conftest import ROOT, recipe_argv, two_processes
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
@@ -80,6 +80,7 @@ def test_non_finite_loss_can_skip_the_step(tmp_path):
         args=args,
         train_dataset=blocks,
         objective=OBJECTIVES["causal"],
+        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
         chars_per_token=None,
         eval_unigram_loss=1.0,
     )
@@ -133,6 +134,7 @@ def test_require_clean_git_refuses_a_dirty_checkout(tmp_path, zh_file, gpt_token
 
 
 @pytest.mark.parametrize("optim", ["adamw_torch_fused", "muon"])
+@pytest.mark.slow
 def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir, optim):
     """gloo DDP with 2 x batch 2 follows the 1-process batch-4 run; files and tokenization come from one process."""
     one = tmp_path / "one"
@@ -144,14 +146,7 @@ def test_two_cpu_processes_match_one(tmp_path, zh_file, gpt_tokenizer_dir, optim
     env = {**os.environ, "SCRATCHLM_CACHE": str(tmp_path / "fresh-cache"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
-            "--main_process_port",
-            str(29500 + os.getpid() % 1000),
-            str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+            *two_processes(ROOT / "recipes/pretrain_gpt2_zh.py"),
             *flags(
                 tmp_path,
                 zh_file,
@@ -212,6 +207,7 @@ print("after", gloo_threads())
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread names come from /proc")
+@pytest.mark.slow
 def test_closing_the_process_group_joins_the_gloo_threads():
     """Left to interpreter teardown, these threads made about one two-process run in 20 to 50 abort at exit."""
     result = subprocess.run(

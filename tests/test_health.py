@@ -9,10 +9,10 @@ from transformers import TrainerCallback
 
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
-from scratchlm.training.health import one_cycle_factor, schedule_factor
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv
+from schedule_oracle import one_cycle_factor, schedule_factor
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 # Beats the unigram bar in 60 steps, and its steps are long enough that fetching batches is a small share.
@@ -30,7 +30,7 @@ def train(argv, caplog, tweak=None):
         tweak(run.trainer)
     with caplog.at_level(logging.WARNING, logger="scratchlm"):
         run.trainer.train()
-    verdicts = {v.check: v.verdict for v in run.trainer.health.verdicts}
+    verdicts = {v.check: v.verdict for v in run.callbacks.health.verdicts}
     warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
     return verdicts, warnings
 
@@ -68,6 +68,7 @@ def test_clipping_on_every_step_warns(tmp_path, zh_file, gpt_tokenizer_dir, capl
     assert any("gradient clipped on 100% of the last 30 steps" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
     def sleepy(trainer):
         collate = trainer.data_collator
@@ -153,3 +154,30 @@ def test_a_malformed_profile_window_is_refused(tmp_path, window):
 
     with pytest.raises(ScratchError, match="--profile_steps"):
         parse_run_settings(["--config", DEBUG, "--output_dir", str(tmp_path), "--profile_steps", window], "causal")
+
+
+@pytest.mark.parametrize(
+    "kind,options",
+    [
+        ("linear", {}),
+        ("cosine", {}),
+        ("cosine_with_min_lr", {"min_lr_rate": 0.1}),
+        ("constant_with_warmup", {}),
+        ("warmup_stable_decay", {"num_decay_steps": 5}),
+        ("one_cycle", {}),
+    ],
+)
+def test_the_health_checks_shadow_schedule_follows_the_closed_form(tmp_path, kind, options):
+    from scratchlm.arguments import PretrainingArguments
+    from scratchlm.training.schedules import ShadowSchedule
+
+    args = PretrainingArguments(
+        output_dir=str(tmp_path),
+        lr_scheduler_type=kind,
+        lr_scheduler_kwargs=options,
+        warmup_steps=3,
+        max_steps=22,
+    )
+    shadow = ShadowSchedule(args, 22)
+    for step in range(23):
+        assert shadow.factor(step) == pytest.approx(schedule_factor(kind, step, 22, 3, options), abs=1e-9), step

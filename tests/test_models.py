@@ -165,6 +165,7 @@ def test_auto_classes_load_our_checkpoints(tmp_path):
     assert classifier(torch.tensor([[1, 2, 3]])).logits.shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_checkpoints_load_remotely_without_scratchlm(tmp_path):
     config = ScratchDecoderConfig(**TINY)
     config.auto_map = remote_code_map(ScratchDecoderConfig)

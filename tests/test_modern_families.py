@@ -15,6 +15,7 @@ DEBUG = ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.slow
 def test_recipe_trains_a_stock_modern_family(tmp_path, zh_file, gpt_tokenizer_dir, family):
     out = tmp_path / family
     argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--model_type", family, "--sample_max_new_tokens", 40)

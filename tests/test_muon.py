@@ -56,6 +56,7 @@ def test_muon_trains_and_accumulation_takes_the_same_step(tmp_path, zh_file, gpt
     assert health["learning_rate"] == "ok"  # both optimizers follow the schedule
 
 
+@pytest.mark.slow
 def test_killed_muon_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_dir):
     reference = tmp_path / "uninterrupted"
     pretrain_gpt2_zh.cli(resume_flags(zh_file, gpt_tokenizer_dir, reference, "--optim", "muon"))

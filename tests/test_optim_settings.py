@@ -7,10 +7,10 @@ import pytest
 
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
-from scratchlm.training.health import schedule_factor
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv
+from schedule_oracle import schedule_factor
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,16 @@ from scratchlm.cli import main as scratchlm
 from scratchlm.errors import ScratchError
 from scratchlm.overfit import overfit
 
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 
 DEBUG = ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"
 WIDER = ["--model_type", "scratch_decoder", "--n_embd", "128", "--learning_rate", "3e-3"]
 
 
 @pytest.fixture
-def verdict_opening(tmp_path):
+def verdict_opening(tmp_path, shared_data):
     """The first 5 KB of The Verdict: the same kind of text as the whole 20 KB, memorised four times faster."""
-    text = (SHARED_DATA / "the-verdict" / "the-verdict.txt").read_text(encoding="utf-8")[:5000]
+    text = (shared_data / "the-verdict" / "the-verdict.txt").read_text(encoding="utf-8")[:5000]
     path = tmp_path / "verdict-5k.txt"
     path.write_text(text, encoding="utf-8")
     return path

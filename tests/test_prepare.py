@@ -40,6 +40,7 @@ def prepared(tmp_path, zh_file, gpt_tokenizer_dir):
     return out
 
 
+@pytest.mark.slow
 def test_prepared_blocks_equal_the_cached_pipeline(prepared, zh_file, gpt_tokenizer_dir):
     manifest = json.loads((prepared / "prepared.json").read_text())
     train = manifest["splits"]["train"]
@@ -59,6 +60,7 @@ def test_prepared_blocks_equal_the_cached_pipeline(prepared, zh_file, gpt_tokeni
     assert np.array_equal(from_prepared.unigram_counts[:10], np.bincount(a.ravel(), minlength=10)[:10])
 
 
+@pytest.mark.slow
 def test_recipe_trains_on_prepared_data_without_tokenizing(prepared, tmp_path, gpt_tokenizer_dir, caplog):
     with caplog.at_level("INFO"):
         metrics = pretrain_gpt2_zh.cli(
@@ -77,6 +79,7 @@ def test_recipe_trains_on_prepared_data_without_tokenizing(prepared, tmp_path, g
     assert metrics["eval_loss"] > 0 and (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_prepared_data_refuses_another_tokenizer_or_block_size(prepared, tmp_path, zh_docs, capsys):
     from scratchlm.arguments import TokenizerArguments
     from scratchlm.errors import ScratchError
@@ -101,6 +104,7 @@ def test_prepared_data_refuses_another_tokenizer_or_block_size(prepared, tmp_pat
         )
 
 
+@pytest.mark.slow
 def test_prepare_never_overwrites(prepared, zh_file, gpt_tokenizer_dir, capsys):
     before = (prepared / "prepared.json").read_bytes()
     with pytest.raises(SystemExit):

@@ -15,11 +15,10 @@ from scratchlm.objectives import OBJECTIVES
 
 import finetune_cola
 import pretrain_bert_mlm
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 
 DEBUG = str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")
 COLA_DEBUG = str(ROOT / "recipes/finetune_cola/config_debug.yaml")
-needs_cola = pytest.mark.skipif(not (SHARED_DATA / "cola").is_dir(), reason="needs ../shared/data/cola")
 
 
 def run_mlm(*flags):
@@ -114,17 +113,16 @@ def run_cola(*flags):
     )
 
 
-@needs_cola
-def test_cola_end_to_end_on_shared_tsv(mlm_checkpoint, tmp_path):
+def test_cola_end_to_end_on_shared_tsv(shared_data, mlm_checkpoint, tmp_path):
     out_mlm, _ = mlm_checkpoint
     out = tmp_path / "cola"
     summary = run_cola(
         "--model_name_or_path",
         out_mlm,
         "--train_file",
-        SHARED_DATA / "cola/train.tsv",
+        shared_data / "cola/train.tsv",
         "--validation_file",
-        SHARED_DATA / "cola/dev.tsv",
+        shared_data / "cola/dev.tsv",
         "--output_dir",
         out,
     )
@@ -192,15 +190,16 @@ def test_cola_from_hub_fails_fast_offline(tmp_path, capsys, mlm_checkpoint):
     assert exit_info.value.code == 2 and "cannot be reached" in err and "--train_file and --validation_file" in err
 
 
-@needs_cola
-def test_cola_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys, mlm_checkpoint, gpt_tokenizer_dir):
+def test_cola_refuses_a_tokenizer_larger_than_the_model(
+    shared_data, tmp_path, capsys, mlm_checkpoint, gpt_tokenizer_dir
+):
     import shutil
 
     mixed = tmp_path / "mixed"
     shutil.copytree(mlm_checkpoint[0], mixed)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(gpt_tokenizer_dir / name, mixed / name)
-    cola = SHARED_DATA / "cola"
+    cola = shared_data / "cola"
     with pytest.raises(SystemExit):
         run_cli(
             finetune_cola.cli,

@@ -54,6 +54,7 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
     assert model_args.n_embd == 32 and train_args.max_steps == 8 and train_args.output_dir == str(out)
 
 
+@pytest.mark.slow
 def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
     out, _, _ = debug_run
     result = run_without_scratchlm(

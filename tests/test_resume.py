@@ -14,7 +14,7 @@ from scratchlm.errors import run_cli
 from scratchlm.objectives import OBJECTIVES
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, two_processes
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 # 12 steps, a checkpoint every 3, a logged loss every step, one evaluation at the end.
@@ -90,6 +90,7 @@ def reference(tmp_path, zh_file, gpt_tokenizer_dir):
 
 
 @pytest.mark.parametrize("kill_step", [5, 7, 11])
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_dir, reference, kill_step):
     ref_out, ref_metrics = reference
     out = tmp_path / "killed"
@@ -107,6 +108,7 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_tokenizer_
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.slow
 def test_a_preempted_run_saves_stops_and_resumes_to_the_same_losses(
     tmp_path, zh_file, gpt_tokenizer_dir, reference, sig
 ):
@@ -226,7 +228,7 @@ def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from scratchlm.arguments import PretrainingArguments
-    from scratchlm.training import PretrainingTrainer
+    from scratchlm.training import PretrainingTrainer, RunCallbacks
 
     class CountingBlocks(torch.utils.data.Dataset):
         reads = 0
@@ -245,6 +247,7 @@ def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
         args=args,
         train_dataset=CountingBlocks(),
         objective=OBJECTIVES["causal"],
+        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
         chars_per_token=None,
         eval_unigram_loss=1.0,
     )
@@ -252,6 +255,7 @@ def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
     assert CountingBlocks.reads == 8 and batch["input_ids"].shape == (4, 8)
 
 
+@pytest.mark.slow
 def test_two_processes_stop_together_on_a_signal_to_one_and_resume(tmp_path, zh_file, gpt_tokenizer_dir, reference):
     """SIGTERM to the main process only: both stop after the same step, and the resumed pair matches the
     single-process run (batch 2 x 2 processes = batch 4)."""
@@ -259,24 +263,15 @@ def test_two_processes_stop_together_on_a_signal_to_one_and_resume(tmp_path, zh_
     script = tmp_path / "killer.py"
     script.write_text(KILLER.format(recipes=str(ROOT / "recipes"), step=4, signal="SIGTERM"))
     out = tmp_path / "two"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
-        "--main_process_port",
-        str(29600 + os.getpid() % 1000),
-    ]
     two = [*flags(zh_file, gpt_tokenizer_dir, out), "--per_device_train_batch_size", "2"]
     stopped = subprocess.run(
-        [*launch, str(script), *two], capture_output=True, text=True, cwd=str(tmp_path), timeout=300
+        [*two_processes(script), *two], capture_output=True, text=True, cwd=str(tmp_path), timeout=300
     )
     assert stopped.returncode != 0 and "stopped: SIGTERM at step 5" in stopped.stderr, stopped.stderr[-3000:]
     assert "stopped: a signal to another process at step 5" in stopped.stderr  # the other process, same step
     assert (out / "checkpoint-5" / MANIFEST_FILE).is_file()
     resumed = subprocess.run(
-        [*launch, str(ROOT / "recipes/pretrain_gpt2_zh.py"), *two, "--resume_from_checkpoint", "true"],
+        [*two_processes(ROOT / "recipes/pretrain_gpt2_zh.py"), *two, "--resume_from_checkpoint", "true"],
         capture_output=True,
         text=True,
         cwd=str(tmp_path),
@@ -381,6 +376,7 @@ run_cli(pretrain_gpt2_zh.cli, sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_a_second_signal_while_saving_leaves_no_checkpoint_that_counts(tmp_path, zh_file, gpt_tokenizer_dir, reference):
     ref_out, _ = reference
     out = tmp_path / "twice"

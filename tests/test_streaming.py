@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -17,7 +16,7 @@ from scratchlm.data.streamed import StreamingBlocks
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import load_tokenizer, train_tokenizer
 
-from conftest import ROOT
+from conftest import ROOT, two_processes
 from test_resume import flags, kill_at, per_step, run_recipe
 
 
@@ -78,6 +77,7 @@ def numbered_corpus(tmp_path):
     return path, tok_dir
 
 
+@pytest.mark.slow
 def test_every_document_once_per_pass_with_2_workers_x_2_processes(tmp_path, numbered_corpus):
     corpus, tok_dir = numbered_corpus
     out = tmp_path / "probe"
@@ -88,14 +88,7 @@ def test_every_document_once_per_pass_with_2_workers_x_2_processes(tmp_path, num
     }
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml"),
-            "--main_process_port",
-            str(29500 + os.getpid() % 1000),
-            str(ROOT / "tests/stream_probe.py"),
+            *two_processes(ROOT / "tests/stream_probe.py"),
             "--config",
             str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"),
             "--train_files",
@@ -132,6 +125,7 @@ def test_every_document_once_per_pass_with_2_workers_x_2_processes(tmp_path, num
     assert rank0[0] != rank0[1]  # reshuffled between passes
 
 
+@pytest.mark.slow
 def test_streaming_run_killed_mid_way_resumes_at_the_same_block(tmp_path, zh_file, gpt_tokenizer_dir):
     stream = ("--streaming", "true", "--dataloader_num_workers", 2, "--streaming_validation_documents", 20)
     reference = tmp_path / "uninterrupted"

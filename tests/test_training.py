@@ -9,14 +9,19 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from scratchlm.arguments import PretrainingArguments
 from scratchlm.generation import distinct_n, longest_repeat_share, repeated_ngram_share, repetition_metrics
 from scratchlm.objectives import OBJECTIVES
-from scratchlm.training import PretrainingTrainer, lm_eval_metrics
+from scratchlm.training import PretrainingTrainer, RunCallbacks, lm_eval_metrics
 
 
 def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
     args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no")
     trainer = PretrainingTrainer(
-        model=model, args=args, objective=OBJECTIVES["causal"], chars_per_token=1.0, eval_unigram_loss=1.0
+        model=model,
+        args=args,
+        objective=OBJECTIVES["causal"],
+        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
+        chars_per_token=1.0,
+        eval_unigram_loss=1.0,
     )
     optimizer = trainer.create_optimizer()
     by_decay = {group["weight_decay"]: group["params"] for group in optimizer.param_groups}

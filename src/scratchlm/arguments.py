@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -11,6 +13,8 @@ from transformers import TrainingArguments
 
 from .errors import ScratchError
 from .models.registry import family_help, family_names
+
+logger = logging.getLogger("scratchlm")
 
 
 @dataclass
@@ -186,6 +190,7 @@ class _TransformerShape:
     pad_vocab_to_multiple_of: int = field(
         default=64, metadata={"help": "Round the model's vocabulary up to a multiple of this (faster matmuls)."}
     )
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "pad_vocab_to_multiple_of"):
@@ -206,7 +211,6 @@ class CausalLMArguments(_TransformerShape):
         default="learned",
         metadata={"help": "scratch_decoder only: learned or rotary positions.", "choices": ["learned", "rotary"]},
     )
-    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
 
 
 @dataclass
@@ -231,9 +235,15 @@ class MaskingArguments:
 
 
 MAX_STEPS = 10**9
-# Settings whose value PretrainingTrainer implements itself, and what TrainingArguments validates instead.
-OUR_CHOICES = {"lr_scheduler_type": ("one_cycle", "constant"), "optim": ("muon", "adamw_torch")}
+# Choices that PretrainingTrainer builds itself and transformers does not know. TrainingArguments checks these
+# settings against its own lists, so it is shown a stock choice in their place; afterwards every value of
+# these settings is a plain name (transformers' own become enums there).
+STAND_INS = {"optim": {"muon": "adamw_torch"}, "lr_scheduler_type": {"one_cycle": "constant"}}
 WSD_DECAY_FRACTION = 0.2  # the decay phase of warmup-stable-decay, as in MiniCPM's and the WSD papers' runs
+
+
+def _plain_name(value) -> str:
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def bf16_available() -> bool:
@@ -336,8 +346,11 @@ class PretrainingArguments(_ScratchTrainingArguments):
         },
     )
     lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: {"min_lr_rate": 0.1},
-        metadata={"help": "Schedule options as JSON; the default decays to 10%% of the peak."},
+        default=None,
+        metadata={
+            "help": 'Schedule options as JSON; default: {"min_lr_rate": 0.1} for cosine_with_min_lr (down to 10%% '
+            "of the peak), none for the others."
+        },
     )
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
     eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many steps."})
@@ -352,8 +365,12 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "would only cost time; DDP names the parameter if one is ever unused."
         },
     )
-    prediction_loss_only: bool = field(
-        default=True, metadata={"help": "Evaluate the loss only, never gathering full logits (they are huge)."}
+    prediction_loss_only: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate the loss only, never gathering the full logits (they are huge); default: on for a "
+            "causal LM, off for a masked LM, whose masked-token accuracy needs its arg-maxed predictions."
+        },
     )
     sample_prompts: list[str] | None = field(
         default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
@@ -444,20 +461,26 @@ class PretrainingArguments(_ScratchTrainingArguments):
             )
         if self.logging_nan_inf_filter is None:
             self.logging_nan_inf_filter = self.bad_loss == "skip"
-        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)  # an enum once post-inited
-        if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == {"min_lr_rate": 0.1}:
-            self.lr_scheduler_kwargs = {}  # the default belongs to the default schedule only
-        # TrainingArguments validates against transformers' own names; PretrainingTrainer builds these itself.
-        held = {}
-        for name, (ours, stand_in) in OUR_CHOICES.items():
-            if getattr(getattr(self, name), "value", getattr(self, name)) == ours:
-                held[name] = ours
-                setattr(self, name, stand_in)
-        super().__post_init__()
-        for name, value in held.items():
+        if self.lr_scheduler_kwargs is None:  # the default floor belongs to the default schedule only
+            self.lr_scheduler_kwargs = {"min_lr_rate": 0.1} if self.lr_scheduler_type == "cosine_with_min_lr" else {}
+        chosen = {name: _plain_name(getattr(self, name)) for name in STAND_INS}
+        with_stand_ins = {name: STAND_INS[name].get(value, value) for name, value in chosen.items()}
+        for name, value in with_stand_ins.items():
             setattr(self, name, value)
-        if scheduler == "warmup_stable_decay":
+        super().__post_init__()
+        for name, value in chosen.items():  # plain names, ours and transformers' alike
+            setattr(self, name, value)
+        if self.save_total_limit == 1 and self.metric_for_best_model is not None:
+            # Trainer, with a limit of 1, deletes every checkpoint but the best at the end of training, the
+            # newest included: keep two, so that the newest, the only one a longer run can resume from, stays.
+            logger.info("--save_total_limit 1 with a best model: keeping 2 checkpoints, the best and the newest")
+            self.save_total_limit = 2
+        if self.lr_scheduler_type == "warmup_stable_decay":
             self.lr_scheduler_kwargs = self.decay_steps_by_default(dict(self.lr_scheduler_kwargs or {}))
+
+    def tokens_per_step(self, block_size: int) -> int:
+        """Tokens in one optimizer step: per-device batch x accumulation x processes x block."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size * block_size
 
     def decay_steps_by_default(self, options: dict) -> dict:
         """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise."""

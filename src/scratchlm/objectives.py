@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
@@ -62,7 +63,11 @@ class Objective(ABC):
         """For bits per character, when every token is scored (causal LMs only)."""
         return None
 
-    def trainer_options(self, args: PretrainingArguments) -> dict:
+    # Whether evaluation needs only the loss (the default of --prediction_loss_only); metrics that need the
+    # predictions turn it off.
+    loss_only_evaluation: ClassVar[bool] = True
+
+    def trainer_options(self) -> dict:
         """Extra Trainer arguments: evaluation metrics and what evaluation keeps of the logits."""
         return {}
 
@@ -105,8 +110,9 @@ class MaskedObjective(Objective):
             data.unigram_counts, data.validation, skip_first=0, exclude_ids=tokenizer.all_special_ids
         )
 
-    def trainer_options(self, args):
-        args.prediction_loss_only = False  # masked-token accuracy needs the (arg-maxed) predictions
+    loss_only_evaluation = False  # masked-token accuracy needs the (arg-maxed) predictions
+
+    def trainer_options(self):
         return {"compute_metrics": masked_token_accuracy, "preprocess_logits_for_metrics": _argmax_logits}
 
 
@@ -201,5 +207,7 @@ def parse_run_settings(
     chosen = OBJECTIVES[name]
     settings = RunSettings(chosen, parse_config(chosen.settings, argv, default_config=default_config))
     settings.training.objective = name
+    if settings.training.prediction_loss_only is None:
+        settings.training.prediction_loss_only = chosen.loss_only_evaluation
     chosen.check(settings)
     return settings

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from .data import load_lm_data
 from .errors import ScratchError
 from .objectives import parse_run_settings
-from .training import ensure_tokenizer, setup_run
+from .recipe import build_run
+from .training import setup_run
 
 logger = logging.getLogger("scratchlm")
 
@@ -48,12 +48,8 @@ def overfit(
             settings.tokenizer.tokenizer_name_or_path = f"{tmp}/tokenizer"  # the user's path stays untouched
         setup_run(settings.training)
         set_seed(settings.training.seed)
-        tokenizer, corpus = ensure_tokenizer(
-            settings.tokenizer, settings.data, settings.objective.required_special_tokens
-        )
-        spec = settings.objective.packing(tokenizer, settings.data.block_size)
-        data = load_lm_data(settings.data, tokenizer, spec, corpus)
-        model = settings.objective.build_model(settings.model, tokenizer, data.block_size)
+        run = build_run(settings)  # the run's own tokenizer, blocks and fresh model; its trainer is not used
+        tokenizer, data, model = run.tokenizer, run.data, run.model
     blocks = data.train.with_format("torch")[:]["input_ids"]  # (n_blocks, block): the whole text, every step
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.training.learning_rate, weight_decay=0.0)
     model.train()

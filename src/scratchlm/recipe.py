@@ -1,29 +1,29 @@
-"""The pretraining recipe body, written once: tokenizer -> data -> model -> trainer -> train -> finish.
+"""The pretraining recipe body, written once: `pretrain` reads top to bottom; `build_trainer` gives the Trainer
+every callback of the run at once (`RunCallbacks`, which lists them).
 
-Both pretraining scripts call `main`; `find-lr`, the benchmarks and the tests call `build_run` for the
-same tokenizer, data, model and trainer without training.
+Both pretraining scripts call `main`; `find-lr`, `overfit`, the benchmarks and the tests call `build_run` for
+the same tokenizer, data, model and trainer without training.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from .checkpoints import ManifestCallback, run_manifest
-from .data import Corpus, LMData, load_lm_data
+from .arguments import DataArguments, TokenizerArguments
+from .checkpoints import run_manifest
+from .data import Corpus, LMData, load_corpus, load_lm_data
 from .errors import Preempted, ScratchError
 from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
+from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
 from .training import (
     PretrainingTrainer,
-    ProfileSteps,
-    SampleCallback,
-    StopAtEvalLoss,
-    ThroughputMeter,
-    ensure_tokenizer,
+    RunCallbacks,
     finish_run,
     log_run_summary,
     resolve_resume,
@@ -31,6 +31,8 @@ from .training import (
     setup_run,
     train,
 )
+
+logger = logging.getLogger("scratchlm")
 
 
 @dataclass
@@ -41,60 +43,28 @@ class Run:
     model: torch.nn.Module
     trainer: PretrainingTrainer
 
+    @property
+    def callbacks(self) -> RunCallbacks:
+        return self.trainer.run_callbacks
 
-def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBase, data: LMData) -> PretrainingTrainer:
-    """The Trainer of `settings`' objective: its collator and metrics, throughput, manifest, samples."""
-    objective, args = settings.objective, settings.training
-    if data.streaming:
-        if args.max_steps <= 0:
-            raise ScratchError("--streaming needs --max_steps: a stream has no length to count epochs in")
-        data.train.seed = args.seed  # the stream's shuffle follows the run's seed
-    block = data.block_size
-    short = args.curriculum_block_size
-    if short and (short >= block or block % short):
-        raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {block} and be smaller")
-    peak = peak_tflops(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
-    tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block
-    throughput = ThroughputMeter(
-        tokens_per_step=tokens_per_step,
-        flops_per_token=model_flops_per_token(model, block),
-        peak_flops=peak * 1e12 * args.world_size if peak else None,
-    )
-    manifest = run_manifest(
-        resolved_config(*settings.parsed),
-        data.corpus_description,
-        data.corpus_fingerprint,
-        data.tokenizer_fingerprint,
-        args.world_size,
-    )
-    callbacks = [throughput, ManifestCallback(manifest)]
-    if args.stop_at_eval_loss is not None:
-        callbacks.append(StopAtEvalLoss(args.stop_at_eval_loss))
-    if args.profile_steps is not None:
-        callbacks.append(ProfileSteps(*args.profile_window(), Path(args.output_dir) / "profile"))
-    trainer = PretrainingTrainer(
-        model=model,
-        args=args,
-        data_collator=objective.collator(tokenizer, settings),
-        train_dataset=data.train,
-        eval_dataset=data.validation,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        objective=objective,
-        eval_unigram_loss=objective.unigram_loss(data, tokenizer),
-        chars_per_token=objective.chars_per_token(data),
-        throughput=throughput,
-        run_manifest=manifest,
-        tokens_per_step=tokens_per_step,
-        **objective.trainer_options(args),
-    )
-    if objective.causal:
-        trainer.add_callback(
-            SampleCallback(
-                args.sample_prompts or [], args.sample_max_new_tokens, args.seed, trainer.callback_handler.callbacks
-            )
+
+def pretrain(settings: RunSettings) -> dict:
+    """A whole pretraining run; returns the final train and held-out metrics."""
+    args = settings.training
+    setup_run(args)
+    resume_from = resolve_resume(args)
+    set_seed(args.seed)
+    run = build_run(settings)
+    summary = log_run_summary(run.trainer, run.data)
+    result = train(run.trainer, resume_from)
+    preemption = run.callbacks.preemption
+    if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
+        checkpoint = Path(args.output_dir) / f"checkpoint-{preemption.stopped_at}"
+        raise Preempted(
+            f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
+            "the same command plus --resume_from_checkpoint true"
         )
-    return trainer
+    return finish_run(run.trainer, result, summary)
 
 
 def build_run(
@@ -110,28 +80,76 @@ def build_run(
     if data is None:
         spec = objective.packing(tokenizer, settings.data.block_size)
         with args.main_process_first(desc="tokenizing and packing"):
-            data = load_lm_data(settings.data, tokenizer, spec, corpus)
+            data = load_lm_data(settings.data, tokenizer, spec, corpus, seed=args.seed)
     model = objective.build_model(settings.model, tokenizer, data.block_size)
     tokenizer.model_max_length = settings.model.n_positions or data.block_size
     return Run(settings, tokenizer, data, model, build_trainer(settings, model, tokenizer, data))
 
 
-def pretrain(settings: RunSettings) -> dict:
-    """A whole pretraining run; returns the final train and held-out metrics."""
-    setup_run(settings.training)
-    resume_from = resolve_resume(settings.training)
-    set_seed(settings.training.seed)
-    run = build_run(settings)
-    summary = log_run_summary(run.trainer, run.data)
-    result = train(run.trainer, resume_from)
-    preemption = run.trainer.preemption
-    if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
-        checkpoint = Path(settings.training.output_dir) / f"checkpoint-{preemption.stopped_at}"
-        raise Preempted(
-            f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
-            "the same command plus --resume_from_checkpoint true"
+def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBase, data: LMData) -> PretrainingTrainer:
+    """The Trainer of `settings`' objective, with its collator, metrics and every callback of the run."""
+    objective, args = settings.objective, settings.training
+    if data.streaming and args.max_steps <= 0:
+        raise ScratchError("--streaming needs --max_steps: a stream has no length to count epochs in")
+    short = args.curriculum_block_size
+    if short and (short >= data.block_size or data.block_size % short):
+        raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {data.block_size} and be smaller")
+    peak = peak_tflops(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+    tokens_per_step = args.tokens_per_step(data.block_size)
+    manifest = run_manifest(
+        resolved_config(*settings.parsed),
+        data.corpus_description,
+        data.corpus_fingerprint,
+        data.tokenizer_fingerprint,
+        args.world_size,
+    )
+    callbacks = RunCallbacks.for_run(
+        args,
+        tokens_per_step=tokens_per_step,
+        flops_per_token=model_flops_per_token(model, data.block_size),
+        peak_flops=peak * 1e12 * args.world_size if peak else None,
+        manifest=manifest,
+        samples=objective.causal,
+    )
+    return PretrainingTrainer(
+        model=model,
+        args=args,
+        data_collator=objective.collator(tokenizer, settings),
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        processing_class=tokenizer,
+        objective=objective,
+        run_callbacks=callbacks,
+        eval_unigram_loss=objective.unigram_loss(data, tokenizer),
+        chars_per_token=objective.chars_per_token(data),
+        **objective.trainer_options(),
+    )
+
+
+def ensure_tokenizer(
+    tok_args: TokenizerArguments, data_args: DataArguments, required: tuple[str, ...]
+) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
+    """Load the configured tokenizer (checking it has the `required` special tokens), or train it on the
+    corpus's training split when it is missing.
+
+    Returns the corpus too when it had to be loaded, so the data step need not load it again.
+    """
+    path = Path(tok_args.tokenizer_name_or_path)
+    if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
+        return load_tokenizer(tok_args.tokenizer_name_or_path, required=required), None
+    logger.info(
+        "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
+        path,
+        tok_args.tokenizer_type,
+        tok_args.vocab_size,
+    )
+    if data_args.streaming and tok_args.max_tokenizer_train_bytes is None:
+        logger.warning(
+            "training the tokenizer on the whole stream: cap it with --max_tokenizer_train_bytes (about 1e9 is plenty)"
         )
-    return finish_run(run.trainer, result, summary)
+    corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
+    train_tokenizer_on_corpus(corpus, tok_args, path)
+    return load_tokenizer(str(path), required=required), corpus
 
 
 def main(argv: list[str], objective: str, default_config: Path, script: str) -> dict:

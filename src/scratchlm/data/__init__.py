@@ -28,13 +28,18 @@ __all__ = ["Corpus", "DataStats", "LMData", "PackingSpec", "load_corpus", "load_
 
 
 def load_lm_data(
-    args: DataArguments, tokenizer: PreTrainedTokenizerBase, spec: PackingSpec, corpus: Corpus | None = None
+    args: DataArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: PackingSpec,
+    corpus: Corpus | None = None,
+    seed: int = 0,
 ) -> LMData:
-    """Packed train/validation blocks laid out by `spec`: from `--prepared_data`, a `--streaming` source, or
-    the cache (built on a miss). `corpus` saves loading the corpus again when the caller already has it."""
+    """Packed train/validation blocks laid out by `spec`: from `--prepared_data`, a `--streaming` source (its
+    shuffle follows `seed`), or the cache (built on a miss). `corpus` saves loading the corpus again when the
+    caller already has it."""
     tokenizer_fp = tokenizer_fingerprint(tokenizer)
     if args.streaming:
-        data = load_streamed(args, tokenizer, spec, tokenizer_fp, corpus)
+        data = load_streamed(args, tokenizer, spec, tokenizer_fp, corpus, seed)
     elif args.prepared_data:
         logger.info("reading prepared blocks from %s (no tokenization)", args.prepared_data)
         data = load_prepared(args.prepared_data, tokenizer, spec, full_check=args.verify_data == "full")

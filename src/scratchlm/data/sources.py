@@ -24,6 +24,7 @@ from datasets import Dataset
 from ..arguments import DataArguments
 from ..errors import ScratchError
 from ..hub import require_hub
+from ..internals import dataset_fingerprint
 from .builtin import BUILTIN_CORPORA
 
 logger = logging.getLogger(__name__)
@@ -333,8 +334,8 @@ class HubDataset:
         return hashlib.sha256(
             json.dumps(
                 [
-                    train._fingerprint,
-                    validation._fingerprint if validation is not None else None,
+                    dataset_fingerprint(train),
+                    dataset_fingerprint(validation) if validation is not None else None,
                     self.args.validation_split_percentage,
                 ]
             ).encode()

@@ -79,9 +79,10 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
 
 
 def load_streamed(
-    args: DataArguments, tokenizer, spec: PackingSpec, tokenizer_fp: str, corpus: Corpus | None = None
+    args: DataArguments, tokenizer, spec: PackingSpec, tokenizer_fp: str, corpus: Corpus | None = None, seed: int = 0
 ) -> LMData:
-    """Training blocks as a stream; held-out blocks and the unigram baseline from a sample, in memory."""
+    """Training blocks as a stream, shuffled by `seed`; held-out blocks and the unigram baseline from a sample,
+    in memory."""
     corpus = corpus or load_corpus(args)
     heldout = list(corpus.validation[TEXT])
     val_ids = tokenize(heldout, tokenizer)
@@ -98,9 +99,7 @@ def load_streamed(
         validation_characters=sum(len(t) for t in heldout),
         validation_tokens=sum(len(ids) + 1 for ids in val_ids),
     )
-    train = StreamingBlocks(
-        documents, tokenizer, spec, args.streaming_shuffle_buffer, seed=0
-    )  # build_trainer sets the run's
+    train = StreamingBlocks(documents, tokenizer, spec, args.streaming_shuffle_buffer, seed=seed)
     logger.info(
         "%s: tokenizing on the fly; %d held-out blocks from %d documents",
         corpus.description,

@@ -1,8 +1,10 @@
 """Training: `PretrainingTrainer` (what needs the loop), its callbacks, and run set-up and finish."""
 
-from .callbacks import ProfileSteps, SampleCallback, StopAtEvalLoss, ThroughputMeter
+from .callbacks import ProfileSteps, RunCallbacks, SampleCallback, StopAtEvalLoss, ThroughputMeter
+from .guard import LossGuard
+from .health import HealthMonitor
+from .preemption import PreemptionCallback
 from .run import (
-    ensure_tokenizer,
     finish_run,
     guard_output_dir,
     log_run_summary,
@@ -14,19 +16,22 @@ from .run import (
 from .trainer import PretrainingTrainer, lm_eval_metrics, split_blocks
 
 __all__ = [
+    "HealthMonitor",
+    "LossGuard",
+    "PreemptionCallback",
     "PretrainingTrainer",
     "ProfileSteps",
+    "RunCallbacks",
     "SampleCallback",
     "StopAtEvalLoss",
     "ThroughputMeter",
-    "ensure_tokenizer",
     "finish_run",
     "guard_output_dir",
-    "lm_eval_metrics",
     "log_run_summary",
     "resolve_resume",
     "resolved_config",
     "setup_run",
     "split_blocks",
+    "lm_eval_metrics",
     "train",
 ]

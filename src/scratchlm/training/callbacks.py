@@ -1,17 +1,27 @@
-"""Callbacks of a pretraining run: throughput and MFU, samples at each evaluation (to the log and the
-trackers), and stopping at a quality target. The manifest sealed into checkpoints is `checkpoints.ManifestCallback`."""
+"""Callbacks of a pretraining run, and `RunCallbacks`: every callback a run has, by name.
+
+Defined here: throughput and MFU, profiling, samples at each evaluation (to the log and the trackers) and
+stopping at a quality target. The bad-loss guard, preemption and the health monitor have modules of their
+own; the manifest sealed into checkpoints is `checkpoints.ManifestCallback`. `recipe.build_trainer` is the
+one place that builds them all.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback, WandbCallback
 
+from ..checkpoints import ManifestCallback
 from ..generation import Samples, generate_samples
+from .guard import LossGuard
+from .health import HealthMonitor
+from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
 
@@ -117,9 +127,11 @@ class SampleCallback(TrainerCallback):
     """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
     the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
 
-    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int, trackers: list):
+    def __init__(self, prompts: list[str], max_new_tokens: int, seed: int):
         self.prompts, self.max_new_tokens, self.seed = prompts, max_new_tokens, seed
-        self.trackers = trackers  # the Trainer's callbacks, where the reporting integrations live
+        # The Trainer's callbacks, where the reporting integrations live: Trainer creates those from --report_to,
+        # so PretrainingTrainer hands them over once it has them.
+        self.trackers: list = []
         self.samples: Samples | None = None
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -162,3 +174,49 @@ def log_samples_to_trackers(callbacks: list, step: int, samples: Samples) -> Non
             callback.tb_writer.add_text("eval/samples", header + body, step)
             for key, value in samples.metrics.items():
                 callback.tb_writer.add_scalar(f"eval/samples_{key}", value, step)
+
+
+@dataclass
+class RunCallbacks:
+    """Every callback of a pretraining run, in the order Trainer calls them (after its own and the trackers'),
+    built by `for_run`. PretrainingTrainer and the end of the run reach the ones they talk to by name; none is
+    added anywhere else."""
+
+    throughput: ThroughputMeter
+    manifest: ManifestCallback
+    stop_at_eval_loss: StopAtEvalLoss | None
+    profile: ProfileSteps | None
+    guard: LossGuard  # on_step_end: before anything is logged or saved from a bad step
+    preemption: PreemptionCallback
+    health: HealthMonitor
+    samples: SampleCallback | None  # last: after the health line, like the evaluation it follows
+
+    @classmethod
+    def for_run(
+        cls,
+        args,
+        *,
+        tokens_per_step: int,
+        flops_per_token: float = 0.0,
+        peak_flops: float | None = None,
+        manifest: dict | None = None,
+        samples: bool = True,
+    ) -> RunCallbacks:
+        """The callbacks that `args` ask for; `samples` for objectives that generate (causal ones)."""
+        return cls(
+            throughput=ThroughputMeter(tokens_per_step, flops_per_token, peak_flops),
+            manifest=ManifestCallback(manifest or {}),
+            stop_at_eval_loss=StopAtEvalLoss(args.stop_at_eval_loss) if args.stop_at_eval_loss is not None else None,
+            profile=ProfileSteps(*args.profile_window(), Path(args.output_dir) / "profile")
+            if args.profile_steps is not None
+            else None,
+            guard=LossGuard(args.bad_loss, args.bad_loss_spike_factor),
+            preemption=PreemptionCallback(),
+            health=HealthMonitor(tokens_per_step, args.health_unigram_tokens),
+            samples=SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed)
+            if samples
+            else None,
+        )
+
+    def as_list(self) -> list[TrainerCallback]:
+        return [cb for f in fields(self) if (cb := getattr(self, f.name)) is not None]

@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather
 from transformers import TrainerCallback
 
 from ..checkpoints import checkpoints_newest_first
@@ -33,8 +35,8 @@ def describe_bad_loss(value: float, average: float) -> str:
 
 
 class LossGuard(TrainerCallback):
-    def __init__(self, mode: str, spike_factor: float, accelerator):
-        self.mode, self.spike_factor, self.accelerator = mode, spike_factor, accelerator
+    def __init__(self, mode: str, spike_factor: float):
+        self.mode, self.spike_factor = mode, spike_factor
         self.skipped_steps = 0
         self._state: torch.Tensor | None = None
 
@@ -102,9 +104,9 @@ class LossGuard(TrainerCallback):
     def _across_processes(self, verdict: torch.Tensor) -> list[float]:
         """(marker, loss, average) of the process whose marker (a flag or a step, 0: none) is the smallest
         non-zero one, the same on every process, which must all take the same decision."""
-        if self.accelerator.num_processes == 1:
+        if PartialState().num_processes == 1:
             return verdict.tolist()
-        rows = self.accelerator.gather(verdict.unsqueeze(0)).tolist()
+        rows = gather(verdict.unsqueeze(0)).tolist()
         return min((row for row in rows if row[0]), key=lambda row: row[0], default=rows[0])
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -5,7 +5,7 @@
 - clipping: the share of optimizer steps whose gradient norm was above `max_grad_norm`, and their mean
   norm (summed on the device, read at the report): a warning when nearly every step is cut hard;
 - data wait: the share of training wall time spent fetching batches (Trainer's `get_batch_samples`);
-- learning rate: the rate each parameter group was given against the schedule's closed form.
+- learning rate: the rate each parameter group was given against what the schedule gives at that step.
 
 Each check gives a verdict ("ok", "warn" or "n/a") and a line; a "warn" also goes to the log as a warning.
 """
@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from transformers import TrainerCallback
+
+from .schedules import ShadowSchedule, peak_rate
 
 logger = logging.getLogger("scratchlm")
 
@@ -96,71 +98,13 @@ def data_wait_verdict(wait_seconds: float, wall_seconds: float) -> Verdict:
     return Verdict("data_wait", "ok", line, share)
 
 
-def schedule_factor(kind: str, step: int, total: int, warmup: int, options: dict) -> float | None:
-    """The multiple of the peak learning rate after `step` scheduler steps, in closed form; None when unknown."""
-    if kind == "one_cycle":
-        return one_cycle_factor(step, total, warmup)
-    if kind == "warmup_stable_decay":
-        return warmup_stable_decay_factor(step, total, warmup, options)
-    if step < warmup:
-        return step / max(1, warmup) if kind != "constant" else 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    if kind == "constant" or kind == "constant_with_warmup":
-        return 1.0
-    if kind == "linear":
-        return max(0.0, (total - step) / max(1, total - warmup))
-    if kind == "cosine":
-        return max(0.0, 0.5 * (1 + math.cos(math.pi * 2 * options.get("num_cycles", 0.5) * progress)))
-    if kind == "cosine_with_min_lr" and "min_lr_rate" in options:
-        floor = options["min_lr_rate"]
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 2 * options.get("num_cycles", 0.5) * progress))
-    return None
-
-
-def warmup_stable_decay_factor(step: int, total: int, warmup: int, options: dict) -> float | None:
-    """transformers' warmup-stable-decay: up, flat at the peak, then down over num_decay_steps to min_lr_ratio."""
-    decay, floor = options.get("num_decay_steps"), options.get("min_lr_ratio", 0.0)
-    if decay is None or options.get("warmup_type", "linear") != "linear":
-        return None
-    if step < warmup:
-        return step / max(1, warmup) * (1 - floor) + floor
-    stable = total - warmup - decay
-    if step < warmup + stable:
-        return 1.0
-    if step >= warmup + stable + decay:
-        return floor
-    progress = (step - warmup - stable) / max(1, decay)
-    shapes = {
-        "linear": 1 - progress,
-        "cosine": 0.5 * (1 + math.cos(math.pi * 2 * options.get("num_cycles", 0.5) * progress)),
-        "1-sqrt": 1 - math.sqrt(progress),
-    }
-    shape = shapes.get(options.get("decay_type", "cosine"))
-    return None if shape is None else max(0.0, shape * (1 - floor) + floor)
-
-
-ONE_CYCLE_DIV = 25.0  # start at peak / 25 (fast.ai's and torch's default)
-ONE_CYCLE_FINAL_DIV = 1e4  # end at start / 10^4
-
-
-def one_cycle_factor(step: int, total: int, warmup: int) -> float:
-    """torch's OneCycleLR (cosine, two phases) as a multiple of the peak: up for `warmup` steps, then down."""
-    start, end = 1 / ONE_CYCLE_DIV, 1 / ONE_CYCLE_DIV / ONE_CYCLE_FINAL_DIV
-    rise = max(1, warmup) - 1
-    if step <= rise:
-        a, b, pct = start, 1.0, step / max(1, rise)
-    else:
-        a, b, pct = 1.0, end, (step - rise) / max(1, total - 1 - rise)
-    return b + (a - b) * (math.cos(math.pi * pct) + 1) / 2
-
-
-def learning_rate_verdict(optimizer, kind: str, step: int, total: int, warmup: int, options: dict) -> Verdict:
-    factor = schedule_factor(kind, step, total, warmup, options)
+def learning_rate_verdict(optimizer, schedule: ShadowSchedule, step: int) -> Verdict:
+    factor = schedule.factor(step)
     if factor is None or optimizer is None:
-        return Verdict("learning_rate", "n/a", f"no closed form for the {kind} schedule here")
+        return Verdict("learning_rate", "n/a", f"the {schedule.name} schedule gives no rate by step alone")
     worst = None
     for index, group in enumerate(optimizer.param_groups):
-        peak = group.get("max_lr") if kind == "one_cycle" else group.get("initial_lr")
+        peak = peak_rate(group)
         if peak is None:
             continue
         expected, applied = peak * factor, group["lr"]
@@ -170,6 +114,7 @@ def learning_rate_verdict(optimizer, kind: str, step: int, total: int, warmup: i
     if worst is None:
         return Verdict("learning_rate", "n/a", "the optimizer does not record its peak learning rate")
     error, index, applied, expected = worst
+    kind = schedule.name
     if error > LR_TOLERANCE and abs(applied - expected) > 1e-12:
         return Verdict(
             "learning_rate",
@@ -185,8 +130,7 @@ def learning_rate_verdict(optimizer, kind: str, step: int, total: int, warmup: i
 class HealthMonitor(TrainerCallback):
     """Collects the counts between evaluations and reports the four verdicts at each one."""
 
-    def __init__(self, trainer, tokens_per_step: int, unigram_tokens: int):
-        self.trainer = trainer
+    def __init__(self, tokens_per_step: int, unigram_tokens: int):
         self.tokens_per_step = tokens_per_step
         # Judged after this many tokens, or at the end of a shorter run: small models (BERT's above all) can sit
         # on the unigram bar for a while before they pass it (the BERT demo's held-out loss at half its run).
@@ -197,6 +141,10 @@ class HealthMonitor(TrainerCallback):
         self.window_start: float | None = None
         self.window_end: float | None = None
         self.window_first_step = 0
+        self.schedule: ShadowSchedule | None = None
+        # Set by PretrainingTrainer when it builds the optimizer: Trainer's callback events pass the optimizer the
+        # trainer had when it was constructed (none yet), not the one it trains with.
+        self.optimizer = None
         self.verdicts: list[Verdict] = []
 
     # -- counting, called by PretrainingTrainer ------------------------------------------------
@@ -206,38 +154,38 @@ class HealthMonitor(TrainerCallback):
             self.norm_sum = self.norm_sum + grad_norm.detach().float()
 
     @contextmanager
-    def fetching(self):
+    def fetching(self, step: int):
         start = time.perf_counter()
-        self.open_window(start)
+        self.open_window(start, step)
         try:
             yield
         finally:
             self.data_wait += time.perf_counter() - start
 
     # -- callbacks ----------------------------------------------------------------------------
-    def open_window(self, now: float) -> None:
+    def open_window(self, now: float, step: int) -> None:
         if self.window_start is None:
-            self.window_start, self.window_first_step = now, self.trainer.state.global_step
+            self.window_start, self.window_first_step = now, step
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.open_window(time.perf_counter())
+        self.open_window(time.perf_counter(), state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.window_end = time.perf_counter()
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, optimizer=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
             return
-        self.report(state.global_step, metrics["eval_loss"], metrics.get("eval_unigram_loss"))
+        self.report(args, state, optimizer or self.optimizer, metrics["eval_loss"], metrics.get("eval_unigram_loss"))
 
-    def report(self, step: int, eval_loss: float, unigram_loss: float | None) -> list[Verdict]:
-        args = self.trainer.args
+    def report(self, args, state, optimizer, eval_loss: float, unigram_loss: float | None) -> list[Verdict]:
+        step, total = state.global_step, state.max_steps
         steps = step - self.window_first_step
         clipped = int(self.clipped.item()) if torch.is_tensor(self.clipped) else int(self.clipped)
         norm_sum = float(self.norm_sum.item()) if torch.is_tensor(self.norm_sum) else float(self.norm_sum)
         wall = (self.window_end or 0.0) - (self.window_start or 0.0)
-        total = self.trainer.state.max_steps
-        scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        if self.schedule is None or self.schedule.num_training_steps != total:
+            self.schedule = ShadowSchedule(args, total)
         verdicts = [
             unigram_verdict(
                 eval_loss,
@@ -249,21 +197,14 @@ class HealthMonitor(TrainerCallback):
             else Verdict("unigram", "n/a", "no unigram bar"),
             clipping_verdict(clipped, steps, args.max_grad_norm, norm_sum / max(steps, 1)),
             data_wait_verdict(self.data_wait, wall),
-            learning_rate_verdict(
-                self.trainer.optimizer,
-                scheduler,
-                step,
-                total,
-                args.get_warmup_steps(total),
-                dict(args.lr_scheduler_kwargs or {}),
-            ),
+            learning_rate_verdict(optimizer, self.schedule, step),
         ]
         if steps == 0 and self.verdicts:  # an evaluation right after another: keep what the steps showed
             verdicts[1:3] = self.verdicts[1:3]
         self.verdicts = verdicts
         self.clipped, self.norm_sum, self.data_wait, self.window_start, self.window_end = 0, 0.0, 0.0, None, None
         self.window_first_step = step
-        if self.trainer.is_world_process_zero():
+        if state.is_world_process_zero:
             summary = "; ".join(f"{v.check} {v.verdict}" for v in verdicts)
             logger.info("health at step %d: %s", step, summary)
             for v in verdicts:

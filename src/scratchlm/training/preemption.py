@@ -9,6 +9,8 @@ import logging
 import signal
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import reduce
 from transformers import TrainerCallback
 
 logger = logging.getLogger("scratchlm")
@@ -18,8 +20,7 @@ AGREE_EVERY = 10
 
 
 class PreemptionCallback(TrainerCallback):
-    def __init__(self, accelerator):
-        self.accelerator = accelerator
+    def __init__(self):
         self.received: str | None = None  # the signal's name, once one came
         self.stopped_at: int | None = None
         self._previous: dict = {}
@@ -44,7 +45,8 @@ class PreemptionCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         stop = self.received is not None
-        if self.accelerator.num_processes > 1:  # every process stops at the same step, or the others hang
+        processes = PartialState()
+        if processes.num_processes > 1:  # every process stops at the same step, or the others hang
             # Agreeing costs a collective and a host sync: do it where Trainer syncs anyway (a log, a save, an
             # evaluation, the end), and at least every AGREE_EVERY steps.
             if not (
@@ -55,8 +57,8 @@ class PreemptionCallback(TrainerCallback):
                 or state.global_step % AGREE_EVERY == 0
             ):
                 return
-            flag = torch.tensor(float(stop), device=self.accelerator.device)
-            stop = self.accelerator.reduce(flag, reduction="sum").item() > 0
+            flag = torch.tensor(float(stop), device=processes.device)
+            stop = reduce(flag, reduction="sum").item() > 0
             if stop and self.received is None:
                 self.received = "a signal to another process"
         if stop and self.stopped_at is None:

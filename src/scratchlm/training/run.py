@@ -1,5 +1,5 @@
-"""Around the training loop: set a run up (logging, threads, guards, resume, tokenizer), report what it
-is about to do, and finish it (model, results, resolved config, samples, manifest, card, Hub push)."""
+"""Around the training loop: set a run up (logging, threads, guards, resume), report what it is about to do,
+and finish it (model, results, the run's own files from `scratchlm.outputs`, Hub push)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import enum
 import errno
-import json
 import logging
 import math
 import os
@@ -17,31 +16,22 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-import yaml
-from transformers import PreTrainedTokenizerBase
 
-from ..arguments import DataArguments, PretrainingArguments, TokenizerArguments
-from ..card import CARD_FILE, pretraining_card
+from ..arguments import PretrainingArguments
 from ..checkpoints import (
     check_checkpoint_matches,
     checkpoint_problem,
     latest_complete_checkpoint,
     out_of_space,
     require_clean_git,
-    write_manifest,
 )
-from ..data import Corpus, LMData, load_corpus
+from ..data import LMData
 from ..errors import ScratchError
 from ..hub import check_push_possible, push_failed
-from ..tokenizer import REPORT_FILE, load_tokenizer, train_tokenizer_on_corpus
-from .callbacks import SampleCallback
+from ..outputs import write_run_outputs
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger("scratchlm")
-
-RESOLVED_CONFIG_FILE = "run_config.yaml"
-SAMPLES_FILE = "samples.json"
-HEALTH_FILE = "health.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,35 +106,10 @@ def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None
         )
 
 
-def ensure_tokenizer(
-    tok_args: TokenizerArguments, data_args: DataArguments, required: tuple[str, ...]
-) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
-    """Load the configured tokenizer (checking it has the `required` special tokens), or train it on the
-    corpus's training split when it is missing.
-
-    Returns the corpus too when it had to be loaded, so the data step need not load it again.
-    """
-    path = Path(tok_args.tokenizer_name_or_path)
-    if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
-        return load_tokenizer(tok_args.tokenizer_name_or_path, required=required), None
-    logger.info(
-        "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
-        path,
-        tok_args.tokenizer_type,
-        tok_args.vocab_size,
-    )
-    if data_args.streaming and tok_args.max_tokenizer_train_bytes is None:
-        logger.warning(
-            "training the tokenizer on the whole stream: cap it with --max_tokenizer_train_bytes (about 1e9 is plenty)"
-        )
-    corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
-    train_tokenizer_on_corpus(corpus, tok_args, path)
-    return load_tokenizer(str(path), required=required), corpus
-
-
 def train(trainer: PretrainingTrainer, resume_from: str | None):
     if resume_from is not None:
-        check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_manifest["tokenizer_fingerprint"])
+        manifest = trainer.run_callbacks.manifest.manifest
+        check_checkpoint_matches(Path(resume_from), trainer.model, manifest["tokenizer_fingerprint"])
     with stops_on_a_full_disk(trainer):
         return trainer.train(resume_from_checkpoint=resume_from)
 
@@ -165,7 +130,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
     args, model = trainer.args, trainer.model
     params = sum(p.numel() for p in model.parameters())
     block = data.block_size
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    per_step = args.tokens_per_step(block) // block  # blocks per optimizer step
     train_blocks = None if data.streaming else len(data.train)
     steps = (
         args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(train_blocks / per_step))
@@ -273,7 +238,7 @@ def last_evaluation(trainer: PretrainingTrainer) -> dict | None:
     return None
 
 
-def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: list[dict], out: Path) -> None:
+def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: list[dict], written: list[str]) -> None:
     """The end of the log: held-out metrics, the health verdicts and where the outputs are, once."""
     margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
     named = ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
@@ -282,56 +247,38 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
         f"({margin:.2f} below); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
     ]
     lines += [f"health {v['check']}: {v['verdict']}: {v['message']}" for v in health]
-    files = [f"{CARD_FILE} (model card)", "all_results.json"] + [
-        f for f in (SAMPLES_FILE, HEALTH_FILE) if (out / f).exists()
-    ]
-    lines.append(f"outputs in {out}: model and tokenizer, {', '.join(files)}")
+    files = [f"{written[0]} (model card)", "all_results.json", *written[1:]]
+    lines.append(f"outputs in {trainer.args.output_dir}: model and tokenizer, {', '.join(files)}")
     logger.info("run finished at step %d\n  %s", trainer.state.global_step, "\n  ".join(lines))
 
 
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
-    # `_internal_call` keeps save_model from pushing: the card and results must be written first.
     with stops_on_a_full_disk(trainer):
-        trainer.save_model(_internal_call=True)
+        trainer.save_model_without_push()  # the card and results must be written before a push
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)
     eval_metrics = last_evaluation(trainer) or trainer.evaluate()
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
-    callback = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
-    samples = callback.samples if callback is not None else None
-    health = trainer.health.as_dicts() if trainer.health is not None else []
+    callbacks = trainer.run_callbacks
+    health = callbacks.health.as_dicts()
     out = Path(trainer.args.output_dir)
     if trainer.is_world_process_zero():
-        write_manifest(out, {**trainer.run_manifest, "global_step": trainer.state.global_step}, list_files=False)
-        config = trainer.run_manifest["config"]
-        (out / RESOLVED_CONFIG_FILE).write_text(
-            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        written = write_run_outputs(
+            out,
+            objective=trainer.objective,
+            model=trainer.model,
+            manifest=callbacks.manifest.manifest,
+            global_step=trainer.state.global_step,
+            eval_metrics=eval_metrics,
+            summary=summary,
+            samples=callbacks.samples.samples if callbacks.samples is not None else None,
+            health=health,
         )
-        if samples is not None:
-            (out / SAMPLES_FILE).write_text(
-                json.dumps({"samples": samples.texts, **samples.metrics}, ensure_ascii=False, indent=2) + "\n",
-                encoding="utf-8",
-            )
-        if health:
-            (out / HEALTH_FILE).write_text(json.dumps(health, indent=2) + "\n", encoding="utf-8")
-        report_file = Path(config.get("tokenizer_name_or_path", "")) / REPORT_FILE
-        report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else None
-        card = pretraining_card(
-            trainer.objective,
-            trainer.run_manifest,
-            trainer.model,
-            eval_metrics,
-            summary,
-            samples.texts if samples is not None else [],
-            report,
-            health,
-        )
-        (out / CARD_FILE).write_text(card, encoding="utf-8")
-        log_final_summary(trainer, eval_metrics, health, out)
+        log_final_summary(trainer, eval_metrics, health, written)
     if trainer.args.push_to_hub:
         try:
             trainer.push_to_hub(commit_message="scratchlm: end of pretraining")

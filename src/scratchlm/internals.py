@@ -1,0 +1,70 @@
+"""Every private name of transformers, datasets and torch that scratchlm relies on, fenced here.
+
+Each has no public equivalent in the releases we support. `PRIVATE_NAMES` lists them with the parameters we
+call them with; `tests/test_internals.py` checks every entry against the installed packages, so a release
+that moves one fails a test that names it instead of a training run. Nothing outside this module touches
+a private name of another package.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+
+from datasets import Dataset
+from transformers import Trainer
+
+# (owner, name, parameters we pass it or rely on; None for an attribute rather than a function)
+PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
+    # The gradient norm of every optimizer step before clipping: Trainer passes it to no callback.
+    (Trainer, "_clip_grad_norm", ("model",)),
+    # Trainer's flag that it built the scheduler itself and must rebuild it on a new train() call.
+    (Trainer, "_created_lr_scheduler", None),
+    # Saving the final model without pushing it: the card and results must be written before the push.
+    (Trainer, "save_model", ("output_dir", "_internal_call")),
+    # A loaded Hub dataset's content hash, which datasets computes from its files and offers no getter for.
+    (Dataset, "_fingerprint", None),
+]
+
+
+class TrainerInternals(Trainer):
+    """The Trainer overrides that need private names. `on_gradient_norm` is what a subclass implements."""
+
+    def on_gradient_norm(self, grad_norm, max_norm: float) -> None:
+        """Called with every optimizer step's gradient norm before clipping (a tensor, still on the device)."""
+
+    def _clip_grad_norm(self, model):
+        norm = super()._clip_grad_norm(model)
+        self.on_gradient_norm(norm, self.args.max_grad_norm)
+        return norm
+
+    def mark_scheduler_built(self) -> None:
+        """For a scheduler built outside `Trainer.create_scheduler`: Trainer rebuilds it on the next train()."""
+        self._created_lr_scheduler = True
+
+    def save_model_without_push(self) -> None:
+        self.save_model(_internal_call=True)
+
+
+def skip_steps_when(optimizer, should_skip: Callable[[], bool]):
+    """Wraps `optimizer.step` so that it does nothing when `should_skip()` says so; idempotent.
+
+    Trainer has no hook that can cancel an optimizer step, so the step itself is wrapped: a bound method,
+    as torch's LR schedulers expect of optimizer.step when they wrap it.
+    """
+    if getattr(optimizer, "_scratchlm_skips_steps", False):  # Trainer calls create_optimizer again on an existing one
+        return optimizer
+    step = optimizer.step
+
+    def step_unless_skipped(_optimizer, *args, **kwargs):
+        if should_skip():
+            return None  # leave the weights and the moments as they were
+        return step(*args, **kwargs)
+
+    optimizer.step = types.MethodType(step_unless_skipped, optimizer)
+    optimizer._scratchlm_skips_steps = True
+    return optimizer
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    return dataset._fingerprint

@@ -1,0 +1,81 @@
+"""The private names of transformers and datasets that scratchlm relies on (`scratchlm.internals`) still exist
+with the parameters we use, and the pieces built on them still work. A release that moves one fails here,
+by name."""
+
+import inspect
+import re
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from scratchlm.arguments import PretrainingArguments
+from scratchlm.internals import PRIVATE_NAMES, dataset_fingerprint, skip_steps_when
+from scratchlm.objectives import OBJECTIVES
+from scratchlm.training import PretrainingTrainer, RunCallbacks
+
+
+def _trainer(tmp_path, **overrides):
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2))
+    args = PretrainingArguments(output_dir=str(tmp_path), eval_strategy="no", report_to="none", **overrides)
+    return PretrainingTrainer(
+        model=model,
+        args=args,
+        objective=OBJECTIVES["causal"],
+        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=16),
+        chars_per_token=None,
+        eval_unigram_loss=1.0,
+    )
+
+
+@pytest.mark.parametrize("owner,name,parameters", PRIVATE_NAMES, ids=[f"{o.__name__}.{n}" for o, n, _ in PRIVATE_NAMES])
+def test_each_private_name_still_exists(tmp_path, owner, name, parameters):
+    if parameters is None:  # an attribute that instances get
+        instance = _trainer(tmp_path) if owner.__name__ == "Trainer" else Dataset.from_dict({"x": [1]})
+        assert hasattr(instance, name), f"{owner.__name__} instances no longer have {name}"
+        return
+    assert hasattr(owner, name), f"{owner.__name__}.{name} is gone"
+    signature = inspect.signature(getattr(owner, name))
+    missing = [p for p in parameters if p not in signature.parameters]
+    assert not missing, f"{owner.__name__}.{name} no longer takes {missing}"
+
+
+def test_every_step_reports_its_gradient_norm_before_clipping(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=3, per_device_train_batch_size=2, max_grad_norm=1e-6, save_strategy="no")
+    seen = []
+    trainer.on_gradient_norm = lambda norm, max_norm: seen.append((float(norm), max_norm))
+    trainer.train_dataset = [{"input_ids": torch.arange(16) % 64, "labels": torch.arange(16) % 64}] * 8
+    trainer.train()
+    assert len(seen) == 3 and all(norm > 1e-6 and max_norm == 1e-6 for norm, max_norm in seen)
+
+
+def test_a_wrapped_optimizer_step_is_skipped_when_asked_and_wrapped_once():
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    skip = [True]
+    assert skip_steps_when(skip_steps_when(optimizer, lambda: skip[0]), lambda: True) is optimizer
+    weight.grad = torch.ones(2)
+    optimizer.step()
+    assert torch.equal(weight.detach(), torch.ones(2))
+    skip[0] = False
+    optimizer.step()
+    assert torch.equal(weight.detach(), torch.zeros(2))
+
+
+def test_a_dataset_fingerprint_follows_its_content():
+    a, b = Dataset.from_dict({"text": ["x"]}), Dataset.from_dict({"text": ["y"]})
+    assert dataset_fingerprint(a) == dataset_fingerprint(Dataset.from_dict({"text": ["x"]}))
+    assert dataset_fingerprint(a) != dataset_fingerprint(b)
+
+
+def test_no_module_outside_internals_uses_these_private_names():
+    from conftest import ROOT
+
+    names = {name for _, name, _ in PRIVATE_NAMES if name.startswith("_")} | {"_internal_call"}
+    for path in (ROOT / "src" / "scratchlm").rglob("*.py"):
+        if path.name == "internals.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        used = sorted(n for n in names if re.search(rf"(?<!\w){n}\b", text))
+        assert not used, f"{path.relative_to(ROOT)} uses {used}: go through scratchlm.internals"
