@@ -33,7 +33,6 @@ from scratchlm.finetune import (
     classification_metrics,
     keep_median_seed,
     load_classification_file,
-    mcc_source,
     summarise_seeds,
 )
 from scratchlm.hub import require_hub, upload_folder
@@ -105,8 +104,6 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
         batched=True,
         remove_columns=[SENTENCE],
     )
-    source = mcc_source()
-    logger.info("Matthews correlation computed with %s", source)
 
     # ----- Fine-tune once per seed -------------------------------------------------------------
     per_seed = []
@@ -125,7 +122,7 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
             eval_dataset=encoded["validation"],
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=classification_metrics(source),
+            compute_metrics=classification_metrics(),
         )
         trainer.train()
         metrics = trainer.evaluate()
@@ -138,9 +135,9 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     if not training_args.should_save:  # other processes of a distributed run leave the files to the main one
         return summary
     median_seed = keep_median_seed(out, summary)
-    summary.update(model=cola_args.model_name_or_path, saved_seed=median_seed, mcc_source=source)
+    summary.update(model=cola_args.model_name_or_path, saved_seed=median_seed)
     (out / "eval_results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    append_to_model_card(out, cola_args.model_name_or_path, summary, source)
+    append_to_model_card(out, cola_args.model_name_or_path, summary)
     logger.info(
         "CoLA: median MCC %.4f over %d seed(s) (each: %s); model of seed %d saved in %s",
         summary["median_matthews_correlation"],

@@ -154,8 +154,8 @@ def test_validation_carve_is_deterministic(zh_file):
 @pytest.mark.parametrize("name", list(corpus_module.BUILTIN_CORPORA))
 def test_builtin_corpora_fingerprint_and_yield_text(name):
     args = DataArguments(corpus=name)
-    first = corpus_module.corpus_fingerprint(args)
-    assert first == corpus_module.corpus_fingerprint(args) and len(first) == 64
-    assert first != corpus_module.corpus_fingerprint(DataArguments(corpus=name, validation_split_percentage=7))
+    first = corpus_module.source_of(args).fingerprint()
+    assert first == corpus_module.source_of(args).fingerprint() and len(first) == 64
+    assert first != corpus_module.source_of(DataArguments(corpus=name, validation_split_percentage=7)).fingerprint()
     docs = [d for _, d in zip(range(50), corpus_module.BUILTIN_CORPORA[name].documents())]
     assert len(docs) == 50 and all(d.strip() for d in docs) and sum(map(len, docs)) > 1000

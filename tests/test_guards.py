@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback
 
-from scratchlm import checkpoints
+from scratchlm import provenance
 from scratchlm.arguments import PretrainingArguments
 from scratchlm.errors import ScratchError, run_cli
 from scratchlm.objectives import OBJECTIVES
@@ -118,19 +118,19 @@ def make_repo(path, dirty):
 
 def test_require_clean_git_refuses_a_dirty_checkout(tmp_path, zh_file, gpt_tokenizer_dir, capsys, monkeypatch):
     dirty = make_repo(tmp_path / "dirty", dirty=True)
-    monkeypatch.setattr(checkpoints, "code_dirs", lambda: [dirty])
+    monkeypatch.setattr(provenance, "code_dirs", lambda: [dirty])
     with pytest.raises(SystemExit):
         run_cli(pretrain_gpt2_zh.cli, flags(tmp_path, zh_file, gpt_tokenizer_dir, "--require_clean_git", "true"))
     err = capsys.readouterr().err.strip()
     assert f"the checkout at {dirty} has uncommitted changes" in err and not (tmp_path / "out").exists()
 
     clean = make_repo(tmp_path / "clean", dirty=False)
-    monkeypatch.setattr(checkpoints, "code_dirs", lambda: [clean])
-    checkpoints.require_clean_git()
-    assert checkpoints.code_git_state()["dirty"] is False
-    monkeypatch.setattr(checkpoints, "code_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(provenance, "code_dirs", lambda: [clean])
+    provenance.require_clean_git()
+    assert provenance.code_git_state()["dirty"] is False
+    monkeypatch.setattr(provenance, "code_dirs", lambda: [tmp_path])
     with pytest.raises(ScratchError, match="not run from a git checkout"):
-        checkpoints.require_clean_git()
+        provenance.require_clean_git()
 
 
 @pytest.mark.parametrize("optim", ["adamw_torch_fused", "muon"])

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from scratchlm.checkpoints import MANIFEST_FILE, QUARANTINE_DIR
+from scratchlm.checkpoints import QUARANTINE_DIR
 from scratchlm.errors import run_cli
 from scratchlm.objectives import OBJECTIVES
+from scratchlm.provenance import MANIFEST_FILE
 
 import pretrain_gpt2_zh
 from conftest import ROOT, two_processes

@@ -10,7 +10,6 @@ import pytest
 
 from scratchlm.cli import main as scratchlm
 from scratchlm.errors import ScratchError, run_cli
-from scratchlm.hub import files_to_upload
 
 import pretrain_gpt2_zh
 from conftest import ROOT
@@ -216,12 +215,53 @@ def test_model_card_and_the_upload_set(tensorboard_run):
         "tokens trained",
         f"| eval_loss | {metrics['eval_loss']:.4f} |",
         "characters per token",
-        "nats/token below a unigram",
+        "a unigram model fitted on the training tokens",
     ):
         assert needle in body, needle
     assert "trust_remote_code" not in body  # stock GPT-2 needs no remote code
     assert f'AutoModelForCausalLM.from_pretrained("{run}")' in body  # not pushed: the local folder
-    uploaded = set(files_to_upload(run))
+
+
+class RecordingHub:
+    """Stands in for the Hub client Trainer pushes through, and records what a push would upload."""
+
+    pushes: list[dict] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, **kwargs):
+        RecordingHub.pushes.append(kwargs)
+
+
+def test_the_push_uploads_the_model_and_its_files_but_no_checkpoint(tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch):
+    import transformers.trainer
+    from huggingface_hub.utils import filter_repo_objects
+
+    from scratchlm import training
+
+    monkeypatch.setattr(training.run, "check_push_possible", lambda args: None)
+    monkeypatch.setattr(transformers.trainer, "hf_api", RecordingHub)
+    RecordingHub.pushes.clear()
+    out = tmp_path / "run"
+    run_recipe(
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--output_dir",
+        out,
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/m",
+        "--hub_strategy",
+        "end",
+    )
+    (push,) = RecordingHub.pushes  # one push, at the end, after the card and results were written
+    assert push["repo_id"] == "me/m" and push["folder_path"] == str(out)
+    files = [str(p.relative_to(out)) for p in sorted(out.rglob("*")) if p.is_file()]
+    uploaded = set(filter_repo_objects(files, ignore_patterns=push["ignore_patterns"]))
     assert {
         "README.md",
         "model.safetensors",
@@ -234,7 +274,7 @@ def test_model_card_and_the_upload_set(tensorboard_run):
         "samples.json",
     } <= uploaded
     assert not any(f.startswith(("checkpoint-", "_")) for f in uploaded)
-    assert any(p.name.startswith("checkpoint-") for p in run.iterdir())
+    assert any(p.name.startswith("checkpoint-") for p in out.iterdir())
 
 
 def test_card_of_our_family_says_how_to_load_it(tmp_path, zh_file, gpt_tokenizer_dir):
@@ -315,7 +355,7 @@ def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenize
     message = str(info.value)
     assert "ConnectionError: Max retries exceeded" in message and f"saved locally in {out}" in message
     assert "\n" not in message
-    assert {"model.safetensors", "README.md", "all_results.json"} <= set(files_to_upload(out))
+    assert all((out / name).is_file() for name in ("model.safetensors", "README.md", "all_results.json"))
 
 
 def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt_tokenizer_dir, capsys):

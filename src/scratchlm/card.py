@@ -1,4 +1,4 @@
-"""The model card (README.md with Hub metadata) of a pretrained model."""
+"""The model card (README.md with Hub metadata) of a pretrained model: one template, filled from the run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,83 @@ from .data.builtin import BUILTIN_CORPORA
 from .models import FAMILIES
 
 CARD_FILE = "README.md"
+FENCE = "`" * 3
+
+CARD = """---
+{metadata}---
+
+# {name}
+
+A {kind} language model pretrained from scratch with scratchlm.
+
+## Model
+
+| | |
+|---|---|
+| architecture | `{model_type}` ({model_class}) |
+| parameters | {parameters:,} |
+| layers x width x heads | {n_layer} x {n_embd} x {n_head} |
+| context | {block_size} tokens |
+| vocabulary | {vocab_size:,} (padded to a multiple of {pad_vocab_to_multiple_of}) |
+{blocks_row}
+## Tokenizer
+
+{tokenizer}
+
+## Training data
+
+{corpus}
+
+Corpus content hash `{corpus_hash}`, tokenizer hash `{tokenizer_hash}` (full values in `run_manifest.json`).
+
+## Training
+
+| setting | value |
+|---|---|
+{training_rows}
+| tokens trained | {total_tokens:,} |
+| device | {device} |
+
+The full resolved settings are in `run_config.yaml`; `--config run_config.yaml` repeats the run.
+
+## Results (held-out)
+
+| metric | value |
+|---|---|
+{result_rows}
+{unigram_line}{health}{samples}
+## How to load
+
+{fence}python
+from transformers import AutoTokenizer, {auto}
+tokenizer = AutoTokenizer.from_pretrained("{where}"{remote})
+model = {auto}.from_pretrained("{where}"{remote})
+{fence}
+{remote_note}
+## Limitations
+
+A small model trained on {total_tokens:,} tokens of one corpus: it imitates that corpus's style and topics, \
+makes up facts, and is not instruction-tuned or filtered for safety. Use it for research and teaching, and as \
+a starting point for fine-tuning.
+"""
+
+TRAINING_KEYS = (
+    "optim",
+    "learning_rate",
+    "muon_learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta2",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "num_train_epochs",
+    "mlm_probability",
+    "dropout",
+    "seed",
+)
+RESULT_KEYS = ("eval_loss", "eval_unigram_loss", "eval_perplexity", "eval_bits_per_char", "eval_accuracy")
 
 
 def _language(config: dict) -> str | None:
@@ -18,6 +95,36 @@ def _language(config: dict) -> str | None:
     if corpus is not None and not config.get("train_files") and not config.get("dataset_name"):
         return corpus.language
     return None
+
+
+def _training_rows(config: dict) -> str:
+    shown = []
+    for key in TRAINING_KEYS:
+        if key not in config:
+            continue
+        if key == "num_train_epochs" and config.get("max_steps", -1) > 0:
+            continue  # the steps decide
+        if key == "muon_learning_rate" and config.get("optim") != "muon":
+            continue
+        label = (
+            "learning_rate (AdamW: embeddings, output layer, norms, biases)"
+            if (key == "learning_rate" and config.get("optim") == "muon")
+            else key
+        )
+        shown.append(f"| {label} | {config[key]} |")
+    return "\n".join(shown)
+
+
+def _tokenizer_line(config: dict, report: dict) -> str:
+    line = (
+        f"`{report.get('tokenizer_type', config.get('tokenizer_type'))}` with "
+        f"`{report.get('special_tokens_style', config.get('special_tokens_style'))}` special tokens, "
+        f"{report.get('vocab_size', '?')} tokens, "
+        f"normalization `{report.get('normalization', config.get('normalization'))}`"
+    )
+    if "chars_per_token" in report:
+        return line + f", {report['chars_per_token']:.3f} characters per token on held-out text."
+    return line + "."
 
 
 def pretraining_card(
@@ -32,7 +139,6 @@ def pretraining_card(
 ) -> str:
     """README.md with Hub metadata for a pretrained model: what it is, how it was made, how good, how to load."""
     config, model_type = manifest["config"], model.config.model_type
-    causal = objective.causal
     ours = FAMILIES[model_type].ours
     metadata = {
         "library_name": "transformers",
@@ -43,129 +149,65 @@ def pretraining_card(
         metadata["language"] = [_language(config)]
     if config.get("dataset_name"):
         metadata["datasets"] = [config["dataset_name"]]
-    auto = objective.auto_class
-    remote = ", trust_remote_code=True" if ours else ""
     eval_loss, unigram = metrics.get("eval_loss"), metrics.get("eval_unigram_loss")
-    name = Path(config.get("output_dir", "model")).name
-
-    lines = [
-        f"---\n{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)}---",
-        "",
-        f"# {name}",
-        "",
-        f"A {'causal' if causal else 'masked'} language model pretrained from scratch with "
-        f"[scratchlm](https://github.com/scratchlm/scratchlm).",
-        "",
-        "## Model",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| architecture | `{model_type}` ({type(model).__name__}) |",
-        f"| parameters | {summary['parameters']:,} |",
-        f"| layers x width x heads | {config.get('n_layer')} x {config.get('n_embd')} x {config.get('n_head')} |",
-        f"| context | {config.get('block_size')} tokens |",
-        f"| vocabulary | {model.config.vocab_size:,} "
-        f"(padded to a multiple of {config.get('pad_vocab_to_multiple_of')}) |",
-    ]
+    blocks = ""
     if ours:
-        lines.append(
-            f"| blocks | {config.get('norm_placement')}-norm"
-            + (f", {config.get('position_embedding')} positions |" if causal else " |")
-        )
-    lines += ["", "## Tokenizer", ""]
-    report = tokenizer_report or {}
-    lines.append(
-        f"`{report.get('tokenizer_type', config.get('tokenizer_type'))}` with "
-        f"`{report.get('special_tokens_style', config.get('special_tokens_style'))}` special tokens, "
-        f"{report.get('vocab_size', '?')} tokens, "
-        f"normalization `{report.get('normalization', config.get('normalization'))}`"
-        + (
-            f", {report['chars_per_token']:.3f} characters per token on held-out text."
-            if "chars_per_token" in report
-            else "."
-        )
+        positions = f", {config.get('position_embedding')} positions" if objective.causal else ""
+        blocks = f"| blocks | {config.get('norm_placement')}-norm{positions} |\n"
+    side = "below" if eval_loss is not None and unigram is not None and eval_loss <= unigram else "above"
+    unigram_line = (
+        f"\nThe held-out loss is {abs(unigram - eval_loss):.3f} nats/token {side} "
+        f"a unigram model fitted on the training tokens ({unigram:.3f}), the bar any language model must clear.\n"
+        if eval_loss is not None and unigram is not None
+        else ""
     )
-    lines += [
-        "",
-        "## Training data",
-        "",
-        manifest.get("corpus", ""),
-        "",
-        f"Corpus content hash `{manifest['corpus_fingerprint'][:16]}`, tokenizer hash "
-        f"`{manifest['tokenizer_fingerprint'][:16]}` (full values in `run_manifest.json`).",
-        "",
-        "## Training",
-        "",
-        "| setting | value |",
-        "|---|---|",
-    ]
-    for key in (
-        "learning_rate",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
-        "adam_beta2",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "max_steps",
-        "num_train_epochs",
-        "mlm_probability",
-        "dropout",
-        "seed",
-    ):
-        if key in config and not (key == "num_train_epochs" and config.get("max_steps", -1) > 0):
-            lines.append(f"| {key} | {config[key]} |")
-    lines += [
-        f"| tokens trained | {summary['total_tokens']:,} |",
-        f"| device | {manifest['device']} |",
-        "",
-        "The full resolved settings are in `run_config.yaml`; `--config run_config.yaml` repeats the run.",
-        "",
-        "## Results (held-out)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    for key in ("eval_loss", "eval_unigram_loss", "eval_perplexity", "eval_bits_per_char", "eval_accuracy"):
-        if key in metrics:
-            lines.append(f"| {key} | {metrics[key]:.4f} |")
-    if eval_loss is not None and unigram is not None:
-        lines += [
-            "",
-            f"The held-out loss is {unigram - eval_loss:.3f} nats/token below a unigram model fitted on the "
-            f"training tokens ({unigram:.3f}), the bar any language model must clear.",
-        ]
+    health_section = ""
     if health:
-        lines += ["", "## Health (at the last evaluation)", "", "| check | verdict | detail |", "|---|---|---|"]
-        lines += [f"| {v['check']} | {v['verdict']} | {v['message'].replace('|', '/')} |" for v in health]
+        rows = "\n".join(f"| {v['check']} | {v['verdict']} | {v['message'].replace('|', '/')} |" for v in health)
+        health_section = (
+            f"\n## Health (at the last evaluation)\n\n| check | verdict | detail |\n|---|---|---|\n{rows}\n"
+        )
+    samples_section = ""
     if samples:
-        lines += ["", "## Samples", "", "From fixed prompts at the end of training (temperature 0.8, top-k 50):", ""]
-        lines += [f"- {json.dumps(s, ensure_ascii=False)}" for s in samples]
-    # The Hub id when the run pushes, else the local folder it was saved in.
-    where = config.get("hub_model_id") or config.get("output_dir") or "."
-    lines += [
-        "",
-        "## How to load",
-        "",
-        "```python",
-        "from transformers import AutoTokenizer, " + auto,
-        f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
-        f'model = {auto}.from_pretrained("{where}"{remote})',
-        "```",
-        "",
-    ]
-    if ours:
-        lines += [
-            f"`{model_type}` is scratchlm's own model family: its code travels with the checkpoint, hence "
-            "`trust_remote_code=True` (or `import scratchlm` first, which registers it).",
-            "",
-        ]
-    lines += [
-        "## Limitations",
-        "",
-        f"A small model trained on {summary['total_tokens']:,} tokens of one corpus: it imitates that corpus's "
-        "style and topics, makes up facts, and is not instruction-tuned or filtered for safety. Use it for "
-        "research and teaching, and as a starting point for fine-tuning.",
-        "",
-    ]
-    return "\n".join(lines)
+        listed = "\n".join(f"- {json.dumps(s, ensure_ascii=False)}" for s in samples)
+        samples_section = (
+            f"\n## Samples\n\nFrom fixed prompts at the end of training (temperature 0.8, top-k 50):\n\n{listed}\n"
+        )
+    remote_note = (
+        f"\n`{model_type}` is scratchlm's own model family: its code travels with the checkpoint, hence "
+        "`trust_remote_code=True` (or `import scratchlm` first, which registers it).\n"
+        if ours
+        else ""
+    )
+    return CARD.format(
+        metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
+        name=Path(config.get("output_dir", "model")).name,
+        kind="causal" if objective.causal else "masked",
+        model_type=model_type,
+        model_class=type(model).__name__,
+        parameters=summary["parameters"],
+        n_layer=config.get("n_layer"),
+        n_embd=config.get("n_embd"),
+        n_head=config.get("n_head"),
+        block_size=config.get("block_size"),
+        vocab_size=model.config.vocab_size,
+        pad_vocab_to_multiple_of=config.get("pad_vocab_to_multiple_of"),
+        blocks_row=blocks,
+        tokenizer=_tokenizer_line(config, tokenizer_report or {}),
+        corpus=manifest.get("corpus", ""),
+        corpus_hash=manifest["corpus_fingerprint"][:16],
+        tokenizer_hash=manifest["tokenizer_fingerprint"][:16],
+        training_rows=_training_rows(config),
+        total_tokens=summary["total_tokens"],
+        device=manifest["device"],
+        result_rows="\n".join(f"| {k} | {metrics[k]:.4f} |" for k in RESULT_KEYS if k in metrics),
+        unigram_line=unigram_line,
+        health=health_section,
+        samples=samples_section,
+        fence=FENCE,
+        auto=objective.auto_class,
+        # The Hub id when the run pushes, else the local folder it was saved in.
+        where=config.get("hub_model_id") or config.get("output_dir") or ".",
+        remote=", trust_remote_code=True" if ours else "",
+        remote_note=remote_note,
+    )

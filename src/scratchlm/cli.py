@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ScratchError, run_cli
@@ -16,9 +18,9 @@ def _log_to_stdout() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Subcommands
+# What each subcommand does: cmd_*(its parsed arguments, the setting flags it passes on to a config)
 # ---------------------------------------------------------------------------------------------
-def cmd_plot(args) -> None:
+def cmd_plot(args, overrides: list[str]) -> None:
     from .plotting import plot_run, write_reference
 
     written, drawn = plot_run(args.run_dir, args.out, args.compare, reference=not args.no_reference)
@@ -75,7 +77,7 @@ def cmd_prepare(args, overrides: list[str]) -> None:
     )
 
 
-def cmd_plan(args) -> None:
+def cmd_plan(args, overrides: list[str]) -> None:
     from .planner import format_plan, make_plan, measure_tokens_per_second
 
     options = dict(
@@ -99,7 +101,7 @@ def cmd_plan(args) -> None:
         args.json.write_text(json.dumps(plan.as_dict(), indent=2) + "\n")
 
 
-def cmd_generate(args) -> None:
+def cmd_generate(args, overrides: list[str]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -132,7 +134,7 @@ def cmd_generate(args) -> None:
         print(f"  [distinct-2 {row['distinct_2']:.2f}, repeated 4-gram share {row['repeated_4gram_share']:.2f}]")
 
 
-def cmd_inspect_tokenizer(args) -> None:
+def cmd_inspect_tokenizer(args, overrides: list[str]) -> None:
     from .tokenizer import REPORT_FILE, load_tokenizer
 
     tokenizer = load_tokenizer(str(args.tokenizer_dir), required=())
@@ -155,7 +157,7 @@ def cmd_inspect_tokenizer(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing
+# Each subcommand's arguments
 # ---------------------------------------------------------------------------------------------
 def positive_int(text: str) -> int:
     value = int(text)
@@ -164,11 +166,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scratchlm", description="Tools around pretraining runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    plot = sub.add_parser("plot", help="PNG plots of a run: loss vs the unigram bar, learning rate, throughput.")
+def plot_arguments(plot: argparse.ArgumentParser) -> None:
     plot.add_argument("run_dir", type=Path, help="A run's output_dir (or one with checkpoint-* folders).")
     plot.add_argument("--out", type=Path, default=None, help="Where the PNGs go (default: RUN_DIR/plots).")
     plot.add_argument(
@@ -187,11 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Also save this run's loss curve and settings as a curve JSON (for --compare, or as a reference).",
     )
 
-    find_lr = sub.add_parser(
-        "find-lr",
-        help="LR range test on a pretraining config's model and data; suggests a peak learning rate.",
-        epilog="Other flags (e.g. --train_files, --max_train_samples) override the config, as in the recipes.",
-    )
+
+def find_lr_arguments(find_lr: argparse.ArgumentParser) -> None:
     find_lr.add_argument("config", type=Path, help="A pretraining recipe's YAML config.")
     find_lr.add_argument("--steps", type=int, default=200, help="Steps from --min_lr to --max_lr (default 200).")
     find_lr.add_argument("--min_lr", type=float, default=1e-6)
@@ -204,22 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     find_lr.add_argument("--overwrite", action="store_true", help="Write into an existing --out folder.")
 
-    over = sub.add_parser(
-        "overfit",
-        help="Can the config's model memorise one small text? Trains on it until the loss is near zero, then samples.",
-        epilog="Other flags (e.g. --n_embd 128, --learning_rate 3e-3) override the config, as in the recipes.",
-    )
+
+def overfit_arguments(over: argparse.ArgumentParser) -> None:
     over.add_argument("config", type=Path, help="A causal pretraining recipe's YAML config.")
     over.add_argument("--text", type=Path, required=True, help="A small text file, e.g. The Verdict (20 KB).")
     over.add_argument("--steps", type=positive_int, default=500, help="Full-batch steps at most (default 500).")
     over.add_argument("--target", type=float, default=0.1, help="Training loss that counts as memorised (nats/token).")
     over.add_argument("--json", type=Path, help="Also write the result as JSON.")
 
-    prep = sub.add_parser(
-        "prepare",
-        help="Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
-        epilog="Other flags (e.g. --train_files 'corpus/*.txt', --block_size) override the config, as in the recipes.",
-    )
+
+def prepare_arguments(prep: argparse.ArgumentParser) -> None:
     prep.add_argument("config", type=Path, help="The pretraining recipe's YAML config (tokenizer, corpus, block size).")
     prep.add_argument("--out", type=Path, required=True, help="Folder for the shards and prepared.json.")
     prep.add_argument(
@@ -230,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--overwrite", action="store_true", help="Replace an existing --out folder.")
 
-    plan = sub.add_parser("plan", help="Compute-optimal model size, tokens, shape, batch and wall time for a budget.")
+
+def plan_arguments(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--gpu", help="GPU type, e.g. H100, A100, L4 (with --hours).")
     plan.add_argument("--hours", type=float, help="GPU hours per GPU.")
     plan.add_argument("--num_gpus", type=int, default=1)
@@ -246,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--measure", action="store_true", help="Measure throughput of the planned shape here.")
     plan.add_argument("--json", type=Path, help="Also write the plan as JSON.")
 
-    gen = sub.add_parser("generate", help="Sample from a causal LM checkpoint (ours or stock).")
+
+def generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model_dir", help="A model directory (or Hub id, online).")
     gen.add_argument("--prompt", action="append", required=True, help="Prompt; repeat for several.")
     gen.add_argument("--max_new_tokens", type=int, default=64)
@@ -259,28 +250,83 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
 
-    inspect = sub.add_parser("inspect-tokenizer", help="A tokenizer's type, size, special tokens, report and splits.")
+
+def inspect_tokenizer_arguments(inspect: argparse.ArgumentParser) -> None:
     inspect.add_argument("tokenizer_dir", type=Path)
     inspect.add_argument("--text", action="append", help="Show how this text is split; repeat for several.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command table: one entry per subcommand, one dispatch
+# ---------------------------------------------------------------------------------------------
+OVERRIDES = "Other flags ({}) override the config, as in the recipes."
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, list[str]], None]
+    overrides: str | None = None  # for commands that take a config: examples of the setting flags they pass on
+
+
+COMMANDS = [
+    Command(
+        "plot", "PNG plots of a run: loss vs the unigram bar, learning rate, throughput.", plot_arguments, cmd_plot
+    ),
+    Command(
+        "find-lr",
+        "LR range test on a pretraining config's model and data; suggests a peak learning rate.",
+        find_lr_arguments,
+        cmd_find_lr,
+        overrides="e.g. --train_files, --max_train_samples",
+    ),
+    Command(
+        "overfit",
+        "Can the config's model memorise one small text? Trains on it until the loss is near zero, then samples.",
+        overfit_arguments,
+        cmd_overfit,
+        overrides="e.g. --n_embd 128, --learning_rate 3e-3",
+    ),
+    Command(
+        "prepare",
+        "Tokenize and pack a corpus once into sharded memory-mapped files (--prepared_data DIR).",
+        prepare_arguments,
+        cmd_prepare,
+        overrides="e.g. --train_files 'corpus/*.txt', --block_size",
+    ),
+    Command(
+        "plan", "Compute-optimal model size, tokens, shape, batch and wall time for a budget.", plan_arguments, cmd_plan
+    ),
+    Command("generate", "Sample from a causal LM checkpoint (ours or stock).", generate_arguments, cmd_generate),
+    Command(
+        "inspect-tokenizer",
+        "A tokenizer's type, size, special tokens, report and splits.",
+        inspect_tokenizer_arguments,
+        cmd_inspect_tokenizer,
+    ),
+]
+BY_NAME = {command.name: command for command in COMMANDS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scratchlm", description="Tools around pretraining runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        epilog = OVERRIDES.format(command.overrides) if command.overrides else None
+        command.arguments(sub.add_parser(command.name, help=command.help, epilog=epilog))
     return parser
 
 
 def _main(argv: list[str]) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("find-lr", "prepare", "overfit"):
+    command = BY_NAME[args.command]
+    if extra and not command.overrides:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _log_to_stdout()
-    if args.command == "find-lr":
-        cmd_find_lr(args, extra)
-    elif args.command == "prepare":
-        cmd_prepare(args, extra)
-    elif args.command == "overfit":
-        cmd_overfit(args, extra)
-    else:
-        {"plot": cmd_plot, "plan": cmd_plan, "generate": cmd_generate, "inspect-tokenizer": cmd_inspect_tokenizer}[
-            args.command
-        ](args)
+    command.run(args, extra)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,6 @@ import pandas as pd
 from datasets import Dataset
 
 from .errors import ScratchError
-from .hub import hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -74,39 +73,18 @@ def load_classification_file(path: str | Path, flag: str) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------
-def mcc_source() -> str:
-    """`evaluate` when its metric can be loaded (it lives on the Hub), otherwise scikit-learn."""
-    if hub_reachable():
-        try:
-            import evaluate
-
-            evaluate.load("matthews_correlation")
-            return "evaluate"
-        except Exception as err:  # evaluate raises several kinds when the Hub misbehaves
-            logger.info("evaluate's matthews_correlation could not be loaded (%s)", err)
-    return "scikit-learn"
-
-
-def matthews_correlation(labels, predictions, source: str = "scikit-learn") -> float:
-    if source == "evaluate":
-        import evaluate
-
-        return float(
-            evaluate.load("matthews_correlation").compute(references=labels, predictions=predictions)[
-                "matthews_correlation"
-            ]
-        )
+def matthews_correlation(labels, predictions) -> float:
     from sklearn.metrics import matthews_corrcoef
 
     return float(matthews_corrcoef(labels, predictions))
 
 
-def classification_metrics(source: str):
+def classification_metrics():
     def compute(eval_pred) -> dict[str, float]:
         predictions = np.asarray(eval_pred.predictions).argmax(axis=-1)
         labels = np.asarray(eval_pred.label_ids)
         return {
-            "matthews_correlation": matthews_correlation(labels, predictions, source),
+            "matthews_correlation": matthews_correlation(labels, predictions),
             "accuracy": float((predictions == labels).mean()),
         }
 
@@ -136,13 +114,13 @@ def keep_median_seed(output_dir: Path, summary: dict) -> int:
     return keep
 
 
-def append_to_model_card(output_dir: str | Path, model_name: str, summary: dict, mcc_from: str) -> Path:
+def append_to_model_card(output_dir: str | Path, model_name: str, summary: dict) -> Path:
     card = Path(output_dir) / "README.md"
     lines = [
         "",
         "## CoLA fine-tuning",
         "",
-        f"Fine-tuned from `{model_name}` with {len(summary['seeds'])} seed(s); Matthews correlation from {mcc_from}.",
+        f"Fine-tuned from `{model_name}` with {len(summary['seeds'])} seed(s).",
         "",
         "| seed | MCC | accuracy |",
         "|---|---|---|",

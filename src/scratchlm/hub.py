@@ -1,8 +1,7 @@
-"""The Hub: failing fast when it cannot be reached, what a push uploads, and pushing a finished folder."""
+"""The Hub: failing fast when it cannot be reached, and pushing a finished folder."""
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import socket
 from pathlib import Path
@@ -11,12 +10,6 @@ from .errors import ScratchError
 
 # The patterns Trainer.push_to_hub leaves out; our quarantined checkpoints start with "_" for this reason.
 UPLOAD_IGNORE = ["_*", "checkpoint-*"]
-
-
-def files_to_upload(out: Path) -> list[str]:
-    """The files a push uploads from `out`: everything but checkpoints and `_*`."""
-    files = [str(p.relative_to(out)) for p in sorted(out.rglob("*")) if p.is_file()]
-    return [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in UPLOAD_IGNORE)]
 
 
 def check_push_possible(args) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from .card import CARD_FILE, pretraining_card
-from .checkpoints import write_manifest
 from .generation import Samples
+from .provenance import write_manifest
 from .tokenizer import REPORT_FILE
 
 RESOLVED_CONFIG_FILE = "run_config.yaml"

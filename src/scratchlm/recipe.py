@@ -15,11 +15,11 @@ import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .arguments import DataArguments, TokenizerArguments
-from .checkpoints import run_manifest
 from .data import Corpus, LMData, load_corpus, load_lm_data
 from .errors import Preempted, ScratchError
 from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
+from .provenance import run_manifest
 from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
 from .training import (
     PretrainingTrainer,

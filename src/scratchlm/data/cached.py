@@ -17,8 +17,9 @@ from transformers import PreTrainedTokenizerBase
 
 from ..arguments import DataArguments
 from . import integrity
+from .files import TEXT
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, dataset_arrays, require_blocks, tokenize
-from .sources import TEXT, Corpus, corpus_fingerprint, load_corpus
+from .sources import Corpus, load_corpus, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,10 @@ def load_cached(
 ) -> LMData:
     """Packed train/validation blocks for `tokenizer`, from the cache when nothing that shapes them changed."""
     num_proc = args.preprocessing_num_workers or min(os.cpu_count() or 1, 8)
-    corpus_fp = corpus.fingerprint if corpus is not None else corpus_fingerprint(args)
-    if not corpus_fp:  # Hub datasets are fingerprinted once loaded
-        corpus = load_corpus(args, num_proc=num_proc)
+    source = source_of(args)
+    corpus_fp = corpus.fingerprint if corpus is not None else source.fingerprint()
+    if corpus_fp is None:  # a Hub dataset: fingerprinted once loaded
+        corpus = load_corpus(args, num_proc=num_proc, source=source)
         corpus_fp = corpus.fingerprint
     target = cache_root(args) / cache_key(corpus_fp, tokenizer_fp, spec)
     full = args.verify_data == "full"
@@ -110,7 +112,7 @@ def load_cached(
             hit = not args.overwrite_cache and _intact(target, full)
             if not hit:
                 logger.info("packed dataset cache miss: tokenizing into %s", target)
-                corpus = corpus or load_corpus(args, fingerprint=corpus_fp, num_proc=num_proc)
+                corpus = corpus or load_corpus(args, fingerprint=corpus_fp, num_proc=num_proc, source=source)
                 _build(corpus, tokenizer, spec, num_proc, target)
     if hit:
         logger.info("packed dataset cache hit: %s (tokenization skipped)", target)

@@ -28,8 +28,9 @@ from ..errors import ScratchError
 from ..tokenizer import load_tokenizer, tokenizer_fingerprint
 from . import integrity
 from .cached import UNIGRAM_FILE
+from .files import TEXT
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
-from .sources import TEXT, load_corpus
+from .sources import load_corpus
 
 logger = logging.getLogger("scratchlm")
 

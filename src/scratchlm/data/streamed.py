@@ -24,8 +24,10 @@ from datasets import Dataset
 
 from ..arguments import DataArguments
 from ..errors import ScratchError
+from .documents import DocumentStream
+from .files import TEXT
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
-from .sources import TEXT, Corpus, DocumentStream, load_corpus
+from .sources import Corpus, load_corpus
 
 logger = logging.getLogger(__name__)
 

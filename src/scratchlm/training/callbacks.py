@@ -2,7 +2,7 @@
 
 Defined here: throughput and MFU, profiling, samples at each evaluation (to the log and the trackers) and
 stopping at a quality target. The bad-loss guard, preemption and the health monitor have modules of their
-own; the manifest sealed into checkpoints is `checkpoints.ManifestCallback`. `recipe.build_trainer` is the
+own; the manifest sealed into checkpoints is `provenance.ManifestCallback`. `recipe.build_trainer` is the
 one place that builds them all.
 """
 
@@ -17,8 +17,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback, WandbCallback
 
-from ..checkpoints import ManifestCallback
 from ..generation import Samples, generate_samples
+from ..provenance import ManifestCallback
 from .guard import LossGuard
 from .health import HealthMonitor
 from .preemption import PreemptionCallback

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_MUON_LR = 0.02
-
 
 def muon_parameter_groups(model, decay_names: list[str], weight_decay: float) -> tuple[list[dict], list[dict]]:
     """(Muon groups, AdamW groups). Muon takes the 2-D weights of the blocks; embeddings and the output

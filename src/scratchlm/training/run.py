@@ -23,12 +23,12 @@ from ..checkpoints import (
     checkpoint_problem,
     latest_complete_checkpoint,
     out_of_space,
-    require_clean_git,
 )
 from ..data import LMData
 from ..errors import ScratchError
 from ..hub import check_push_possible, push_failed
 from ..outputs import write_run_outputs
+from ..provenance import require_clean_git
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger("scratchlm")

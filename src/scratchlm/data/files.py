@@ -1,0 +1,147 @@
+"""Local corpus files: expanded from globs, checked (exists, not empty, UTF-8, unchanged while read) and hashed
+in one streaming pass, then read with the `datasets` builder of their kind."""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import json
+import os
+from pathlib import Path
+
+import datasets
+from datasets import Dataset
+
+from ..arguments import DataArguments
+from ..errors import ScratchError
+
+TEXT = "text"
+_READ_CHUNK = 1 << 22
+_LOADERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def expand_files(patterns: list[str], flag: str) -> list[Path]:
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise ScratchError(f"{flag}: {pattern} matches no file; check the path (globs such as data/*.txt work)")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                raise ScratchError(f"{flag}: {path} is a directory; give the files in it, e.g. {path}/*.txt")
+            if path.suffix.lower() not in _LOADERS:
+                raise ScratchError(
+                    f"{flag}: {path} has an unsupported extension; use one of {', '.join(sorted(_LOADERS))}"
+                )
+            files.append(path)
+    kinds = {_LOADERS[p.suffix.lower()] for p in files}
+    if len(kinds) > 1:
+        raise ScratchError(f"{flag}: mixes file kinds ({', '.join(sorted(kinds))}); give files of one kind")
+    return files
+
+
+def file_stats(path: Path) -> tuple[int, int]:
+    """(size, modification time): what moves when something writes the file."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+class FileChecker:
+    """Checks and hashes corpus files, and remembers each file's stats when it was hashed: a file that changes
+    after that, or while it is read, would put other text under the cache key of the text that was hashed."""
+
+    def __init__(self, encoding_errors: str):
+        self.encoding_errors = encoding_errors
+        self.stats_when_hashed: dict[Path, tuple[int, int]] = {}
+
+    def hash(self, path: Path, hasher) -> None:
+        """Feed the file to `hasher`; raise at the first byte that is not UTF-8 when errors are strict."""
+        stats = file_stats(path)
+        size = stats[0]
+        if size == 0:
+            raise ScratchError(f"corpus file {path} is empty; remove it from the file list or add text to it")
+        check_utf8 = self.encoding_errors == "strict" and path.suffix.lower() != ".parquet"
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(_READ_CHUNK):
+                hasher.update(chunk)
+                if check_utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as err:
+                        raise ScratchError(
+                            f"corpus file {path} is not valid UTF-8 at byte offset "
+                            f"{offset - len(decoder.getstate()[0]) + err.start}: "
+                            "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
+                        ) from None
+                offset += len(chunk)
+        if file_stats(path) != stats:
+            raise _changed_while_read(path)
+        self.stats_when_hashed[path.resolve()] = stats
+        if check_utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise ScratchError(
+                    f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {size}): "
+                    "convert it to UTF-8, or pass --encoding_errors replace"
+                ) from None
+
+    def require_unchanged(self, files: list[Path], before: dict[Path, tuple[int, int]]) -> None:
+        """Each file still has the stats it had when it was hashed (or, if it was not, those in `before`)."""
+        for path in files:
+            seen = self.stats_when_hashed.get(path.resolve(), before.get(path))
+            if seen is not None and file_stats(path) != seen:
+                raise _changed_while_read(path)
+
+
+def _changed_while_read(path: Path) -> ScratchError:
+    return ScratchError(
+        f"corpus file {path} changed while it was being read (its size or modification time moved): "
+        "wait until whatever writes it has finished, or train on a copy that nothing writes to"
+    )
+
+
+def _first_bad_json_line(path: Path) -> int | None:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    return number
+    return None
+
+
+def local_loader(files: list[Path], args: DataArguments) -> tuple[str, dict]:
+    """The `datasets` builder for these files and its options, for `load_dataset` (in memory or streamed)."""
+    loader = _LOADERS[files[0].suffix.lower()]
+    kwargs: dict = {} if loader == "parquet" else {"encoding_errors": args.encoding_errors}
+    if loader == "text":
+        kwargs["sample_by"] = args.text_sample_by
+    return loader, kwargs
+
+
+def load_local(files: list[Path], args: DataArguments, flag: str) -> Dataset:
+    loader, kwargs = local_loader(files, args)
+    try:
+        ds = datasets.load_dataset(loader, data_files=[str(p) for p in files], split="train", **kwargs)
+    except Exception as err:  # datasets wraps parser errors in several exception types
+        if loader == "json":
+            for path in files:
+                if (line := _first_bad_json_line(path)) is not None and path.suffix.lower() == ".jsonl":
+                    raise ScratchError(f"{path} line {line} is not valid JSON: fix or remove that line") from None
+        raise ScratchError(f"{flag}: could not read {', '.join(map(str, files))}: {err}".replace("\n", " ")) from None
+    if args.text_column not in ds.column_names:
+        raise ScratchError(
+            f"{flag}: {files[0]} has no '{args.text_column}' field (it has: {', '.join(ds.column_names)}); "
+            "pass --text_column with the field that holds the text"
+        )
+    return as_text_column(ds, args.text_column)
+
+
+def as_text_column(ds, column: str):
+    ds = ds.select_columns([column])
+    return ds.rename_column(column, TEXT) if column != TEXT else ds
