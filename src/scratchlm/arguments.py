@@ -430,6 +430,20 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "never holding the full (tokens x vocabulary) logits: the same loss in a fraction of the memory."
         },
     )
+    eval_minimal_pairs: str | None = field(
+        default=None,
+        metadata={
+            "help": "Minimal pairs (a folder or file of BLiMP-style jsonl, or a Hub dataset online) scored at every "
+            "held-out evaluation: eval_minimal_pairs_accuracy beside the accuracy word frequencies alone get."
+        },
+    )
+    eval_minimal_pairs_per_paradigm: int | None = field(
+        default=None,
+        metadata={
+            "help": "With --eval_minimal_pairs: pairs scored per paradigm (a fixed, seeded sample); default: as "
+            "many as add about a tenth to an evaluation's tokens."
+        },
+    )
     stop_at_eval_loss: float | None = field(
         default=None,
         metadata={
@@ -445,6 +459,9 @@ class PretrainingArguments(_ScratchTrainingArguments):
             raise ScratchError(f"--curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}")
         if self.bad_loss_spike_factor < 0 or 0 < self.bad_loss_spike_factor <= 1:
             raise ScratchError(f"--bad_loss_spike_factor must be 0 (off) or above 1, got {self.bad_loss_spike_factor}")
+        per_paradigm = self.eval_minimal_pairs_per_paradigm
+        if per_paradigm is not None and per_paradigm < 1:
+            raise ScratchError(f"--eval_minimal_pairs_per_paradigm must be a positive integer, got {per_paradigm}")
         if self.profile_steps is not None:
             self.profile_window()  # refuses a malformed range now rather than at step 20
         if self.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:

@@ -87,7 +87,16 @@ TRAINING_KEYS = (
     "dropout",
     "seed",
 )
-RESULT_KEYS = ("eval_loss", "eval_unigram_loss", "eval_perplexity", "eval_bits_per_char", "eval_accuracy")
+RESULT_KEYS = (
+    "eval_loss",
+    "eval_unigram_loss",
+    "eval_perplexity",
+    "eval_bits_per_char",
+    "eval_bits_per_byte",
+    "eval_accuracy",
+    "eval_minimal_pairs_accuracy",
+    "eval_minimal_pairs_unigram_accuracy",
+)
 
 
 def _language(config: dict) -> str | None:

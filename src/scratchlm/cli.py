@@ -156,6 +156,24 @@ def cmd_inspect_tokenizer(args, overrides: list[str]) -> None:
         print("  ids: " + " ".join(map(str, ids)))
 
 
+def cmd_eval(args, overrides: list[str]) -> None:
+    from .evaluation import EVAL_FILE, format_table, run_eval
+
+    results = run_eval(
+        args.model_dir,
+        minimal_pairs=args.minimal_pairs,
+        text=args.text,
+        trust_remote_code=args.trust_remote_code,
+        per_paradigm=args.per_paradigm,
+        seed=args.seed,
+    )
+    print(format_table(results))
+    print(
+        f"written: {args.model_dir / EVAL_FILE}"
+        + (" and the card's Evaluation section" if (args.model_dir / "README.md").is_file() else "")
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Each subcommand's arguments
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +269,18 @@ def generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
 
 
+def eval_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("model_dir", type=Path, help="A run's output_dir, or one of its checkpoint-N folders.")
+    ev.add_argument(
+        "--minimal_pairs",
+        help="Minimal pairs: a folder of jsonl files (one per paradigm, as BLiMP), one jsonl file, or a Hub dataset.",
+    )
+    ev.add_argument("--text", type=Path, help="A UTF-8 text file: the model's bits per byte and per character on it.")
+    ev.add_argument("--per_paradigm", type=positive_int, help="Score a seeded sample of this many pairs per paradigm.")
+    ev.add_argument("--seed", type=int, default=0, help="Seed of that sample (default 0).")
+    ev.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
+
+
 def inspect_tokenizer_arguments(inspect: argparse.ArgumentParser) -> None:
     inspect.add_argument("tokenizer_dir", type=Path)
     inspect.add_argument("--text", action="append", help="Show how this text is split; repeat for several.")
@@ -300,6 +330,12 @@ COMMANDS = [
         "plan", "Compute-optimal model size, tokens, shape, batch and wall time for a budget.", plan_arguments, cmd_plan
     ),
     Command("generate", "Sample from a causal LM checkpoint (ours or stock).", generate_arguments, cmd_generate),
+    Command(
+        "eval",
+        "What did the model learn? Minimal-pair accuracy beside the unigram bar, and bits per byte of a text.",
+        eval_arguments,
+        cmd_eval,
+    ),
     Command(
         "inspect-tokenizer",
         "A tokenizer's type, size, special tokens, report and splits.",

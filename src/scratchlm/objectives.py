@@ -63,6 +63,10 @@ class Objective(ABC):
         """For bits per character, when every token is scored (causal LMs only)."""
         return None
 
+    def bytes_per_token(self, data: LMData) -> float | None:
+        """For bits per byte, likewise."""
+        return None
+
     # Whether evaluation needs only the loss (the default of --prediction_loss_only); metrics that need the
     # predictions turn it off.
     loss_only_evaluation: ClassVar[bool] = True
@@ -89,6 +93,9 @@ class CausalObjective(Objective):
 
     def chars_per_token(self, data):
         return data.stats.chars_per_token
+
+    def bytes_per_token(self, data):
+        return data.stats.bytes_per_token
 
 
 class MaskedObjective(Objective):

@@ -1,7 +1,8 @@
 """The files a finished pretraining run writes beside its model and tokenizer, in one place.
 
 Trainer writes the weights, `all_results.json` and `trainer_state.json`; this module writes the rest: the
-manifest, the resolved config (`--config` reads it back), the samples, the health verdicts and the model card.
+manifest, the resolved config (`--config` reads it back), the training tokens' counts (the unigram bar of
+`scratchlm eval`), the samples, the health verdicts and the model card.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .card import CARD_FILE, pretraining_card
+from .evaluation import UNIGRAM_COUNTS_FILE
 from .generation import Samples
 from .provenance import write_manifest
 from .tokenizer import REPORT_FILE
@@ -32,9 +35,12 @@ def write_run_outputs(
     summary: dict,
     samples: Samples | None,
     health: list[dict],
+    unigram_counts: np.ndarray | None = None,
 ) -> list[str]:
     """Writes the run's own files into `out`; returns their names, the model card first."""
     write_manifest(out, {**manifest, "global_step": global_step}, list_files=False)
+    if unigram_counts is not None:  # `scratchlm eval` scores minimal pairs by word frequency with them
+        np.save(out / UNIGRAM_COUNTS_FILE, unigram_counts)
     config = manifest["config"]
     (out / RESOLVED_CONFIG_FILE).write_text(
         yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"

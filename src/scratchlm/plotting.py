@@ -163,6 +163,17 @@ def plot_run(
         ax.plot(steps, values)
         ax.set(xlabel="step", ylabel=label, title=f"{run_dir.name}: {label}")
         written.append(_save(fig, plt, out_dir / name))
+    steps, accuracy = series(history, "eval_minimal_pairs_accuracy")
+    if steps:  # --eval_minimal_pairs: what the model learned of grammar, against word frequencies alone
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(steps, accuracy, "o-", label="model")
+        bar_steps, bar = series(history, "eval_minimal_pairs_unigram_accuracy")
+        if bar_steps:
+            ax.plot(bar_steps, bar, "--", color="tab:red", label="unigram bar")
+        ax.axhline(0.5, color="0.6", linewidth=0.8, label="chance")
+        ax.set(xlabel="step", ylabel="accuracy", title=f"{run_dir.name}: minimal pairs")
+        ax.legend(fontsize="small")
+        written.append(_save(fig, plt, out_dir / "minimal_pairs.png"))
     return written, drawn
 
 

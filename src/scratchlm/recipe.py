@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase, set_seed
 from .arguments import DataArguments, TokenizerArguments
 from .data import Corpus, LMData, load_corpus, load_lm_data
 from .errors import Preempted, ScratchError
+from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
 from .provenance import run_manifest
@@ -64,7 +65,7 @@ def pretrain(settings: RunSettings) -> dict:
             f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
             "the same command plus --resume_from_checkpoint true"
         )
-    return finish_run(run.trainer, result, summary)
+    return finish_run(run.trainer, result, summary, run.data.unigram_counts)
 
 
 def build_run(
@@ -122,8 +123,33 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         run_callbacks=callbacks,
         eval_unigram_loss=objective.unigram_loss(data, tokenizer),
         chars_per_token=objective.chars_per_token(data),
+        bytes_per_token=objective.bytes_per_token(data),
+        minimal_pairs=minimal_pairs_metric(settings, tokenizer, data),
         **objective.trainer_options(),
     )
+
+
+def minimal_pairs_metric(settings: RunSettings, tokenizer, data: LMData) -> MinimalPairsMetric | None:
+    """--eval_minimal_pairs: the pairs scored at every evaluation, read (and refused if malformed) before training."""
+    args = settings.training
+    if args.eval_minimal_pairs is None:
+        return None
+    metric = MinimalPairsMetric(
+        args.eval_minimal_pairs,
+        tokenizer,
+        settings.objective.causal,
+        data.unigram_counts,
+        eval_tokens=len(data.validation) * data.block_size,
+        seed=args.seed,
+        per_paradigm=args.eval_minimal_pairs_per_paradigm,
+    )
+    logger.info(
+        "minimal pairs from %s: %d per paradigm, %d pairs at every evaluation",
+        args.eval_minimal_pairs,
+        metric.per_paradigm,
+        metric.pairs,
+    )
+    return metric
 
 
 def ensure_tokenizer(

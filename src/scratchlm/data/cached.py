@@ -24,7 +24,7 @@ from .sources import Corpus, load_corpus, source_of
 logger = logging.getLogger(__name__)
 
 # Bump whenever tokenize/pack/cache layout change what a cached dataset holds (3: file hashes in the meta file).
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4  # 4: the held-out bytes, for bits per byte
 META_FILE = "scratchlm_data.json"
 UNIGRAM_FILE = "unigram_counts.npy"
 
@@ -66,6 +66,7 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
         validation_blocks=len(packed["validation"]),
         validation_characters=sum(len(t) for t in val_docs),
         validation_tokens=sum(len(ids) + 1 for ids in tokenize(val_docs, tokenizer)),
+        validation_bytes=sum(len(t.encode()) for t in val_docs),
     )
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -158,10 +158,15 @@ class DataStats:
     validation_blocks: int
     validation_characters: int  # of the validation documents, for bits per character
     validation_tokens: int  # of the same documents, separators included
+    validation_bytes: int | None = None  # their UTF-8 bytes, for bits per byte (None: data prepared before it)
 
     @property
     def chars_per_token(self) -> float:
         return self.validation_characters / max(self.validation_tokens, 1)
+
+    @property
+    def bytes_per_token(self) -> float | None:
+        return None if self.validation_bytes is None else self.validation_bytes / max(self.validation_tokens, 1)
 
 
 @dataclass

@@ -46,11 +46,12 @@ def _init_worker(tokenizer_dir: str) -> None:
     _worker_tokenizer = load_tokenizer(tokenizer_dir, required=())
 
 
-def _tokenize_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, int, int]:
-    """A chunk of documents as one token stream, each document followed by the separator."""
+def _tokenize_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, int, int, int]:
+    """A chunk of documents as one token stream, each document followed by the separator; its characters,
+    UTF-8 bytes and tokens."""
     texts, separator = args
     stream = document_stream(tokenize(texts, _worker_tokenizer), separator)
-    return stream, sum(len(t) for t in texts), len(stream)
+    return stream, sum(len(t) for t in texts), sum(len(t.encode()) for t in texts), len(stream)
 
 
 class _ShardWriter:
@@ -122,7 +123,7 @@ def prepare(
     features = Features({"input_ids": Sequence(Value(dtype))})
     shard_blocks = max(1, shard_tokens // spec.block_size)
     counts = np.zeros(len(tokenizer), dtype=np.int64)
-    splits, characters, val_chars, val_tokens = {}, 0, 0, 0
+    splits, characters, val_chars, val_bytes, val_tokens = {}, 0, 0, 0, 0
 
     with multiprocessing.get_context("spawn").Pool(
         num_proc, initializer=_init_worker, initargs=(str(tokenizer_dir),)
@@ -132,10 +133,10 @@ def prepare(
             documents = corpus.train if split == "train" else corpus.validation
             chunks = ((batch[TEXT], spec.separator_id) for batch in documents.iter(chunk_documents))
             packer = Packer(spec)
-            for stream, chars, tokens in pool.imap(_tokenize_chunk, chunks):
+            for stream, chars, n_bytes, tokens in pool.imap(_tokenize_chunk, chunks):
                 characters += chars
                 if split == "validation":
-                    val_chars, val_tokens = val_chars + chars, val_tokens + tokens
+                    val_chars, val_bytes, val_tokens = val_chars + chars, val_bytes + n_bytes, val_tokens + tokens
                 blocks = packer.add(stream)
                 if len(blocks):
                     writer.write(blocks)
@@ -147,7 +148,7 @@ def prepare(
             splits[split] = {"shards": writer.shards, "blocks": blocks_total, "tokens": blocks_total * spec.block_size}
 
     np.save(tmp / UNIGRAM_FILE, counts)
-    stats = DataStats(splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens)
+    stats = DataStats(splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens, val_bytes)
     seconds = time.perf_counter() - start
     manifest = {
         "files": integrity.record(tmp),

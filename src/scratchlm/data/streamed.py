@@ -100,6 +100,7 @@ def load_streamed(
         validation_blocks=len(validation),
         validation_characters=sum(len(t) for t in heldout),
         validation_tokens=sum(len(ids) + 1 for ids in val_ids),
+        validation_bytes=sum(len(t.encode()) for t in heldout),
     )
     train = StreamingBlocks(documents, tokenizer, spec, args.streaming_shuffle_buffer, seed=seed)
     logger.info(

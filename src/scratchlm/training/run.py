@@ -241,7 +241,14 @@ def last_evaluation(trainer: PretrainingTrainer) -> dict | None:
 def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: list[dict], written: list[str]) -> None:
     """The end of the log: held-out metrics, the health verdicts and where the outputs are, once."""
     margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
-    named = ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
+    named = (
+        "eval_bits_per_char",
+        "eval_bits_per_byte",
+        "eval_perplexity",
+        "eval_accuracy",
+        "eval_minimal_pairs_accuracy",
+        "eval_minimal_pairs_unigram_accuracy",
+    )
     lines = [
         f"held-out loss {eval_metrics['eval_loss']:.3f} nats/token vs unigram {eval_metrics['eval_unigram_loss']:.3f} "
         f"({margin:.2f} below); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
@@ -252,7 +259,7 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
     logger.info("run finished at step %d\n  %s", trainer.state.global_step, "\n  ".join(lines))
 
 
-def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict:
+def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram_counts=None) -> dict:
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
     with stops_on_a_full_disk(trainer):
@@ -277,6 +284,7 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict) -> dict
             summary=summary,
             samples=callbacks.samples.samples if callbacks.samples is not None else None,
             health=health,
+            unigram_counts=unigram_counts,
         )
         log_final_summary(trainer, eval_metrics, health, written)
     if trainer.args.push_to_hub:

@@ -33,6 +33,8 @@ class PretrainingTrainer(TrainerInternals):
         run_callbacks: RunCallbacks,
         eval_unigram_loss: float,
         chars_per_token: float | None,
+        bytes_per_token: float | None = None,
+        minimal_pairs=None,
         **kwargs,
     ):
         super().__init__(*args, callbacks=run_callbacks.as_list(), **kwargs)
@@ -40,6 +42,8 @@ class PretrainingTrainer(TrainerInternals):
         self.run_callbacks = run_callbacks
         self.eval_unigram_loss = eval_unigram_loss
         self.chars_per_token = chars_per_token
+        self.bytes_per_token = bytes_per_token
+        self.minimal_pairs = minimal_pairs  # evaluation.MinimalPairsMetric, with --eval_minimal_pairs
         self.head_input = HeadInput(self.model) if self.args.fused_loss else None
         if run_callbacks.samples is not None:
             run_callbacks.samples.trackers = self.callback_handler.callbacks
@@ -125,7 +129,11 @@ class PretrainingTrainer(TrainerInternals):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:  # the dict is also evaluate()'s return value, so this reaches both
-            logs.update(lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss))
+            logs.update(
+                lm_eval_metrics(logs["eval_loss"], self.chars_per_token, self.eval_unigram_loss, self.bytes_per_token)
+            )
+            if self.minimal_pairs is not None:
+                logs.update(self.minimal_pairs(self.model))
         elif "loss" in logs:
             logs.update(self.run_callbacks.throughput.measure(self.state.global_step))
             if self.skipped_steps:
@@ -149,8 +157,12 @@ def split_blocks(inputs: dict, length: int, num_items_in_batch, causal: bool):
     return split, num_items_in_batch
 
 
-def lm_eval_metrics(eval_loss: float, chars_per_token: float | None, unigram_loss: float) -> dict[str, float]:
+def lm_eval_metrics(
+    eval_loss: float, chars_per_token: float | None, unigram_loss: float, bytes_per_token: float | None = None
+) -> dict[str, float]:
     metrics = {"eval_perplexity": math.exp(min(eval_loss, 50.0)), "eval_unigram_loss": unigram_loss}
     if chars_per_token:  # causal LMs score every token, so nats/token converts to bits/char
         metrics["eval_bits_per_char"] = eval_loss / math.log(2) / chars_per_token
+    if bytes_per_token:  # and to bits per UTF-8 byte, which no tokenizer or script changes
+        metrics["eval_bits_per_byte"] = eval_loss / math.log(2) / bytes_per_token
     return metrics

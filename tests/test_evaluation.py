@@ -1,0 +1,234 @@
+"""`scratchlm eval`: minimal pairs and bits per byte on a finished run, checked against a plain scoring loop."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from scratchlm.cli import main as scratchlm
+from scratchlm.evaluation import (
+    EVAL_FILE,
+    UNIGRAM_COUNTS_FILE,
+    causal_log_probs,
+    load_minimal_pairs,
+    masked_log_probs,
+    run_eval,
+)
+
+import pretrain_bert_mlm
+import pretrain_gpt2_zh
+from conftest import ROOT, recipe_argv
+
+GPT_DEBUG = ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"
+BERT_DEBUG = ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml"
+
+PAIRS = {
+    "agreement.jsonl": [
+        {"sentence_good": "The cats sleep.", "sentence_bad": "The cats sleeps.", "UID": "agreement", "field": "syntax"},
+        {"sentence_good": "A dog barks.", "sentence_bad": "A dog bark.", "UID": "agreement", "field": "syntax"},
+        {"sentence_good": "These books are old.", "sentence_bad": "These books is old.", "UID": "agreement"},
+    ],
+    "zh_classifier.jsonl": [  # no grouping fields: the file names the paradigm
+        {"sentence_good": "我买了一本书。", "sentence_bad": "我买了一匹书。"},
+        {"sentence_good": "他喝了一杯茶。", "sentence_bad": "他喝了一头茶。"},
+        {"sentence_good": "中国经济发展很快。", "sentence_bad": "中国经济很快发展了了。"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    for name, rows in PAIRS.items():
+        (folder / name).write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, zh_docs):
+    """A debug GPT-2 and a debug BERT, each trained on the same Chinese documents plus a little English."""
+    tmp = tmp_path_factory.mktemp("eval-runs")
+    corpus = tmp / "corpus.txt"
+    english = ["The cats sleep on the mat.", "A dog barks at night.", "These books are old and good."] * 20
+    corpus.write_text("\n".join(zh_docs + english) + "\n", encoding="utf-8")
+    pretrain_gpt2_zh.cli(recipe_argv(GPT_DEBUG, corpus, tmp / "tok-gpt", tmp / "gpt"))
+    pretrain_bert_mlm.cli(recipe_argv(BERT_DEBUG, corpus, tmp / "tok-bert", tmp / "bert"))
+    return {"causal": tmp / "gpt", "masked": tmp / "bert"}
+
+
+def straightforward_score(model, tokenizer, sentence: str, causal: bool) -> float:
+    """One sentence, one token at a time, no batching: the reference the batched scorers must equal."""
+    ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+    total = 0.0
+    with torch.no_grad():
+        if causal:
+            row = [tokenizer.eos_token_id, *ids]
+            log_probs = torch.log_softmax(model(torch.tensor([row])).logits[0].float(), dim=-1)
+            return sum(float(log_probs[i - 1, row[i]]) for i in range(1, len(row)))
+        row = [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
+        for i in range(1, len(row) - 1):
+            masked = list(row)
+            masked[i] = tokenizer.mask_token_id
+            logits = model(torch.tensor([masked])).logits[0, i].float()
+            total += float(torch.log_softmax(logits, dim=-1)[row[i]])
+    return total
+
+
+@pytest.mark.parametrize("kind", ["causal", "masked"])
+def test_eval_equals_a_straightforward_scoring_loop(runs, pairs_dir, kind, capsys):
+    out = runs[kind]
+    scratchlm(["eval", str(out), "--minimal_pairs", str(pairs_dir)])
+    printed = capsys.readouterr().out
+    assert "minimal pairs" in printed and "unigram bar" in printed and "**overall**" in printed
+    results = json.loads((out / EVAL_FILE).read_text())["minimal_pairs"]
+
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM
+    model, tokenizer = auto.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    expected = {}
+    for paradigm in load_minimal_pairs(str(pairs_dir)):
+        right = []
+        for good, bad in paradigm.pairs:
+            g, b = (straightforward_score(model, tokenizer, s, kind == "causal") for s in (good, bad))
+            right.append(1.0 if g > b else 0.5 if g == b else 0.0)
+        expected[paradigm.name] = sum(right) / len(right)
+    got = {row["paradigm"]: row["accuracy"] for row in results["paradigms"]}
+    assert got == expected
+    assert set(got) == {"agreement", "zh_classifier"}  # BLiMP's UID, else the file's name
+    assert results["phenomena"]["syntax"]["paradigms"] == 1
+    assert results["overall"]["accuracy"] == pytest.approx(sum(expected.values()) / 2)
+    assert 0 <= results["overall"]["unigram_accuracy"] <= 1  # the run's own token counts were found
+
+    # the batched scorer's log-probabilities themselves, not just the verdicts
+    sentences = [s for rows in PAIRS.values() for r in rows for s in (r["sentence_good"], r["sentence_bad"])]
+    scorer = causal_log_probs if kind == "causal" else masked_log_probs
+    batched = [value for value, _ in scorer(model, tokenizer, sentences, batch_size=5)]
+    plain = [straightforward_score(model, tokenizer, s, kind == "causal") for s in sentences]
+    assert batched == pytest.approx(plain, abs=1e-4)
+
+
+def test_a_rerun_replaces_the_cards_evaluation_section_and_nothing_else(runs, pairs_dir, tmp_path):
+    out = runs["causal"]
+    before = (out / "README.md").read_text()
+    text = tmp_path / "text.txt"
+    text.write_text("中国经济发展很快。今天天气很好。\n" * 20, encoding="utf-8")
+    first = run_eval(out, minimal_pairs=str(pairs_dir))
+    second = run_eval(out, text=text)
+    card = (out / "README.md").read_text()
+    assert card.count("## Evaluation") == 1 and "bits/byte" in card and "minimal pairs" in card
+    outside = card.split("## Evaluation")[0] + card.split("## How to load")[1]
+    assert outside == before.split("## Evaluation")[0] + before.split("## How to load")[1]
+    assert second["minimal_pairs"] == first["minimal_pairs"]  # kept from the first run
+    bits = second["text"]
+    assert bits["bytes"] == len(text.read_text(encoding="utf-8").encode())
+    assert bits["bits_per_byte"] == pytest.approx(bits["nats_per_token"] * bits["tokens"] / math.log(2) / bits["bytes"])
+
+
+def test_the_run_logs_bits_per_byte_and_keeps_its_token_counts(runs):
+    out = runs["causal"]
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_bits_per_byte"] < results["eval_bits_per_char"]  # Chinese: 3 bytes a character
+    assert (out / UNIGRAM_COUNTS_FILE).is_file()
+
+
+def test_minimal_pairs_during_training(tmp_path, zh_file, gpt_tokenizer_dir, pairs_dir):
+    out = tmp_path / "run"
+    pretrain_gpt2_zh.cli(recipe_argv(GPT_DEBUG, zh_file, gpt_tokenizer_dir, out, "--eval_minimal_pairs", pairs_dir))
+    evaluations = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "eval_loss" in e]
+    assert len(evaluations) == 2
+    for entry in evaluations:
+        assert 0 <= entry["eval_minimal_pairs_accuracy"] <= 1 and 0 <= entry["eval_minimal_pairs_unigram_accuracy"] <= 1
+    assert "eval_minimal_pairs_accuracy" in (out / "README.md").read_text()
+    pytest.importorskip("matplotlib")
+    scratchlm(["plot", str(out)])
+    assert (out / "plots" / "minimal_pairs.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ("not json\n", "line 1 is not JSON"),
+        ('{"sentence_good": "a"}\n', "line 1 has no sentence_good and sentence_bad"),
+    ],
+)
+def test_a_file_that_is_not_minimal_pairs_is_one_error_and_the_card_is_untouched(
+    runs, tmp_path, capsys, content, message
+):
+    out = runs["causal"]
+    card = (out / "README.md").read_text()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        scratchlm(["eval", str(out), "--minimal_pairs", str(bad)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and str(bad) in err and "Traceback" not in err
+    assert (out / "README.md").read_text() == card
+
+
+def test_eval_refuses_a_folder_that_is_not_a_model_and_a_hub_name_offline(tmp_path, pairs_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        scratchlm(["eval", str(tmp_path), "--minimal_pairs", str(pairs_dir)])
+    assert exit_info.value.code == 2 and "is not a model folder (no config.json)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        scratchlm(["eval", str(tmp_path), "--minimal_pairs", "someone/blimp"])
+    assert exit_info.value.code == 2 and "needs the Hugging Face Hub" in capsys.readouterr().err
+
+
+def test_blimp_paradigms_read_with_their_phenomena(shared_data):
+    paradigms = load_minimal_pairs(str(shared_data / "blimp" / "anaphor_gender_agreement.jsonl"))
+    (paradigm,) = paradigms
+    assert paradigm.name == "anaphor_gender_agreement" and paradigm.phenomenon == "anaphor_agreement"
+    assert len(paradigm.pairs) == 1000
+
+
+def doc_task_yamls() -> dict[str, str]:
+    """The task YAMLs of docs/evaluation.md, as the doc prints them."""
+    doc = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
+    return {b.splitlines()[0].removeprefix("# tasks/"): b for b in blocks}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen3", "scratch_decoder"])
+def test_lm_eval_runs_the_documented_tasks_and_agrees_with_scratchlm_eval(tmp_path, zh_docs, pairs_dir, family):
+    import subprocess
+    import sys
+
+    pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install -e '.[lmeval]')")
+    corpus = tmp_path / "corpus.txt"
+    english = ["The cats sleep on the mat.", "A dog barks at night.", "These books are old and good."] * 20
+    corpus.write_text("\n".join(zh_docs + english) + "\n", encoding="utf-8")
+    out = tmp_path / family
+    pretrain_gpt2_zh.cli(
+        recipe_argv(GPT_DEBUG, corpus, tmp_path / "tok", out, "--model_type", family, "--block_size", 64)
+    )
+    text = tmp_path / "held_out.txt"
+    text.write_text("\n".join(zh_docs[:20]) + "\n", encoding="utf-8")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for name, body in doc_task_yamls().items():
+        body = body.replace("/path/to/pairs/*.jsonl", f"{pairs_dir}/*.jsonl").replace(
+            "/path/to/held_out.txt", str(text)
+        )
+        (tasks / name).write_text(body, encoding="utf-8")
+    model_args = f"pretrained={out}" + (",trust_remote_code=True" if family == "scratch_decoder" else "")
+    result = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", model_args, "--include_path", str(tasks)]
+        + ["--tasks", "local_minimal_pairs,local_text", "--device", "cpu", "--batch_size", "8"]
+        + ["--output_path", str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (saved,) = (tmp_path / "results").rglob("results_*.json")
+    scores = json.loads(saved.read_text())["results"]
+    ours = run_eval(out, minimal_pairs=str(pairs_dir), text=text)
+    pairs = [row for row in ours["minimal_pairs"]["paradigms"]]
+    pooled = sum(row["accuracy"] * row["pairs"] for row in pairs) / sum(row["pairs"] for row in pairs)
+    assert scores["local_minimal_pairs"]["acc,none"] == pytest.approx(pooled)
+    assert 0 < scores["local_text"]["bits_per_byte,none"] < 20
