@@ -140,6 +140,8 @@ def test_minimal_pairs_during_training(tmp_path, zh_file, gpt_tokenizer_dir, pai
     for entry in evaluations:
         assert 0 <= entry["eval_minimal_pairs_accuracy"] <= 1 and 0 <= entry["eval_minimal_pairs_unigram_accuracy"] <= 1
     assert "eval_minimal_pairs_accuracy" in (out / "README.md").read_text()
+    health = {v["check"]: v for v in json.loads((out / "health.json").read_text())}
+    assert "minimal-pair accuracy" in health["minimal_pairs"]["message"]
     pytest.importorskip("matplotlib")
     scratchlm(["plot", str(out)])
     assert (out / "plots" / "minimal_pairs.png").is_file()

@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 
 from .errors import ScratchError
 from .hashing import file_digest
+from .tokenizer import make_portable
 
 MANIFEST_FILE = "run_manifest.json"
 
@@ -133,4 +134,5 @@ class ManifestCallback(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
+                make_portable(checkpoint)  # before the seal, which hashes every file
                 write_manifest(checkpoint, {**self.manifest, "global_step": state.global_step}, list_files=True)

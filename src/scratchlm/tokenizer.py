@@ -125,7 +125,14 @@ def train_tokenizer(
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
         )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **named)
+    # BERT's template gives the second sentence of a pair segment 1; the ids reach the model only when listed here.
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if args.special_tokens_style == "bert" else None
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        clean_up_tokenization_spaces=False,
+        **named,
+        **({"model_input_names": inputs} if inputs else {}),
+    )
     if model_max_length:
         fast.model_max_length = model_max_length
     report = tokenizer_report(fast, tally, seconds, heldout_texts or [], args)
@@ -133,6 +140,7 @@ def train_tokenizer(
     tmp = output_dir.with_name(f"{output_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     fast.save_pretrained(tmp)
+    make_portable(tmp)
     (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if output_dir.exists():  # empty, as checked above
         output_dir.rmdir()
@@ -244,6 +252,28 @@ def load_tokenizer(
             "tokenizer_training/train_tokenizer.py (it adds them) or add them with tokenizer.add_special_tokens"
         )
     return tok
+
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+# transformers 5 records the class as TokenizersBackend, which transformers 4.x (what vLLM, optimum and
+# llama.cpp's converter pin) does not know; PreTrainedTokenizerFast loads the same tokenizer in both.
+PORTABLE_CLASS = "PreTrainedTokenizerFast"
+# Arguments of the load that wrote the file, not properties of the tokenizer: a copy on the Hub would carry
+# them to every user (local_files_only would even keep it from fetching its own files).
+LOAD_ARGUMENTS = ("is_local", "local_files_only")
+
+
+def make_portable(directory: str | Path) -> None:
+    """Rewrites a saved tokenizer's config so that any transformers from 4.40 on loads it as it is."""
+    path = Path(directory) / TOKENIZER_CONFIG
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = PORTABLE_CLASS
+    for key in LOAD_ARGUMENTS:
+        config.pop(key, None)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:

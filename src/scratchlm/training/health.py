@@ -127,6 +127,16 @@ def learning_rate_verdict(optimizer, schedule: ShadowSchedule, step: int) -> Ver
     return Verdict("learning_rate", "ok", f"learning rate {applied:.3e} as the {kind} schedule gives", applied)
 
 
+def minimal_pairs_verdict(accuracy: float, unigram_accuracy: float | None) -> Verdict:
+    """Information rather than a check: small models sit near word frequencies for a long time, which is no bug."""
+    if unigram_accuracy is None:
+        return Verdict("minimal_pairs", "n/a", f"minimal-pair accuracy {accuracy:.3f} (no unigram bar)", accuracy)
+    line = f"minimal-pair accuracy {accuracy:.3f} against {unigram_accuracy:.3f} from word frequencies alone"
+    if accuracy > unigram_accuracy:
+        return Verdict("minimal_pairs", "ok", line, accuracy)
+    return Verdict("minimal_pairs", "n/a", line + ": not above them yet", accuracy)
+
+
 class HealthMonitor(TrainerCallback):
     """Collects the counts between evaluations and reports the four verdicts at each one."""
 
@@ -176,7 +186,15 @@ class HealthMonitor(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, optimizer=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
             return
-        self.report(args, state, optimizer or self.optimizer, metrics["eval_loss"], metrics.get("eval_unigram_loss"))
+        verdicts = self.report(
+            args, state, optimizer or self.optimizer, metrics["eval_loss"], metrics.get("eval_unigram_loss")
+        )
+        if "eval_minimal_pairs_accuracy" in metrics:
+            verdicts.append(
+                minimal_pairs_verdict(
+                    metrics["eval_minimal_pairs_accuracy"], metrics.get("eval_minimal_pairs_unigram_accuracy")
+                )
+            )
 
     def report(self, args, state, optimizer, eval_loss: float, unigram_loss: float | None) -> list[Verdict]:
         step, total = state.global_step, state.max_steps

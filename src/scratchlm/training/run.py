@@ -29,6 +29,7 @@ from ..errors import ScratchError
 from ..hub import check_push_possible, push_failed
 from ..outputs import write_run_outputs
 from ..provenance import require_clean_git
+from ..tokenizer import make_portable
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger("scratchlm")
@@ -264,6 +265,8 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram
     push to the Hub when asked."""
     with stops_on_a_full_disk(trainer):
         trainer.save_model_without_push()  # the card and results must be written before a push
+    if trainer.is_world_process_zero():
+        make_portable(trainer.args.output_dir)
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)

@@ -17,5 +17,8 @@ def make_config(args, vocab_size: int, n_positions: int, special_token_ids: dict
         resid_pdrop=args.dropout,
         embd_pdrop=args.dropout,
         attn_pdrop=args.dropout,
+        # GPT-2's original name for the context length, which transformers no longer writes and llama.cpp's
+        # converter (convert_hf_to_gguf.py) still reads.
+        n_ctx=n_positions,
         **special_token_ids,
     )

@@ -12,9 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, GenerationMixin, PreTrainedModel
-from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+try:  # transformers 5: initialisers that leave the weights a checkpoint loaded alone
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x, which loads these checkpoints too (vLLM and llama.cpp's converter pin it)
+    from torch.nn import init
 
 from .configuration_scratch_decoder import ScratchDecoderConfig
 

@@ -8,6 +8,9 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
+# Unused here, but transformers 4.x copies only a remote module's direct relative imports, and the decoder's
+# module below needs this one beside it.
+from .configuration_scratch_decoder import ScratchDecoderConfig  # noqa: F401
 from .configuration_scratch_encoder import ScratchEncoderConfig
 from .modeling_scratch_decoder import Block, init_transformer_weights, mark_residual_outputs
 

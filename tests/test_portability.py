@@ -1,0 +1,90 @@
+"""A run's final folder, tokenizer included, loads where users take it: transformers 5.x and 4.x (what vLLM,
+optimum and llama.cpp's converter pin), with the same logits. The 4.x side is a virtualenv this module builds
+once (torch from the same wheel, transformers 4.57); it is slow, so these tests are in the slow tier."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pretrain_bert_mlm
+import pretrain_gpt2_zh
+from conftest import ROOT, recipe_argv
+
+TRANSFORMERS_4 = "transformers==4.57.*"
+FAMILIES = {
+    "gpt2": (pretrain_gpt2_zh, "pretrain_gpt2_zh", "AutoModelForCausalLM"),
+    "llama": (pretrain_gpt2_zh, "pretrain_gpt2_zh", "AutoModelForCausalLM"),
+    "qwen3": (pretrain_gpt2_zh, "pretrain_gpt2_zh", "AutoModelForCausalLM"),
+    "scratch_decoder": (pretrain_gpt2_zh, "pretrain_gpt2_zh", "AutoModelForCausalLM"),
+    "bert": (pretrain_bert_mlm, "pretrain_bert_mlm", "AutoModelForMaskedLM"),
+    "scratch_encoder": (pretrain_bert_mlm, "pretrain_bert_mlm", "AutoModelForMaskedLM"),
+}
+
+LOAD = """
+import json, sys, torch, transformers
+from transformers import AutoTokenizer, {auto}
+folder = sys.argv[1]
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # as the card says, for our families
+model = {auto}.from_pretrained(folder, trust_remote_code=True).eval()
+pair = tokenizer("中国经济", "发展很快")
+with torch.no_grad():
+    logits = model(torch.tensor([tokenizer("中国经济发展")["input_ids"]])).logits[0, -1, :8]
+print("RESULT", json.dumps({{"version": transformers.__version__, "tokenizer": type(tokenizer).__name__,
+                  "ids": tokenizer("中国经济发展")["input_ids"], "token_type_ids": pair.get("token_type_ids"),
+                  "logits": logits.tolist()}}))
+"""
+
+
+@pytest.fixture(scope="session")
+def transformers_4(tmp_path_factory) -> Path:
+    """The python of a virtualenv with transformers 4.x; a test run that cannot build it fails, naming why."""
+    venv = tmp_path_factory.mktemp("transformers4") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"torch=={torch.__version__.split('+')[0]}", TRANSFORMERS_4],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, f"could not build the transformers 4.x virtualenv: {install.stderr[-2000:]}"
+    return python
+
+
+def load_in(python: Path | str, folder: Path, auto: str, cwd: Path) -> dict:
+    env = {"HF_HUB_OFFLINE": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HF_HOME": str(cwd / ".hf")}
+    result = subprocess.run(
+        [str(python), "-c", LOAD.format(auto=auto), str(folder)], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, result.stdout[-2000:] + result.stderr[-2000:]  # and no prompt before it
+    return json.loads(lines[0].removeprefix("RESULT "))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_final_folder_loads_in_transformers_4_and_5_alike(tmp_path, zh_file, transformers_4, family):
+    recipe, folder, auto = FAMILIES[family]
+    out = tmp_path / "run"
+    recipe.cli(
+        recipe_argv(
+            ROOT / f"recipes/{folder}/config_debug.yaml", zh_file, tmp_path / "tok", out, "--model_type", family
+        )
+    )
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and "local_files_only" not in config
+    new = load_in(sys.executable, out, auto, tmp_path)
+    old = load_in(transformers_4, out, auto, tmp_path)
+    assert old["version"].startswith("4.") and new["version"].startswith("5.")
+    assert old["ids"] == new["ids"] and old["tokenizer"] == "PreTrainedTokenizerFast"  # 5.x: its TokenizersBackend
+    assert old["logits"] == pytest.approx(new["logits"], abs=1e-5)
+    if recipe is pretrain_bert_mlm:  # sentence pairs get BERT's segment ids, in both
+        assert new["token_type_ids"] == old["token_type_ids"] and 1 in new["token_type_ids"]
+    if family == "gpt2":
+        assert json.loads((out / "config.json").read_text())["n_ctx"] == 32  # llama.cpp's converter reads it
