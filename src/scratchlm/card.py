@@ -64,6 +64,10 @@ tokenizer = AutoTokenizer.from_pretrained("{where}"{remote})
 model = {auto}.from_pretrained("{where}"{remote})
 {fence}
 {remote_note}
+## Use it elsewhere
+
+- transformers 4.57 and 5.x load this folder, tokenizer included (both tested); the context is {context} tokens.
+{elsewhere}
 ## Limitations
 
 A small model trained on {total_tokens:,} tokens of one corpus: it imitates that corpus's style and topics, \
@@ -188,6 +192,16 @@ def pretraining_card(
         if ours
         else ""
     )
+    elsewhere = [
+        "- lm-evaluation-harness: `lm_eval --model hf --model_args pretrained=FOLDER"
+        + (",trust_remote_code=True" if ours else "")
+        + " --tasks ...` (local tasks over your own files: scratchlm's docs/evaluation.md)."
+        if objective.causal
+        else "",
+        "- llama.cpp, Ollama, LM Studio: `scratchlm export FOLDER --to gguf` writes one GGUF file."
+        if objective.causal and (model_type in ("gpt2", "llama", "qwen3") or model_type == "scratch_decoder")
+        else "",
+    ]
     return CARD.format(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
         name=Path(config.get("output_dir", "model")).name,
@@ -219,4 +233,6 @@ def pretraining_card(
         where=config.get("hub_model_id") or config.get("output_dir") or ".",
         remote=", trust_remote_code=True" if ours else "",
         remote_note=remote_note,
+        context=config.get("n_positions") or config.get("block_size"),
+        elsewhere="".join(line + "\n" for line in elsewhere if line),
     )

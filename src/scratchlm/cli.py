@@ -174,6 +174,13 @@ def cmd_eval(args, overrides: list[str]) -> None:
     )
 
 
+def cmd_export(args, overrides: list[str]) -> None:
+    from .export import export_gguf
+
+    path = export_gguf(args.model_dir, args.out, args.dtype)
+    print(f"written: {path} ({path.stat().st_size / 2**20:.1f} MiB); run it with llama.cpp: llama-cli -m {path}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Each subcommand's arguments
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +288,15 @@ def eval_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
 
 
+def export_arguments(ex: argparse.ArgumentParser) -> None:
+    ex.add_argument("model_dir", type=Path, help="A causal run's output_dir, or one of its checkpoint-N folders.")
+    ex.add_argument("--to", choices=["gguf"], default="gguf", help="The format (gguf: llama.cpp, Ollama, LM Studio).")
+    ex.add_argument(
+        "--dtype", choices=["f32", "f16", "bf16", "q8_0"], default="f16", help="Weights' type (default f16)."
+    )
+    ex.add_argument("--out", type=Path, help="The file to write (default: MODEL_DIR/<name>-<dtype>.gguf).")
+
+
 def inspect_tokenizer_arguments(inspect: argparse.ArgumentParser) -> None:
     inspect.add_argument("tokenizer_dir", type=Path)
     inspect.add_argument("--text", action="append", help="Show how this text is split; repeat for several.")
@@ -335,6 +351,12 @@ COMMANDS = [
         "What did the model learn? Minimal-pair accuracy beside the unigram bar, and bits per byte of a text.",
         eval_arguments,
         cmd_eval,
+    ),
+    Command(
+        "export",
+        "A causal model and its tokenizer as one GGUF file for llama.cpp (gpt2, llama, qwen3, scratch_decoder).",
+        export_arguments,
+        cmd_export,
     ),
     Command(
         "inspect-tokenizer",

@@ -12,13 +12,18 @@ from .errors import ScratchError
 UPLOAD_IGNORE = ["_*", "checkpoint-*"]
 
 
+def upload_command(repo: str, out: Path | str) -> str:
+    """The command that uploads a finished folder later, leaving out what a push leaves out."""
+    return f'hf upload {repo} {out} --exclude "{UPLOAD_IGNORE[1]}" "{UPLOAD_IGNORE[0]}"'
+
+
 def check_push_possible(args) -> None:
     """Fail at the start, not after hours of training, when --push_to_hub cannot work."""
     if args.push_to_hub:
         require_hub(
             "--push_to_hub",
             fix="drop --push_to_hub (everything is saved in --output_dir; upload it later "
-            "with `hf upload REPO_ID OUTPUT_DIR`)",
+            f"with `{upload_command('REPO_ID', 'OUTPUT_DIR')}`)",
         )
 
 
@@ -27,7 +32,7 @@ def push_failed(out: Path, repo: str | None, err: Exception) -> ScratchError:
     return ScratchError(
         f"pushing {out} to the Hub ({repo or 'repo named after output_dir'}) failed "
         f"({type(err).__name__}: {first_line}); the model is saved locally in {out}: upload it "
-        f"later with `hf upload {repo or 'REPO_ID'} {out}`"
+        f"later with `{upload_command(repo or 'REPO_ID', out)}`"
     )
 
 
