@@ -11,7 +11,8 @@ curve); at the end `scratchlm eval` scores the finished model on every pair (the
 train on WikiText-2 (`../shared/data/wikitext-2`, both files, 5% held out) and score BLiMP
 (`../shared/data/blimp`); the Chinese arm trains on the built-in `zh_demo` and scores the hand-checked
 Chinese pairs in `benchmarks/data/zh_minimal_pairs/` (3 paradigms of 10). Prints a table, writes JSON and
-a PNG of accuracy against training tokens.
+a PNG of accuracy against training tokens. An arm already trained (and scored) in the same `--work_dir` is
+read back instead of being run again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scratchlm.evaluation import format_table, run_eval
+from scratchlm.evaluation import EVAL_FILE, format_table, run_eval
 from scratchlm.plotting import load_history, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +67,10 @@ def run_arm(name: str, work: Path, per_paradigm: int, final_per_paradigm: int | 
         str(per_paradigm),
         *(TINY if tiny else []),
     ]
-    with open(work / f"{name}.log", "w") as log:
-        subprocess.run([sys.executable, str(RECIPE), *flags], check=True, stdout=log, stderr=subprocess.STDOUT)
+    done = out / EVAL_FILE
+    if not (out / "model.safetensors").is_file():  # an arm trained in this --work_dir before is not trained again
+        with open(work / f"{name}.log", "w") as log:
+            subprocess.run([sys.executable, str(RECIPE), *flags], check=True, stdout=log, stderr=subprocess.STDOUT)
     history = load_history(out)
     run_config = json.loads((out / "run_manifest.json").read_text())["config"]
     tokens_per_step = run_config["per_device_train_batch_size"] * run_config["block_size"]
@@ -82,7 +85,10 @@ def run_arm(name: str, work: Path, per_paradigm: int, final_per_paradigm: int | 
         for e in history
         if "eval_minimal_pairs_accuracy" in e
     ]
-    final = run_eval(out, minimal_pairs=str(pairs), per_paradigm=final_per_paradigm)["minimal_pairs"]
+    if done.is_file():
+        final = json.loads(done.read_text())["minimal_pairs"]
+    else:
+        final = run_eval(out, minimal_pairs=str(pairs), per_paradigm=final_per_paradigm)["minimal_pairs"]
     return {"pairs": str(pairs), "curve": curve, "final": final, "table": format_table({"minimal_pairs": final})}
 
 

@@ -192,6 +192,10 @@ def test_a_run_config_of_the_other_recipe(capsys, tmp_path, zh_file):
         (["--max_steps", "20000000000"], "--max_steps 20,000,000,000 is more than 1,000,000,000 optimizer steps"),
         (["--block_size", "0"], "--block_size must be at least 2, got 0"),
         (["--preprocessing_num_workers", "0"], "--preprocessing_num_workers must be a positive integer, got 0"),
+        (["--seed", "-1"], "--seed must be 0 or a positive integer, got -1"),
+        (["--eval_steps", "0"], "--eval_steps must be positive"),
+        (["--fp16", "true"], "--fp16 true needs a CUDA device"),
+        (["--eval_minimal_pairs_per_paradigm", "0"], "--eval_minimal_pairs_per_paradigm must be a positive integer"),
     ],
 )
 def test_absurd_numbers(capsys, tmp_path, zh_file, flags, message):
@@ -229,3 +233,13 @@ def test_ctrl_c_during_tokenizer_training_leaves_no_tokenizer(capsys, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("stopped: interrupted (Ctrl-C); nothing finished was overwritten") and "\n" not in err
     assert not out.exists()
+
+
+def test_a_warmup_longer_than_the_run_is_named(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    import logging
+
+    argv = ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
+    argv += ["--output_dir", str(tmp_path / "out"), "--max_steps", "4", "--warmup_steps", "10", "--eval_steps", "4"]
+    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+        pretrain_gpt2_zh.cli(argv)
+    assert any("--warmup_steps 10 is longer than the run's 4 steps" in r.getMessage() for r in caplog.records)

@@ -172,3 +172,16 @@ def test_quality_per_minute_tuning_round_starts_from_the_config_it_is_given():
     assert (moved.training.muon_learning_rate, moved.training.learning_rate) == (0.04, 3e-3)
     with pytest.raises(SystemExit, match="--config"):
         qpm.main(["--config", str(ROOT / "no-such.yaml"), "--arms", "tuning"])
+
+
+@pytest.mark.slow
+def test_minimal_pairs_benchmark_draws_the_curve_and_reads_a_finished_arm_back(tmp_path, shared_data):
+    import minimal_pairs
+
+    argv = ["--arm", "gpt2_wikitext", "--tiny", "--work_dir", str(tmp_path), "--final_per_paradigm", "2"]
+    first = minimal_pairs.main(argv)["gpt2_wikitext"]
+    assert [p["step"] for p in first["curve"]] == [20, 40]
+    assert len(first["final"]["paradigms"]) == 67 and all(r["pairs"] == 2 for r in first["final"]["paradigms"])
+    assert 0 <= first["final"]["overall"]["unigram_accuracy"] <= 1
+    assert (tmp_path / "minimal_pairs.png").is_file()
+    assert minimal_pairs.main(argv)["gpt2_wikitext"] == first  # read back, not trained again

@@ -122,3 +122,18 @@ def test_prepare_never_overwrites(prepared, zh_file, gpt_tokenizer_dir, capsys):
         )
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (prepared / "prepared.json").read_bytes() == before
+
+
+def test_overwrite_replaces_prepared_data_only(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    run = tmp_path / "a-trained-run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "a-file").write_text("mine")
+    for out, message in ((run, "holds no prepared data"), (tmp_path / "a-file", "is a file")):
+        with pytest.raises(SystemExit) as exit_info:
+            scratchlm(
+                ["prepare", DEBUG, "--out", str(out), "--overwrite", "--train_files", str(zh_file)]
+                + ["--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
+            )
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == b"weights" and (tmp_path / "a-file").read_text() == "mine"

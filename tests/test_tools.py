@@ -191,6 +191,22 @@ def test_shipped_reference_curves_match_their_configs():
         assert curve["x"] == "tokens" and len(curve["eval"]) >= 2 and curve["unigram"] > curve["eval"][-1][1]
 
 
+def test_write_reference_never_replaces_a_file_that_is_not_a_curve(tmp_path, capsys):
+    from scratchlm import plotting
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    other = tmp_path / "notes.json"
+    other.write_text('{"mine": 1}')
+    for path, message in ((weights, "give a path ending in .json"), (other, "is not a curve JSON")):
+        with pytest.raises(SystemExit) as exit_info:
+            scratchlm(["plot", str(tmp_path), "--write_reference", str(path)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        with pytest.raises(ScratchError):
+            plotting.write_reference(tmp_path, path, "x")
+    assert weights.read_bytes() == b"weights" and other.read_text() == '{"mine": 1}'
+
+
 def test_plot_of_a_folder_without_a_run_is_one_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         scratchlm(["plot", str(tmp_path)])

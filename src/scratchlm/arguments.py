@@ -276,6 +276,14 @@ class _ScratchTrainingArguments(TrainingArguments):
                 "--bf16 true needs a CUDA device with bf16 support and none was found: "
                 "drop the flag (bf16 is then used automatically where available) or pass --bf16 false"
             )
+        if self.fp16 and not torch.cuda.is_available():  # Trainer would ignore it and the records would say fp16
+            raise ScratchError("--fp16 true needs a CUDA device and none was found: drop the flag (CPU runs in fp32)")
+        if self.seed < 0:
+            raise ScratchError(f"--seed must be 0 or a positive integer, got {self.seed}")
+        if self.eval_strategy in ("steps", "STEPS") and self.eval_steps is not None and self.eval_steps <= 0:
+            raise ScratchError(
+                f"--eval_steps must be positive (or pass --eval_strategy no to skip evaluations), got {self.eval_steps}"
+            )
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):

@@ -21,8 +21,10 @@ def _log_to_stdout() -> None:
 # What each subcommand does: cmd_*(its parsed arguments, the setting flags it passes on to a config)
 # ---------------------------------------------------------------------------------------------
 def cmd_plot(args, overrides: list[str]) -> None:
-    from .plotting import plot_run, write_reference
+    from .plotting import check_reference_path, plot_run, write_reference
 
+    if args.write_reference:
+        check_reference_path(args.write_reference)  # before anything is drawn
     written, drawn = plot_run(args.run_dir, args.out, args.compare, reference=not args.no_reference)
     for path in written:
         print(path)

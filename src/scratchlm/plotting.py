@@ -103,11 +103,30 @@ def matching_reference(settings: dict, reference_dir: Path | None = None) -> dic
     return None
 
 
+def check_reference_path(path: Path) -> None:
+    """A curve is written only where nothing but a curve would be replaced."""
+    if path.suffix != ".json":
+        raise ScratchError(f"--write_reference {path}: a curve is written as JSON; give a path ending in .json")
+    if path.exists() and not _is_curve(path):
+        raise ScratchError(
+            f"--write_reference {path} exists and is not a curve JSON: it is left as it is; give a new path"
+        )
+
+
 def write_reference(run_dir: Path, path: Path, name: str) -> Path:
+    check_reference_path(path)
     curve = {**run_curve(run_dir), "name": name}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(curve, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _is_curve(path: Path) -> bool:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and {"x", "eval", "train"} <= set(content)
 
 
 def loss_curves(run_dir: Path, compare: list[Path] = (), reference: bool = True) -> list[tuple[str, dict]]:

@@ -102,8 +102,16 @@ def prepare(
 ) -> dict:
     """Write the packed train and validation splits of `data_args`' corpus to `out`, laid out as `objective`
     (a `scratchlm.objectives.Objective`) packs them; returns the manifest."""
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ScratchError(f"--out {out} already exists and is not empty: choose another or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise ScratchError(f"--out {out} is a file: give a folder for the shards")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ScratchError(f"--out {out} already exists and is not empty: choose another or pass --overwrite")
+        if not (out / MANIFEST).is_file():  # --overwrite replaces prepared data, never a run or anything else
+            raise ScratchError(
+                f"--out {out} holds no prepared data ({MANIFEST}), so --overwrite will not replace it: "
+                "give a new folder, or one written by scratchlm prepare"
+            )
     tokenizer_dir = tokenizer_args.tokenizer_name_or_path
     if not Path(tokenizer_dir).is_dir():
         raise ScratchError(

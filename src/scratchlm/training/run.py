@@ -184,6 +184,14 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
             short,
             block,
         )
+    warmup = args.get_warmup_steps(steps)
+    if warmup > steps:
+        logger.warning(
+            "--warmup_steps %d is longer than the run's %d steps: the learning rate never reaches its peak; "
+            "shorten the warmup (a fraction below 1 scales with the run, e.g. 0.05)",
+            warmup,
+            steps,
+        )
     if abs(initial - math.log(vocab)) > 1.0:
         logger.warning(
             "initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
