@@ -24,6 +24,8 @@ which compares across vocabulary sizes.
 The combinations are built from the measurements: `best_gpt2` stacks, from each group but the family, the
 arm that beat the baseline by the most (none if none did); `best` puts the same on the best family.
 Prints a table and writes JSON and a PNG of held-out bits/char against minutes for every arm.
+`--eval_minimal_pairs PAIRS` scores minimal pairs at every evaluation of every arm and adds their final
+accuracy, beside the unigram bar, to the table.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ PROMPTS = {
     "python_docs": ["The function", "Return the", "This module", "If the"],
 }
 EVALUATIONS = 6  # per timed run: the points of each curve
+UNIGRAM_PAIRS = "eval_minimal_pairs_unigram_accuracy"
 TINY = {
     "--n_layer": "1",
     "--n_embd": "32",
@@ -150,6 +153,7 @@ def timed_run(base: Base, name: str, flags: dict[str, str], speed: float, minute
             "minutes": round(trained[e["step"]] / 60, 3),
             "bits_per_char": e["eval_bits_per_char"],
             "eval_loss": e["eval_loss"],
+            "minimal_pairs_accuracy": e.get("eval_minimal_pairs_accuracy"),
         }
         for e in history
         if "eval_bits_per_char" in e and e["step"] in trained
@@ -157,6 +161,7 @@ def timed_run(base: Base, name: str, flags: dict[str, str], speed: float, minute
     samples_file = out / "samples.json"
     samples = json.loads(samples_file.read_text(encoding="utf-8")) if samples_file.is_file() else {}
     unigram = next((e["eval_unigram_loss"] for e in history if "eval_unigram_loss" in e), None)
+    pairs_bar = next((e[UNIGRAM_PAIRS] for e in history if UNIGRAM_PAIRS in e), None)
     shutil.rmtree(out)  # the curve is kept; the weights of a dozen arms are not worth the disk
     return {
         "name": name,
@@ -170,6 +175,8 @@ def timed_run(base: Base, name: str, flags: dict[str, str], speed: float, minute
         "final_bits_per_char": curve[-1]["bits_per_char"],
         "final_eval_loss": curve[-1]["eval_loss"],
         "unigram_loss": unigram,
+        "final_minimal_pairs_accuracy": curve[-1]["minimal_pairs_accuracy"],
+        "minimal_pairs_unigram_accuracy": pairs_bar,
         "distinct_2": samples.get("distinct_2"),
         "samples": samples.get("samples"),
     }
@@ -214,12 +221,13 @@ def combinations(results: dict[str, dict]) -> dict[str, dict[str, str]]:
 def table(results: dict[str, dict], title: str) -> str:
     baseline = results["baseline"]
     target = baseline["final_bits_per_char"]
+    with_pairs = any(r.get("final_minimal_pairs_accuracy") is not None for r in results.values())
     lines = [
         title,
         "",
         "| arm | flags | tokens/s | steps | minutes | bits/char | vs baseline | eval loss "
-        "| minutes to baseline's final | distinct-2 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| minutes to baseline's final | distinct-2 |" + (" minimal pairs (unigram bar) |" if with_pairs else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_pairs else ""),
     ]
     for r in results.values():
         flags = " ".join(f"{k} {v}" for k, v in r["flags"].items()) or "baseline config"
@@ -230,9 +238,16 @@ def table(results: dict[str, dict], title: str) -> str:
             f"| {r['name']} | `{flags}` | {r['tokens_per_second']:,.0f} | {r['max_steps']} | "
             f"{r['curve'][-1]['minutes']:.2f} | "
             f"{r['final_bits_per_char']:.3f} | {r['final_bits_per_char'] - target:+.3f} | "
-            f"{r['final_eval_loss']:.3f} | {share} | {distinct} |"
+            f"{r['final_eval_loss']:.3f} | {share} | {distinct} |" + (f" {pairs_cell(r)} |" if with_pairs else "")
         )
     return "\n".join(lines)
+
+
+def pairs_cell(result: dict) -> str:
+    accuracy, bar = result.get("final_minimal_pairs_accuracy"), result.get("minimal_pairs_unigram_accuracy")
+    if accuracy is None:
+        return "-"
+    return f"{accuracy:.3f}" + (f" ({bar:.3f})" if bar is not None else "")
 
 
 def side_by_side(reports: list[dict]) -> str:
@@ -292,6 +307,13 @@ def main(argv: list[str] | None = None) -> dict:
         default="levers",
         help=f"Comma-separated arm names (baseline, the config itself, always runs), or a set: {', '.join(ARM_SETS)}.",
     )
+    parser.add_argument(
+        "--eval_minimal_pairs",
+        type=Path,
+        default=None,
+        help="Minimal pairs (a folder or .jsonl of BLiMP-format pairs) scored at every evaluation of every arm: "
+        "the table gains their accuracy beside the unigram bar.",
+    )
     parser.add_argument("--no_combinations", action="store_true", help="Only the single-lever arms.")
     parser.add_argument("--tiny", action="store_true", help="A 1-layer model on 2,000 blocks: checks the code path.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Tokenizers, cache and logs (default: a temp dir).")
@@ -327,6 +349,10 @@ def main(argv: list[str] | None = None) -> dict:
     common = {"--corpus": args.corpus, "--sample_prompts": PROMPTS.get(args.corpus, ["The", "A"])}
     if args.tiny:
         common.update(TINY)
+    if args.eval_minimal_pairs is not None:
+        if not args.eval_minimal_pairs.exists():
+            sys.exit(f"--eval_minimal_pairs: no file or folder {args.eval_minimal_pairs}")
+        common["--eval_minimal_pairs"] = str(args.eval_minimal_pairs.resolve())
 
     speeds: dict[str, float] = {}
 

@@ -63,6 +63,10 @@ class ColaArguments:
     def __post_init__(self):
         if self.num_seeds < 1:
             raise ScratchError(f"--num_seeds must be at least 1, got {self.num_seeds}")
+        if self.max_seq_length < 3:
+            raise ScratchError(
+                f"--max_seq_length must be at least 3 ([CLS], a token, [SEP]), got {self.max_seq_length}"
+            )
         if (self.train_file is None) != (self.validation_file is None):
             raise ScratchError("give both --train_file and --validation_file, or neither (GLUE from the Hub)")
 
@@ -89,16 +93,25 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     raw = load_cola(cola_args)
     if cola_args.max_train_samples:
         raw["train"] = raw["train"].select(range(min(cola_args.max_train_samples, len(raw["train"]))))
-    if not Path(cola_args.model_name_or_path).exists():
+    model_path = Path(cola_args.model_name_or_path)
+    if not model_path.exists():
         require_hub(f"model {cola_args.model_name_or_path} (not a local directory)", fix="check the path")
+    elif not (model_path / "config.json").is_file():
+        raise ScratchError(
+            f"--model_name_or_path {model_path} is not a model folder (no config.json): pass a pretraining run's "
+            "output_dir or one of its checkpoint-N folders"
+        )
     tokenizer = AutoTokenizer.from_pretrained(
         cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code
     )
-    check_tokenizer_fits(
-        tokenizer,
-        AutoConfig.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code),
-        cola_args.model_name_or_path,
-    )
+    config = AutoConfig.from_pretrained(cola_args.model_name_or_path, trust_remote_code=cola_args.trust_remote_code)
+    check_tokenizer_fits(tokenizer, config, cola_args.model_name_or_path)
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and cola_args.max_seq_length > positions:
+        raise ScratchError(
+            f"--max_seq_length {cola_args.max_seq_length} is longer than the {positions} positions of "
+            f"{cola_args.model_name_or_path}: pass --max_seq_length {positions} or less"
+        )
     encoded = raw.map(
         lambda b: tokenizer(b[SENTENCE], truncation=True, max_length=cola_args.max_seq_length),
         batched=True,

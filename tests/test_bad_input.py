@@ -243,3 +243,110 @@ def test_a_warmup_longer_than_the_run_is_named(tmp_path, zh_file, gpt_tokenizer_
     with caplog.at_level(logging.WARNING, logger="scratchlm"):
         pretrain_gpt2_zh.cli(argv)
     assert any("--warmup_steps 10 is longer than the run's 4 steps" in r.getMessage() for r in caplog.records)
+
+
+def test_a_config_folder_names_the_yaml_files_in_it(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, ["--config", str(ROOT / "recipes/pretrain_gpt2_zh")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --config {ROOT / 'recipes/pretrain_gpt2_zh'} is a folder: pass one of its YAML")
+    assert "config_debug.yaml" in err
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        ["--model_type", "llama"],
+        ["--model_type", "qwen3"],
+        ["--model_type", "scratch_decoder", "--position_embedding", "rotary"],
+    ],
+)
+def test_an_odd_head_dimension_with_rotary_positions(capsys, tmp_path, zh_file, family):
+    err = fails_with(capsys, tmp_path, "--train_files", zh_file, "--n_embd", 36, "--n_head", 4, *family)
+    assert "--n_embd 36 / --n_head 4 gives heads of 9 dimensions; rotary positions" in err and "--n_embd 40" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_path_to_its_json_file_names_the_folder(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
+    err = fails_with(
+        capsys, tmp_path, "--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir / "tokenizer.json"
+    )
+    assert f"is a file: pass the folder that holds it ({gpt_tokenizer_dir})" in err
+
+
+def test_a_data_cache_dir_that_is_a_file(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
+    cache = tmp_path / "cache"
+    cache.write_text("mine")
+    err = fails_with(
+        capsys,
+        tmp_path,
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--data_cache_dir",
+        cache,
+    )
+    assert err == f"error: --data_cache_dir {cache} is a file, not a folder: choose another --data_cache_dir"
+    assert cache.read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_resume_from_a_runs_output_folder_says_to_pass_a_checkpoint(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
+    run = tmp_path / "run"
+    (run / "checkpoint-4").mkdir(parents=True)
+    err = fails_with(
+        capsys,
+        tmp_path,
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--resume_from_checkpoint",
+        run,
+    )
+    assert err == (
+        f"error: --resume_from_checkpoint {run} is a run's output folder, not a checkpoint: pass one of its "
+        f"checkpoint-N folders, or --output_dir {run} --resume_from_checkpoint true for the newest one"
+    )
+
+
+def test_train_tokenizer_into_a_file_is_one_line(capsys, tmp_path, zh_file):
+    import train_tokenizer
+
+    mine = tmp_path / "tok"
+    mine.write_text("mine")
+    with pytest.raises(SystemExit):
+        run_cli(train_tokenizer.cli, ["--train_files", str(zh_file), "--vocab_size", "300", "--output_dir", str(mine)])
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: tokenizer directory {mine} is a file: choose a new path for the tokenizer"
+    )
+    assert mine.read_text() == "mine"
+
+
+def test_finetune_cola_on_a_tokenizer_folder_or_too_short_a_sequence(capsys, tmp_path, gpt_tokenizer_dir, shared_data):
+    import finetune_cola
+
+    cola = ["--train_file", str(shared_data / "cola/train.tsv"), "--validation_file", str(shared_data / "cola/dev.tsv")]
+    base = [
+        "--config",
+        str(ROOT / "recipes/finetune_cola/config_debug.yaml"),
+        *cola,
+        "--output_dir",
+        str(tmp_path / "c"),
+    ]
+    for flags, said in [
+        (
+            ["--model_name_or_path", str(gpt_tokenizer_dir)],
+            f"--model_name_or_path {gpt_tokenizer_dir} is not a model folder",
+        ),
+        (
+            ["--model_name_or_path", str(gpt_tokenizer_dir), "--max_seq_length", "1"],
+            "--max_seq_length must be at least 3",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as refused:
+            run_cli(finetune_cola.cli, [*base, *flags])
+        err = capsys.readouterr().err.strip()
+        assert refused.value.code == 2 and err.startswith(f"error: {said}") and "\n" not in err, err
+    assert not (tmp_path / "c").exists()

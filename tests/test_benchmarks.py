@@ -109,8 +109,17 @@ def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winn
     import quality_per_minute as qpm
 
     out = tmp_path / "q.json"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"sentence_good": good, "sentence_bad": bad}) + "\n"
+            for good, bad in [("def f(x):", "def f x):"), ("import os", "os import"), ("return x", "x return")]
+        )
+    )
     argv = ["--corpus", "python_docs", "--tiny", "--minutes", "0.02", "--arms", "wsd,vocab_4k"]
-    result = qpm.main([*argv, "--work_dir", str(tmp_path / "work"), "--out", str(out)])
+    result = qpm.main(
+        [*argv, "--work_dir", str(tmp_path / "work"), "--out", str(out), "--eval_minimal_pairs", str(pairs)]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result)) and out.with_suffix(".png").is_file()
     arms = result["arms"]
     assert list(arms)[:3] == ["baseline", "wsd", "vocab_4k"]
@@ -120,6 +129,9 @@ def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winn
         minutes = [p["minutes"] for p in curve]
         assert minutes == sorted(minutes) and minutes[0] > 0
         assert 0 < arm["final_bits_per_char"] < 20 and arm["distinct_2"] is not None
+        assert all(0 <= p["minimal_pairs_accuracy"] <= 1 for p in curve)
+        assert arm["minimal_pairs_unigram_accuracy"] is not None
+    assert "minimal pairs (unigram bar)" in qpm.table(arms, "t")
     # wsd's schedule differs, not its cost: one throughput measurement serves both
     assert arms["wsd"]["tokens_per_second"] == arms["baseline"]["tokens_per_second"]
     assert arms["vocab_4k"]["flags"] == {"--vocab_size": "4000"}

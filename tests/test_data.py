@@ -14,6 +14,7 @@ from scratchlm.data.builtin import strip_pos_tags
 from scratchlm.data.cached import META_FILE, cache_key, cache_root
 from scratchlm.data.packing import unigram_cross_entropy
 from scratchlm.data.sources import load_corpus
+from scratchlm.errors import ScratchError
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.tokenizer import train_tokenizer
 
@@ -89,6 +90,42 @@ def test_interrupted_build_is_not_a_hit(zh_file, gpt_tokenizer_dir, monkeypatch)
             _prepare(args, gpt_tokenizer_dir)
     assert not list(cache_root(args).glob(f"*/{META_FILE}"))
     assert not _prepare(args, gpt_tokenizer_dir).cache_hit
+
+
+@pytest.mark.parametrize("record", ["", "{not json", '{"files": {}}', "[1, 2]"])
+def test_a_damaged_cache_record_is_built_again(zh_file, gpt_tokenizer_dir, caplog, record):
+    args = DataArguments(train_files=[str(zh_file)])
+    first = _prepare(args, gpt_tokenizer_dir)
+    (first.cache_dir / META_FILE).write_text(record)
+    with caplog.at_level("WARNING"):
+        again = _prepare(args, gpt_tokenizer_dir)
+    assert not again.cache_hit and f"{META_FILE}" in caplog.text and "building it again" in caplog.text
+    assert again.stats == first.stats and _prepare(args, gpt_tokenizer_dir).cache_hit
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+@pytest.mark.parametrize("values", [[1, 2, 3], [None, None, None]])
+def test_a_text_column_of_numbers_or_nulls_is_one_line(tmp_path, kind, values):
+    frame = pd.DataFrame({"text": values * 10})
+    path = tmp_path / f"corpus.{kind}"
+    frame.to_json(path, orient="records", lines=True) if kind == "jsonl" else frame.to_parquet(path)
+    with pytest.raises(ScratchError) as refused:
+        load_corpus(DataArguments(train_files=[str(path)]))
+    dtype = "null" if values[0] is None else "int64"
+    assert str(refused.value) == (
+        f"the text column ('text') of local files {path} holds {dtype} values, not text: point --text_column at the "
+        "column that holds the documents, or write them as strings"
+    )
+
+
+def test_validation_files_that_are_training_files_are_named(tmp_path, zh_file, caplog):
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(zh_file.read_bytes())
+    with caplog.at_level("WARNING"):
+        load_corpus(DataArguments(train_files=[str(zh_file)], validation_files=[str(copy)]))
+    assert f"--validation_files {copy} is also in --train_files: the held-out loss then measures memorisation" in (
+        caplog.text
+    )
 
 
 def test_unigram_cross_entropy_matches_hand_computation():

@@ -52,3 +52,24 @@ def test_causal_spec_separates_documents_with_eos(gpt_tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(gpt_tokenizer_dir)
     spec = OBJECTIVES["causal"].packing(tok, 8)
     assert spec.separator_id == tok.eos_token_id and spec.block_prefix == ()
+
+
+def test_long_documents_are_tokenized_in_pieces_with_the_ids_of_the_whole(gpt_tokenizer_dir, zh_docs):
+    """A tokenizer's memory grows with the longest text it is given (a 50 MB one-line file took 10 GB): long
+    documents go in as pieces, cut where byte-level BPE splits anyway, so the ids do not change."""
+    from transformers import AutoTokenizer
+
+    from scratchlm.data.packing import PIECE_CHARS, pieces
+
+    tok = AutoTokenizer.from_pretrained(gpt_tokenizer_dir)
+    words = [f"w{i % 97}" + " " * (1 + i % 4) for i in range(60_000)]  # runs of 1-4 spaces between words
+    english = "".join(words) + " ".join(zh_docs[:50])
+    cjk = ("".join(zh_docs).replace(" ", "") * 10)[:250_000]  # no space to cut at: cut at the limit
+    for text in (english, cjk):
+        parts = pieces(text)
+        assert len(parts) > 2 and "".join(parts) == text and max(map(len, parts)) <= PIECE_CHARS
+    assert tokenize([english, "短的", english], tok) == [
+        tok.backend_tokenizer.encode(t, add_special_tokens=False).ids for t in (english, "短的", english)
+    ]
+    whole = tok.backend_tokenizer.encode(cjk, add_special_tokens=False).ids
+    assert abs(len(tokenize([cjk], tok)[0]) - len(whole)) <= 2 * len(pieces(cjk))  # only the cuts differ

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -221,6 +222,49 @@ def test_resume_from_another_model_family_is_refused(tmp_path, zh_file, gpt_toke
     assert "holds a different model (model_type: checkpoint 'gpt2' vs run 'scratch_decoder'" in err
 
 
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (["--learning_rate", "5e-2"], "was trained with learning_rate 0.001 (this command: 0.05): a resume restores"),
+        (["--per_device_train_batch_size", "2"], "was trained with a global batch of 4 (this command: 2)"),
+        (["--train_files", "OTHER"], "was trained on another corpus (local files "),
+    ],
+)
+def test_a_resume_with_other_training_settings_or_corpus_is_refused(
+    tmp_path, zh_file, zh_docs, gpt_tokenizer_dir, reference, capsys, change, said
+):
+    ref_out, _ = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-9", out / "checkpoint-9")
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(zh_docs[::-1]) + "\n", encoding="utf-8")
+    change = [str(other) if c == "OTHER" else c for c in change]
+    with pytest.raises(SystemExit) as refused:
+        run_cli(
+            pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true", *change)
+        )
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume_from_checkpoint {out / 'checkpoint-9'} {said}") and "\n" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-9"]  # nothing written
+
+
+def test_a_checkpoint_at_the_last_step_finishes_the_run_without_training_more(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, caplog
+):
+    """The final save failed (a full disk, say) after checkpoint-12 was sealed: the resume writes the final model,
+    evaluation and card from it, where Trainer itself would train a 13th step of a 12-step run."""
+    ref_out, ref_metrics = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-12", out / "checkpoint-12")
+    with caplog.at_level("INFO", logger="scratchlm"):
+        metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    assert "is at step 12 of max_steps 12: nothing is left to train" in caplog.text
+    assert max(per_step(out, "loss")) == 12
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+
 def test_skipping_to_the_resume_point_reads_no_data(tmp_path):
     """Trainer skips to the resume position by drawing sampler indices, not by loading blocks
     (the dataloader reads the batch it returns and prefetches one more)."""
@@ -322,6 +366,38 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(
     expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
     for step in range(4, 13):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+
+
+def test_a_full_disk_at_the_final_save_is_one_line_and_the_resume_finishes_the_run(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, monkeypatch, capsys
+):
+    """safetensors reports a full disk as its own error, with the OS error only in its text."""
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    ref_out, ref_metrics = reference
+    out = tmp_path / "full"
+    real_save = transformers.modeling_utils.safe_save_file
+
+    def save(tensors, filename, *args, **kwargs):
+        if Path(filename).parent == out:  # the final model, after checkpoint-12 was sealed
+            raise SafetensorError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
+        return real_save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", save)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: no space left on the device of {out} while saving: a checkpoint takes about ")
+    assert "\n" not in err
+    monkeypatch.undo()
+    metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true"))
+    assert max(per_step(out, "loss")) == 12
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
 
 
 def test_resuming_with_another_tokenizer_is_refused(tmp_path, zh_file, zh_docs, gpt_tokenizer_dir, reference, capsys):

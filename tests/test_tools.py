@@ -492,6 +492,83 @@ def test_generate_from_a_checkpoint(tensorboard_run, capsys, greedy):
     assert len(texts) == 2 and texts[0].startswith("中国") and texts[1].startswith("经济")
 
 
+def test_generate_from_an_empty_prompt_starts_a_document(tensorboard_run, capsys):
+    run, _, _ = tensorboard_run
+    scratchlm(["generate", str(run), "--prompt", "", "--max_new_tokens", "5", "--greedy"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0] and lines[1].startswith("  [distinct-2")
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--temperature", "-1"], "argument --temperature: must be above 0, got -1"),
+        (["--max_new_tokens", "0"], "argument --max_new_tokens: must be a positive integer, got 0"),
+        (["--top_p", "1.5"], "argument --top_p: must be in (0, 1], got 1.5"),
+        (["--num_samples", "0"], "argument --num_samples: must be a positive integer, got 0"),
+    ],
+)
+def test_generate_refuses_sampling_settings_that_cannot_work(tensorboard_run, capsys, flags, said):
+    run, _, _ = tensorboard_run
+    with pytest.raises(SystemExit) as refused:
+        scratchlm(["generate", str(run), "--prompt", "中国", *flags])
+    assert refused.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_generate_on_a_folder_that_is_not_a_causal_model_is_one_line(gpt_tokenizer_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        scratchlm(["generate", str(gpt_tokenizer_dir), "--prompt", "中国"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {gpt_tokenizer_dir} is not a model folder (no config.json): give a run's output_dir or one of its "
+        "checkpoint-N"
+    )
+    from transformers import BertConfig, BertForMaskedLM
+
+    masked = tmp_path / "bert"
+    BertForMaskedLM(
+        BertConfig(vocab_size=600, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(masked)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (masked / name).write_bytes((gpt_tokenizer_dir / name).read_bytes())
+    with pytest.raises(SystemExit):
+        scratchlm(["generate", str(masked), "--prompt", "中国"])
+    assert capsys.readouterr().err.strip() == (
+        f"error: {masked} is a masked LM (BertForMaskedLM): scratchlm generate samples from causal LMs; score a "
+        "masked LM with scratchlm eval"
+    )
+
+
+@pytest.mark.parametrize("command", [["plan", "--gpu", "H100", "--hours", "1", "--num_gpus", "-2"]])
+def test_plan_names_a_bad_gpu_count(command, capsys):
+    with pytest.raises(SystemExit) as refused:
+        scratchlm(command)
+    assert (
+        refused.value.code == 2 and "argument --num_gpus: must be a positive integer, got -2" in capsys.readouterr().err
+    )
+
+
+def test_inspect_tokenizer_names_its_own_argument(gpt_tokenizer_dir, tmp_path, capsys):
+    for path, said in [
+        (gpt_tokenizer_dir / "tokenizer.json", f"is a file: pass the folder that holds it ({gpt_tokenizer_dir})"),
+        (tmp_path / "nothing", "does not exist locally and the Hub cannot be reached: check the path, or go online"),
+    ]:
+        with pytest.raises(SystemExit):
+            scratchlm(["inspect-tokenizer", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: tokenizer folder {path} ") and said in err and "--train_tokenizer" not in err
+
+
+def test_plot_out_that_is_a_file_is_one_line(tensorboard_run, tmp_path, capsys):
+    run, _, _ = tensorboard_run
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(SystemExit):
+        scratchlm(["plot", str(run), "--out", str(mine)])
+    assert capsys.readouterr().err.strip() == f"error: --out {mine} is a file, not a folder: choose another --out"
+    assert mine.read_text() == "mine"
+
+
 def test_inspect_tokenizer(gpt_tokenizer_dir, capsys):
     scratchlm(["inspect-tokenizer", str(gpt_tokenizer_dir), "--text", "中国经济"])
     out = capsys.readouterr().out
@@ -499,7 +576,7 @@ def test_inspect_tokenizer(gpt_tokenizer_dir, capsys):
     assert "'中国经济':" in out and "ids:" in out
 
 
-@pytest.mark.parametrize("command", ["plot", "find-lr", "plan", "generate", "inspect-tokenizer"])
+@pytest.mark.parametrize("command", ["plot", "find-lr", "plan", "generate", "inspect-tokenizer", "stop", "eval"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         scratchlm([command, "--help"])

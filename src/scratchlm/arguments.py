@@ -12,7 +12,7 @@ import torch
 from transformers import TrainingArguments
 
 from .errors import ScratchError
-from .models.registry import family_help, family_names
+from .models.registry import FAMILIES, family_help, family_names
 
 logger = logging.getLogger("scratchlm")
 
@@ -211,6 +211,17 @@ class CausalLMArguments(_TransformerShape):
         default="learned",
         metadata={"help": "scratch_decoder only: learned or rotary positions.", "choices": ["learned", "rotary"]},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        family = FAMILIES.get(self.model_type)
+        rotary = (family is not None and family.rotary) or self.position_embedding == "rotary"
+        head_dim = self.n_embd // self.n_head
+        if rotary and head_dim % 2:
+            raise ScratchError(
+                f"--n_embd {self.n_embd} / --n_head {self.n_head} gives heads of {head_dim} dimensions; rotary "
+                f"positions ({self.model_type}) need an even number: e.g. --n_embd {self.n_head * (head_dim + 1)}"
+            )
 
 
 @dataclass
@@ -459,6 +470,13 @@ class PretrainingArguments(_ScratchTrainingArguments):
             "below this, e.g. a quality target."
         },
     )
+    save_every_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also save a checkpoint whenever this many minutes have passed since the last one, so that a "
+            "kill without warning (a launcher's, the OOM killer's, a lost node) costs at most that much training."
+        },
+    )
 
     def __post_init__(self):
         if self.curriculum_block_size is not None and self.curriculum_block_size < 2:
@@ -470,6 +488,8 @@ class PretrainingArguments(_ScratchTrainingArguments):
         per_paradigm = self.eval_minimal_pairs_per_paradigm
         if per_paradigm is not None and per_paradigm < 1:
             raise ScratchError(f"--eval_minimal_pairs_per_paradigm must be a positive integer, got {per_paradigm}")
+        if self.save_every_minutes is not None and self.save_every_minutes <= 0:
+            raise ScratchError(f"--save_every_minutes must be positive, got {self.save_every_minutes}")
         if self.profile_steps is not None:
             self.profile_window()  # refuses a malformed range now rather than at step 20
         if self.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:

@@ -29,6 +29,42 @@ _VOLATILE_CONFIG_KEYS = {
     "use_cache",
 }
 
+# Settings that decide the training trajectory. A resume restores the optimizer, scheduler and data order the
+# checkpoint saved, so a changed value here would be recorded without taking effect: it is refused instead.
+# (The global batch is compared as a whole: changing the number of processes while keeping it is a resume.)
+RESUME_MUST_MATCH = (
+    "objective",
+    "optim",
+    "optim_args",
+    "learning_rate",
+    "muon_learning_rate",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "weight_decay",
+    "weight_decay_on",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "max_grad_norm",
+    "block_size",
+    "seed",
+    "data_seed",
+    "label_smoothing_factor",
+    "curriculum_block_size",
+    "curriculum_fraction",
+    "bad_loss",
+    "max_train_samples",
+    "validation_split_percentage",
+    "text_sample_by",
+    "streaming",
+)
+
+
+def global_batch(manifest: dict) -> int:
+    config = manifest["config"]
+    return config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] * manifest["world_size"]
+
 
 # ---------------------------------------------------------------------------------------------
 # Resuming
@@ -92,8 +128,10 @@ def latest_complete_checkpoint(output_dir: Path, is_main_process: bool = True) -
     return None
 
 
-def check_checkpoint_matches(checkpoint: Path, model, tokenizer_fingerprint: str) -> None:
-    """Refuse to resume a model from a checkpoint of another family or shape, or trained with another tokenizer."""
+def check_checkpoint_matches(checkpoint: Path, model, run: dict) -> None:
+    """Refuse to resume a model from a checkpoint of another family or shape, trained with another tokenizer, on
+    another corpus or with other optimizer, schedule or batch settings. `run` is this run's manifest."""
+    tokenizer_fingerprint = run["tokenizer_fingerprint"]
     try:
         saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -124,4 +162,32 @@ def check_checkpoint_matches(checkpoint: Path, model, tokenizer_fingerprint: str
             f"--resume_from_checkpoint {checkpoint} was trained with another tokenizer ({tokenizer}, hash "
             f"{trained_with[:12]}; this run's is {tokenizer_fingerprint[:12]}): the same token ids would mean other "
             "text; resume with --tokenizer_name_or_path set to the tokenizer it was trained with"
+        )
+    check_resume_settings(checkpoint, manifest, run)
+
+
+def check_resume_settings(checkpoint: Path, saved: dict, run: dict) -> None:
+    """The corpus and the trajectory settings (`RESUME_MUST_MATCH`, the global batch) of the checkpoint's run
+    against this run's manifest; manifests from before a setting existed are not held to it."""
+    fix = "resume with the settings it was trained with (its run_manifest.json has them) or start a new --output_dir"
+    was, now = saved.get("corpus_fingerprint"), run.get("corpus_fingerprint")
+    if was and now and was != now:
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} was trained on another corpus ({saved.get('corpus')}, hash "
+            f"{was[:12]}; this run reads {run.get('corpus')}, hash {now[:12]}): the data order it saved would "
+            "point into other text; resume with the corpus it was trained on or start a new --output_dir"
+        )
+    old, new = saved.get("config", {}), json.loads(json.dumps(run["config"], default=str))  # as it was written
+    changed = [
+        f"{key} {old[key]!r} (this command: {new.get(key)!r})"
+        for key in RESUME_MUST_MATCH
+        if key in old and old[key] != new.get(key)
+    ]
+    if "world_size" in saved and all(k in old for k in ("per_device_train_batch_size", "gradient_accumulation_steps")):
+        if global_batch(saved) != global_batch(run):
+            changed.append(f"a global batch of {global_batch(saved)} (this command: {global_batch(run)})")
+    if changed:
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} was trained with {', '.join(changed)}: a resume restores the "
+            f"optimizer, schedule and data order it saved, so the change would not take effect; {fix}"
         )

@@ -107,19 +107,22 @@ def cmd_generate(args, overrides: list[str]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .evaluation import load_for_eval
     from .generation import generate_samples
-    from .tokenizer import load_tokenizer
 
-    if not Path(args.model_dir).exists():
+    if Path(args.model_dir).exists():
+        model, tokenizer, causal = load_for_eval(Path(args.model_dir), args.trust_remote_code)
+        if not causal:
+            raise ScratchError(
+                f"{args.model_dir} is a masked LM ({', '.join(model.config.architectures or [])}): "
+                "scratchlm generate samples from causal LMs; score a masked LM with scratchlm eval"
+            )
+    else:
         from .hub import require_hub
 
         require_hub(f"model {args.model_dir} (not a local directory)", fix="check the path")
-    tokenizer = (
-        load_tokenizer(args.model_dir, required=())
-        if Path(args.model_dir).exists()
-        else AutoTokenizer.from_pretrained(args.model_dir)
-    )
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, trust_remote_code=args.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+        model = AutoModelForCausalLM.from_pretrained(args.model_dir, trust_remote_code=args.trust_remote_code)
     if torch.cuda.is_available():
         model = model.to("cuda", dtype=torch.bfloat16)
     if tokenizer.pad_token_id is None:
@@ -139,7 +142,7 @@ def cmd_generate(args, overrides: list[str]) -> None:
 def cmd_inspect_tokenizer(args, overrides: list[str]) -> None:
     from .tokenizer import REPORT_FILE, load_tokenizer
 
-    tokenizer = load_tokenizer(str(args.tokenizer_dir), required=())
+    tokenizer = load_tokenizer(str(args.tokenizer_dir), required=(), argument="tokenizer folder")
     backend = json.loads(tokenizer.backend_tokenizer.to_str())
     print(
         f"{args.tokenizer_dir}: {type(tokenizer).__name__}, {len(tokenizer)} tokens, "
@@ -183,6 +186,20 @@ def cmd_export(args, overrides: list[str]) -> None:
     print(f"written: {path} ({path.stat().st_size / 2**20:.1f} MiB); run it with llama.cpp: llama-cli -m {path}")
 
 
+def cmd_stop(args, overrides: list[str]) -> None:
+    from .checkpoints import checkpoint_problem, checkpoints_newest_first
+    from .runlock import stop_run
+
+    holder = stop_run(args.run_dir, wait=args.wait)
+    print(
+        f"sent SIGTERM to pid {holder['pid']}, the run training into {args.run_dir}: it finishes its step, saves a "
+        "checkpoint and stops"
+    )
+    if args.wait:
+        sealed = [c for c in checkpoints_newest_first(args.run_dir) if checkpoint_problem(c) is None]
+        print(f"stopped; newest complete checkpoint: {sealed[0] if sealed else 'none'}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Each subcommand's arguments
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +207,27 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
 
 
@@ -250,7 +288,7 @@ def prepare_arguments(prep: argparse.ArgumentParser) -> None:
 def plan_arguments(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--gpu", help="GPU type, e.g. H100, A100, L4 (with --hours).")
     plan.add_argument("--hours", type=float, help="GPU hours per GPU.")
-    plan.add_argument("--num_gpus", type=int, default=1)
+    plan.add_argument("--num_gpus", type=positive_int, default=1)
     plan.add_argument("--flops", type=float, help="Or the budget in FLOPs.")
     plan.add_argument("--mfu", type=float, default=0.35, help="Model FLOPs utilisation to assume (default 0.35).")
     plan.add_argument("--context", type=int, default=1024)
@@ -267,13 +305,13 @@ def plan_arguments(plan: argparse.ArgumentParser) -> None:
 def generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model_dir", help="A model directory (or Hub id, online).")
     gen.add_argument("--prompt", action="append", required=True, help="Prompt; repeat for several.")
-    gen.add_argument("--max_new_tokens", type=int, default=64)
-    gen.add_argument("--temperature", type=float, default=0.8)
-    gen.add_argument("--top_k", type=int, default=50)
-    gen.add_argument("--top_p", type=float, default=0.95)
-    gen.add_argument("--repetition_penalty", type=float, default=1.1)
+    gen.add_argument("--max_new_tokens", type=positive_int, default=64)
+    gen.add_argument("--temperature", type=positive_float, default=0.8)
+    gen.add_argument("--top_k", type=non_negative_int, default=50, help="0: no top-k cut.")
+    gen.add_argument("--top_p", type=share, default=0.95)
+    gen.add_argument("--repetition_penalty", type=positive_float, default=1.1)
     gen.add_argument("--greedy", action="store_true", help="Greedy decoding instead of sampling.")
-    gen.add_argument("--num_samples", type=int, default=1, help="Samples per prompt.")
+    gen.add_argument("--num_samples", type=positive_int, default=1, help="Samples per prompt.")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
 
@@ -297,6 +335,11 @@ def export_arguments(ex: argparse.ArgumentParser) -> None:
         "--dtype", choices=["f32", "f16", "bf16", "q8_0"], default="f16", help="Weights' type (default f16)."
     )
     ex.add_argument("--out", type=Path, help="The file to write (default: MODEL_DIR/<name>-<dtype>.gguf).")
+
+
+def stop_arguments(stop: argparse.ArgumentParser) -> None:
+    stop.add_argument("run_dir", type=Path, help="The --output_dir of a run that is training now.")
+    stop.add_argument("--wait", action="store_true", help="Return once the run has saved its checkpoint and exited.")
 
 
 def inspect_tokenizer_arguments(inspect: argparse.ArgumentParser) -> None:
@@ -346,6 +389,12 @@ COMMANDS = [
     ),
     Command(
         "plan", "Compute-optimal model size, tokens, shape, batch and wall time for a budget.", plan_arguments, cmd_plan
+    ),
+    Command(
+        "stop",
+        "Stop a run that is training (it saves a checkpoint first); safe under accelerate launch.",
+        stop_arguments,
+        cmd_stop,
     ),
     Command("generate", "Sample from a causal LM checkpoint (ours or stock).", generate_arguments, cmd_generate),
     Command(

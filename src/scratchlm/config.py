@@ -40,6 +40,12 @@ def split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.yaml"))
+        raise ScratchError(
+            f"--config {path} is a folder: pass one of its YAML files"
+            + (f" ({', '.join(found)})" if found else "; it holds none")
+        )
     if not path.is_file():
         raise ScratchError(f"config file {path} does not exist: pass --config with the path to a YAML file")
     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +19,22 @@ class ScratchError(Exception):
     """A problem with the user's input or environment, with the fix in its message."""
 
     exit_code = 2
+
+
+def writable_folder(path: Path | str, argument: str, fix: str | None = None) -> Path:
+    """`path` as a folder that exists and takes files, or one line naming `argument` (what the user typed)."""
+    path = Path(path)
+    fix = fix or f"choose another {argument}"
+    if path.exists() and not path.is_dir():
+        raise ScratchError(f"{argument} {path} is a file, not a folder: {fix}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".scratchlm-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ScratchError(f"{argument} {path} cannot be written ({error.strerror}): {fix}") from None
+    return path
 
 
 class Preempted(ScratchError):
@@ -39,23 +57,52 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     code = 0
     try:
         entry(argv)
+    except Exception as err:
+        # A Ctrl-C inside a library's worker pool can surface as that library's own error (datasets: a
+        # TimeoutError while it cleans up its pool), with the KeyboardInterrupt only in the context.
+        if show_traceback or not (isinstance(err, ScratchError) or _interrupted(err)):
+            raise
+        if isinstance(err, ScratchError):
+            print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+            code = err.exit_code
+        else:
+            code = _say_interrupted()
     except KeyboardInterrupt:
         if show_traceback:
             raise
-        print(
-            "stopped: interrupted (Ctrl-C); nothing finished was overwritten, and whatever was half-written is "
-            "never taken for complete",
-            file=sys.stderr,
-        )
-        code = 130
-    except ScratchError as err:
-        if show_traceback:
-            raise
-        print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
-        code = err.exit_code
+        code = _say_interrupted()
     _close_process_group()
     if code:
         sys.exit(code)
+
+
+def _interrupted(err: BaseException) -> bool:
+    seen = err.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _say_interrupted() -> int:
+    print(
+        "stopped: interrupted (Ctrl-C); nothing finished was overwritten, and whatever was half-written is "
+        "never taken for complete",
+        file=sys.stderr,
+    )
+    return 130
+
+
+_MAIN_PID = os.getpid()
+
+
+def leave_interrupts_to_the_main_process() -> None:
+    """Called in tokenizing workers: a Ctrl-C reaches every process of the terminal's group, and the main process
+    stops the workers and prints the one `stopped:` line, so a worker ignores it instead of printing a traceback.
+    (Workers are forked, so they inherit the main process's id in `_MAIN_PID`.)"""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _close_process_group() -> None:

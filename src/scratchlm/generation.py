@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ScratchError
+
 DEFAULT_SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.1}
 
 
@@ -133,6 +135,11 @@ def generate_samples(
         torch.manual_seed(seed)
         for prompt in prompts:
             inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+            if inputs["input_ids"].shape[1] == 0:  # an empty prompt: sample from the start of a document
+                start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+                if start is None:
+                    raise ScratchError("an empty prompt needs a bos or eos token to start from; give some text")
+                inputs = {"input_ids": torch.tensor([[start]], device=device)}
             output = generate_within_positions(
                 model,
                 inputs["input_ids"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import checkpoints_newest_first
-from .errors import ScratchError
+from .errors import ScratchError, writable_folder
 
 
 def pyplot():
@@ -148,8 +148,7 @@ def plot_run(
 ) -> tuple[list[Path], list[tuple[str, dict]]]:
     """The PNGs written, and the loss curves drawn (`loss_curves`)."""
     history = load_history(run_dir)
-    out_dir = out_dir or run_dir / "plots"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(out_dir, "--out") if out_dir else writable_folder(run_dir / "plots", "plots folder")
     plt = pyplot()
     written = []
 

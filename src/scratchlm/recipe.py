@@ -21,6 +21,7 @@ from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
 from .provenance import run_manifest
+from .runlock import hold_output_dir
 from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
 from .training import (
     PretrainingTrainer,
@@ -53,19 +54,22 @@ def pretrain(settings: RunSettings) -> dict:
     """A whole pretraining run; returns the final train and held-out metrics."""
     args = settings.training
     setup_run(args)
-    resume_from = resolve_resume(args)
-    set_seed(args.seed)
-    run = build_run(settings)
-    summary = log_run_summary(run.trainer, run.data)
-    result = train(run.trainer, resume_from)
-    preemption = run.callbacks.preemption
-    if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
-        checkpoint = Path(args.output_dir) / f"checkpoint-{preemption.stopped_at}"
-        raise Preempted(
-            f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
-            "the same command plus --resume_from_checkpoint true"
-        )
-    return finish_run(run.trainer, result, summary, run.data.unigram_counts)
+    with hold_output_dir(Path(args.output_dir), enabled=args.process_index == 0):
+        resume_from = resolve_resume(args)
+        set_seed(args.seed)
+        run = build_run(settings)
+        summary = log_run_summary(run.trainer, run.data)
+        if args.should_log:
+            logger.info("to stop this run with a checkpoint: scratchlm stop %s", args.output_dir)
+        result = train(run.trainer, resume_from)
+        preemption = run.callbacks.preemption
+        if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
+            checkpoint = Path(args.output_dir) / f"checkpoint-{preemption.stopped_at}"
+            raise Preempted(
+                f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
+                "the same command plus --resume_from_checkpoint true"
+            )
+        return finish_run(run.trainer, result, summary, run.data.unigram_counts)
 
 
 def build_run(

@@ -18,7 +18,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .arguments import TokenizerArguments
-from .errors import ScratchError
+from .errors import ScratchError, writable_folder
 from .hub import hub_reachable
 
 logger = logging.getLogger(__name__)
@@ -105,10 +105,13 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train on streamed `texts`, save to `output_dir` with `save_pretrained`, and write the report."""
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ScratchError(f"tokenizer directory {output_dir} is a file: choose a new path for the tokenizer")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise ScratchError(
             f"tokenizer directory {output_dir} already exists and is not empty: choose a new path or delete it yourself"
         )
+    writable_folder(output_dir.parent, "the folder of tokenizer directory", fix="choose a path you can write to")
     named = special_tokens(args.special_tokens_style, with_unk=args.tokenizer_type == "char")
     specials = _ordered_unique(named.values())
     tally = _Tally(texts)
@@ -218,20 +221,33 @@ def log_report(report: dict) -> None:
 # Loading
 # ---------------------------------------------------------------------------------------------
 def load_tokenizer(
-    name_or_path: str, required: tuple[str, ...] = ("eos_token", "pad_token")
+    name_or_path: str,
+    required: tuple[str, ...] = ("eos_token", "pad_token"),
+    argument: str = "--tokenizer_name_or_path",
 ) -> PreTrainedTokenizerBase:
-    """Load with stock AutoTokenizer and check the special tokens a recipe relies on."""
+    """Load with stock AutoTokenizer and check the special tokens a recipe relies on. `argument` is what the user
+    typed the path as, for the messages: a recipe's flag, or a command's positional argument."""
     path = Path(name_or_path)
+    recipe = argument == "--tokenizer_name_or_path"
+    if path.is_file():
+        raise ScratchError(
+            f"{argument} {path} is a file: pass the folder that holds it ({path.parent}); a tokenizer is a folder "
+            "(tokenizer.json and tokenizer_config.json)"
+        )
     if path.exists() and not ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()):
         raise ScratchError(
-            f"tokenizer directory {path} holds no tokenizer (no tokenizer.json): point "
-            "--tokenizer_name_or_path at a saved tokenizer or at a directory that does not exist yet"
+            f"{argument} {path} holds no tokenizer (no tokenizer.json): point it at a saved tokenizer"
+            + (" or at a directory that does not exist yet" if recipe else " or at a run's output_dir")
         )
     if not path.exists() and not hub_reachable():
         raise ScratchError(
-            f"tokenizer {name_or_path} does not exist locally and the Hub cannot be reached: check the path, train "
-            f"one with tokenizer_training/train_tokenizer.py --output_dir {name_or_path}, or pass "
-            "--train_tokenizer_if_missing true to train it from the corpus"
+            f"{argument} {name_or_path} does not exist locally and the Hub cannot be reached: check the path"
+            + (
+                f", train one with tokenizer_training/train_tokenizer.py --output_dir {name_or_path}, or pass "
+                "--train_tokenizer_if_missing true to train it from the corpus"
+                if recipe
+                else ", or go online for a Hub name"
+            )
         )
     if (path / "tokenizer.json").is_file():
         try:

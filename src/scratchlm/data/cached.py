@@ -16,6 +16,7 @@ from datasets import DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from ..arguments import DataArguments
+from ..errors import leave_interrupts_to_the_main_process, writable_folder
 from . import integrity
 from .files import TEXT
 from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, dataset_arrays, require_blocks, tokenize
@@ -23,15 +24,17 @@ from .sources import Corpus, load_corpus, source_of
 
 logger = logging.getLogger(__name__)
 
-# Bump whenever tokenize/pack/cache layout change what a cached dataset holds (3: file hashes in the meta file).
-PIPELINE_VERSION = 4  # 4: the held-out bytes, for bits per byte
+PIPELINE_VERSION = 5  # bump whenever tokenize/pack/cache layout change what a cached dataset holds
 META_FILE = "scratchlm_data.json"
 UNIGRAM_FILE = "unigram_counts.npy"
 
 
 def cache_root(args: DataArguments) -> Path:
-    root = args.data_cache_dir or os.environ.get("SCRATCHLM_CACHE") or Path.home() / ".cache" / "scratchlm"
-    return Path(root) / "packed"
+    if args.data_cache_dir:
+        return writable_folder(args.data_cache_dir, "--data_cache_dir") / "packed"
+    where = "SCRATCHLM_CACHE" if os.environ.get("SCRATCHLM_CACHE") else "the default data cache"
+    root = os.environ.get("SCRATCHLM_CACHE") or Path.home() / ".cache" / "scratchlm"
+    return writable_folder(root, where, fix="pass --data_cache_dir with a folder you can write to") / "packed"
 
 
 def cache_key(corpus_fp: str, tokenizer_fp: str, spec: PackingSpec) -> str:
@@ -43,6 +46,7 @@ def cache_key(corpus_fp: str, tokenizer_fp: str, spec: PackingSpec) -> str:
 
 
 def _tokenize_and_pack(batch, tokenizer, spec: PackingSpec):
+    leave_interrupts_to_the_main_process()
     return {"input_ids": Packer(spec).add_documents(tokenize(batch[TEXT], tokenizer)).tolist()}
 
 
@@ -84,7 +88,13 @@ def _intact(target: Path, full: bool) -> bool:
     """Whether `target` is a complete cache whose files are as they were written; a damaged one is said so."""
     if not (target / META_FILE).exists():
         return False
-    problem = integrity.problem(target, json.loads((target / META_FILE).read_text())["files"], full=full)
+    try:
+        meta = json.loads((target / META_FILE).read_text())
+        problem = integrity.problem(target, meta["files"], full=full) or (
+            None if isinstance(meta.get("stats"), dict) and "corpus" in meta else f"{META_FILE} lacks its fields"
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        problem = f"{META_FILE} is not the record it writes"
     if problem:
         logger.warning("packed dataset cache %s is damaged (%s): building it again", target, problem)
     return problem is None

@@ -7,7 +7,7 @@ cut into blocks of a fixed length, with the unfinished tail carried to the next 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +18,66 @@ from transformers import PreTrainedTokenizerBase
 
 from ..errors import ScratchError
 
+# Documents are tokenized in pieces of at most this many characters: a tokenizer's memory grows with the
+# longest text it is given (a 50 MB one-line file took 9 GB), and a piece keeps it bounded.
+PIECE_CHARS = 100_000
+CHARS_AT_ONCE = 10 * PIECE_CHARS
+
+
+def pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """`text` cut into pieces of at most `limit` characters, each cut just before a space that starts a word,
+    where byte-level BPE's pre-tokenizer splits anyway, so the ids are those of the whole text; a stretch with
+    no such space (Chinese, say) is cut at the limit."""
+    if len(text) <= limit:
+        return [text]
+    out, start = [], 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = text.rfind(" ", start + 1, end)
+        while cut > start and text[cut + 1 : cut + 2].isspace():  # inside a run of spaces: cut before the run ends
+            cut = text.rfind(" ", start + 1, cut)
+        cut = cut if cut > start else end
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def _groups(texts: list[str]) -> Iterator[list[str]]:
+    """Consecutive texts of about CHARS_AT_ONCE characters together (one batch call each)."""
+    group, size = [], 0
+    for text in texts:
+        group.append(text)
+        size += len(text)
+        if size >= CHARS_AT_ONCE:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
 
 def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
     """Token ids of each document, without special tokens (packing adds the separators).
 
     The Rust tokenizer is called directly: same ids, and no warning that a document is longer than the
-    model's context (packing cuts documents into blocks anyway).
+    model's context (packing cuts documents into blocks anyway). Long documents go in as `pieces`.
     """
+    cut = [pieces(text) for text in texts]
+    flat = [piece for parts in cut for piece in parts]
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    return [encoding.ids for encoding in backend.encode_batch(list(texts), add_special_tokens=False)]
+    ids: list[list[int]] = []
+    for group in _groups(flat):  # a group's encodings are freed before the next group is encoded
+        if backend is None:
+            ids += tokenizer(group, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        else:
+            ids += [encoding.ids for encoding in backend.encode_batch(group, add_special_tokens=False)]
+    if len(flat) == len(cut):
+        return ids
+    out, at = [], 0
+    for parts in cut:
+        out.append([token for piece_ids in ids[at : at + len(parts)] for token in piece_ids])
+        at += len(parts)
+    return out
 
 
 @dataclass(frozen=True)

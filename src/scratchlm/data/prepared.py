@@ -24,7 +24,7 @@ from datasets import Dataset, Features, Sequence, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
 from ..arguments import DataArguments, TokenizerArguments
-from ..errors import ScratchError
+from ..errors import ScratchError, leave_interrupts_to_the_main_process, writable_folder
 from ..tokenizer import load_tokenizer, tokenizer_fingerprint
 from . import integrity
 from .cached import UNIGRAM_FILE
@@ -42,6 +42,7 @@ _worker_tokenizer = None
 
 def _init_worker(tokenizer_dir: str) -> None:
     global _worker_tokenizer
+    leave_interrupts_to_the_main_process()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the pool gives the parallelism
     _worker_tokenizer = load_tokenizer(tokenizer_dir, required=())
 
@@ -112,6 +113,7 @@ def prepare(
                 f"--out {out} holds no prepared data ({MANIFEST}), so --overwrite will not replace it: "
                 "give a new folder, or one written by scratchlm prepare"
             )
+    writable_folder(out.parent, "the folder of --out", fix="give an --out you can write to")
     tokenizer_dir = tokenizer_args.tokenizer_name_or_path
     if not Path(tokenizer_dir).is_dir():
         raise ScratchError(

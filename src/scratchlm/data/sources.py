@@ -8,12 +8,14 @@ for `--streaming` a `DocumentStream` read in order. File checks live in `files.p
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Protocol
 
 import datasets
@@ -68,6 +70,18 @@ class Source(Protocol):
     def stream_fingerprint_parts(self) -> list: ...
 
 
+def _same_files(train: list[Path], validation: list[Path]) -> list[Path]:
+    """The validation files that are training files too: the same path, or the same bytes under another name."""
+    by_size: dict[int, list[Path]] = {}
+    for path in train:
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    return [
+        path
+        for path in validation
+        if any(filecmp.cmp(path, other, shallow=False) for other in by_size.get(path.stat().st_size, []))
+    ]
+
+
 class LocalFiles:
     def __init__(self, args: DataArguments):
         self.args = args
@@ -77,6 +91,21 @@ class LocalFiles:
         return f"local files {' '.join(self.args.train_files)}"
 
     def fingerprint(self) -> str:
+        """The hash of every file and hashed option; asked on every run, so it also warns about held-out files
+        that are training files."""
+        args = self.args
+        if args.validation_files:
+            files = expand_files(args.train_files, "--train_files")
+            validation_files = expand_files(args.validation_files, "--validation_files")
+            if shared := _same_files(files, validation_files):
+                logger.warning(
+                    "--validation_files %s %s also in --train_files: the held-out loss then measures memorisation, not "
+                    "what the model learned; give text the run does not train on, or drop --validation_files to hold "
+                    "out %s%% of the corpus",
+                    ", ".join(map(str, shared)),
+                    "is" if len(shared) == 1 else "are",
+                    args.validation_split_percentage,
+                )
         hasher = _options_hasher(self.args)
         for flag, patterns in (
             ("--train_files", self.args.train_files),
@@ -207,6 +236,21 @@ class BuiltinSource:
         return f"built-in corpus {self.name}: {BUILTIN_CORPORA[self.name].description}"
 
     def fingerprint(self) -> str:
+        """The hash of every file and hashed option; asked on every run, so it also warns about held-out files
+        that are training files."""
+        args = self.args
+        if args.validation_files:
+            files = expand_files(args.train_files, "--train_files")
+            validation_files = expand_files(args.validation_files, "--validation_files")
+            if shared := _same_files(files, validation_files):
+                logger.warning(
+                    "--validation_files %s %s also in --train_files: the held-out loss then measures memorisation, not "
+                    "what the model learned; give text the run does not train on, or drop --validation_files to hold "
+                    "out %s%% of the corpus",
+                    ", ".join(map(str, shared)),
+                    "is" if len(shared) == 1 else "are",
+                    args.validation_split_percentage,
+                )
         hasher = _options_hasher(self.args)
         hasher.update(self.name.encode())
         for path in BUILTIN_CORPORA[self.name].files():  # installed sources: hashed, not vetted like user files
@@ -255,6 +299,17 @@ class Corpus:
     description: str
 
 
+def _require_text(ds: Dataset, column: str, description: str) -> None:
+    """A column of numbers, or of nulls only, is not documents: one line instead of an error deep in a map."""
+    feature = ds.features.get(TEXT)
+    dtype = getattr(feature, "dtype", type(feature).__name__)
+    if dtype not in ("string", "large_string"):
+        raise ScratchError(
+            f"the text column ({column!r}) of {description} holds {dtype} values, not text: point --text_column at "
+            "the column that holds the documents, or write them as strings"
+        )
+
+
 def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
     return ds.filter(
         lambda batch: [bool(t and t.strip()) for t in batch[TEXT]],
@@ -288,6 +343,9 @@ def load_corpus(
         return _load_stream(args, source)
     loaded = source.load(fingerprint)
     description = source.describe()
+    for part in (loaded.train, loaded.validation):
+        if part is not None:
+            _require_text(part, args.text_column, description)
     train = _drop_blank(loaded.train, num_proc)
     if len(train) == 0:
         raise ScratchError(f"the training corpus ({description}) has no text: it is empty or only whitespace")

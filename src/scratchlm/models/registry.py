@@ -16,16 +16,25 @@ class Family:
     make_config: Callable  # (model settings, vocab size, positions, special token ids) -> config
     model_class: type
     ours: bool = False  # its code is ours: checkpoints carry it, loading elsewhere needs trust_remote_code
+    rotary: bool = False  # always rotary positions, which need an even head dimension
     help: str = ""
 
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family("causal", gpt2.make_config, gpt2.MODEL_CLASS, help="transformers' GPT2LMHeadModel"),
     "llama": Family(
-        "causal", llama.make_config, llama.MODEL_CLASS, help="transformers' LlamaForCausalLM: RMSNorm, SwiGLU, rotary"
+        "causal",
+        llama.make_config,
+        llama.MODEL_CLASS,
+        rotary=True,
+        help="transformers' LlamaForCausalLM: RMSNorm, SwiGLU, rotary",
     ),
     "qwen3": Family(
-        "causal", qwen3.make_config, qwen3.MODEL_CLASS, help="transformers' Qwen3ForCausalLM: Llama's block + QK-norm"
+        "causal",
+        qwen3.make_config,
+        qwen3.MODEL_CLASS,
+        rotary=True,
+        help="transformers' Qwen3ForCausalLM: Llama's block + QK-norm",
     ),
     "scratch_decoder": Family(
         "causal",

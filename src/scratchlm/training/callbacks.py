@@ -211,7 +211,7 @@ class RunCallbacks:
             if args.profile_steps is not None
             else None,
             guard=LossGuard(args.bad_loss, args.bad_loss_spike_factor),
-            preemption=PreemptionCallback(),
+            preemption=PreemptionCallback(args.save_every_minutes),
             health=HealthMonitor(tokens_per_step, args.health_unigram_tokens),
             samples=SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed)
             if samples

@@ -16,11 +16,16 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
+from safetensors import SafetensorError
+from transformers import TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import TrainOutput
 
 from ..arguments import PretrainingArguments
 from ..checkpoints import (
     check_checkpoint_matches,
     checkpoint_problem,
+    checkpoints_newest_first,
     latest_complete_checkpoint,
     out_of_space,
 )
@@ -29,6 +34,7 @@ from ..errors import ScratchError
 from ..hub import check_push_possible, push_failed
 from ..outputs import write_run_outputs
 from ..provenance import require_clean_git
+from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
 from .trainer import PretrainingTrainer
 
@@ -88,6 +94,11 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
     if resume is not None:
         if not Path(resume).is_dir():
             raise ScratchError(f"--resume_from_checkpoint {resume} is not a checkpoint directory")
+        if checkpoints_newest_first(Path(resume)):
+            raise ScratchError(
+                f"--resume_from_checkpoint {resume} is a run's output folder, not a checkpoint: pass one of its "
+                f"checkpoint-N folders, or --output_dir {resume} --resume_from_checkpoint true for the newest one"
+            )
         problem = checkpoint_problem(Path(resume))
         if problem:
             raise ScratchError(
@@ -100,7 +111,7 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
 
 
 def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None:
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
         raise ScratchError(
             f"output_dir {out} already exists and is not empty: pass {alternatives}"
             "--overwrite_output_dir true to write over it, or choose another --output_dir"
@@ -109,21 +120,50 @@ def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None
 
 def train(trainer: PretrainingTrainer, resume_from: str | None):
     if resume_from is not None:
-        manifest = trainer.run_callbacks.manifest.manifest
-        check_checkpoint_matches(Path(resume_from), trainer.model, manifest["tokenizer_fingerprint"])
+        check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_callbacks.manifest.manifest)
+        state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE_NAME))
+        if 0 < trainer.args.max_steps <= state.global_step:
+            return nothing_left_to_train(trainer, Path(resume_from), state)
     with stops_on_a_full_disk(trainer):
         return trainer.train(resume_from_checkpoint=resume_from)
+
+
+def nothing_left_to_train(trainer: PretrainingTrainer, checkpoint: Path, state: TrainerState) -> TrainOutput:
+    """A checkpoint at the run's last step (its final save failed, say): Trainer would train one step more, so the
+    run is finished from the checkpoint's weights and state instead. One past the last step is refused."""
+    steps = trainer.args.max_steps
+    if state.global_step > steps:
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} is at step {state.global_step}, past --max_steps {steps}: "
+            f"pass --max_steps {state.global_step} or more to finish or continue it"
+        )
+    logger.info(
+        "%s is at step %d of max_steps %d: nothing is left to train; writing the final model, evaluation and card "
+        "from it",
+        checkpoint,
+        state.global_step,
+        steps,
+    )
+    trained = type(trainer.model).from_pretrained(checkpoint)
+    trainer.model.load_state_dict(trained.state_dict())
+    trainer.state = state
+    return TrainOutput(state.global_step, float("nan"), {})
 
 
 @contextlib.contextmanager
 def stops_on_a_full_disk(trainer: PretrainingTrainer):
     """A full disk while saving becomes one line with the space needed; the checkpoints before stay as they were."""
+    out = Path(trainer.args.output_dir)
     try:
         yield
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        raise out_of_space(Path(trainer.args.output_dir), err, trainer.model) from None
+        raise out_of_space(out, err, trainer.model) from None
+    except SafetensorError as err:  # safetensors writes in Rust: the OS error is only in its text
+        if "code: 28," not in str(err):
+            raise
+        raise out_of_space(out, OSError(errno.ENOSPC, "No space left on device"), trainer.model) from None
 
 
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:

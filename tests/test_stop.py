@@ -1,0 +1,210 @@
+"""One run per output folder; `scratchlm stop`, which signals the training process itself; timed checkpoints;
+and a stop through `accelerate launch` where finishing the step and saving takes longer than the launcher's
+5 s grace."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scratchlm.cli import main as scratchlm_main
+from scratchlm.errors import run_cli
+from scratchlm.provenance import MANIFEST_FILE
+from scratchlm.runlock import LOCK_NAME
+
+import pretrain_gpt2_zh
+from conftest import ROOT, recipe_argv, two_processes
+
+DEBUG = ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml"
+HOLDER = """
+import sys, time
+from pathlib import Path
+from scratchlm.runlock import hold_output_dir
+with hold_output_dir(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold(out):
+    """Another process that holds `out` as a run does, until it is signalled."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_stop_signals_the_first(
+    tmp_path, zh_file, gpt_tokenizer_dir, capsys
+):
+    out = tmp_path / "run"
+    holder = hold(out)
+    try:
+        with pytest.raises(SystemExit) as refused:
+            run_cli(pretrain_gpt2_zh.cli, recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out))
+        assert refused.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith(f"error: --output_dir {out} is in use by the run with pid {holder.pid} on ")
+        assert error.endswith(f"stop it with `scratchlm stop {out}`, or choose another --output_dir")
+        assert [p.name for p in out.iterdir()] == [LOCK_NAME]  # nothing of the second run's was written
+
+        scratchlm_main(["stop", str(out), "--wait"])
+        printed = capsys.readouterr().out
+        assert f"sent SIGTERM to pid {holder.pid}, the run training into {out}" in printed
+        assert "stopped; newest complete checkpoint: none" in printed
+        assert holder.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        holder.kill()
+    assert [p.name for p in out.iterdir()] == [LOCK_NAME]  # killed: its file stays, and holds nobody back
+
+    with pytest.raises(SystemExit) as nothing:  # the holder is gone, and the kernel released its lock with it
+        scratchlm_main(["stop", str(out)])
+    assert nothing.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {out}: no run is training here now; nothing to stop"
+
+
+def test_stop_names_a_folder_where_no_run_is_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        scratchlm_main(["stop", str(tmp_path)])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: no run is training here now; nothing to stop"
+
+
+def test_an_output_dir_that_is_a_file_is_refused_and_left_alone(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    with pytest.raises(SystemExit) as refused:
+        run_cli(pretrain_gpt2_zh.cli, recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out))
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --output_dir {out} is a file, not a folder: choose another --output_dir"
+    )
+    assert out.read_text() == "mine"
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    out = tmp_path / "never"
+    bad_pairs = tmp_path / "pairs.jsonl"
+    bad_pairs.write_text("not json\n")  # read and refused after the run has taken its folder
+    argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--eval_minimal_pairs", bad_pairs)
+    with pytest.raises(SystemExit) as refused:
+        run_cli(pretrain_gpt2_zh.cli, argv)
+    assert refused.value.code == 2 and str(bad_pairs) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_save_every_minutes_saves_sealed_checkpoints_without_save_steps(
+    tmp_path, zh_file, gpt_tokenizer_dir, caplog, capsys
+):
+    out = tmp_path / "timed"
+    argv = recipe_argv(
+        DEBUG, zh_file, gpt_tokenizer_dir, out, "--save_strategy", "no", "--save_every_minutes", "0.0001"
+    )
+    with caplog.at_level("INFO", logger="scratchlm"):
+        pretrain_gpt2_zh.cli([*argv, "--max_steps", "3", "--save_total_limit", "5"])
+    saved = sorted(p.name for p in out.glob("checkpoint-*"))
+    assert saved == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert all((out / name / MANIFEST_FILE).is_file() for name in saved)
+    assert "saving one (--save_every_minutes)" in caplog.text
+    assert not (out / LOCK_NAME).exists()  # a finished run lets go of its folder
+
+    with pytest.raises(SystemExit) as refused:
+        run_cli(pretrain_gpt2_zh.cli, [*argv[:-1], "0", "--output_dir", str(tmp_path / "zero")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --save_every_minutes must be positive, got 0.0"
+
+
+# A model whose step plus checkpoint takes longer than accelerate's 5 s: 12 layers of width 1024 (150M
+# parameters; the checkpoint with AdamW's state is about 1.8 GB, sealed with a sha256 of every file).
+BIG = ["--n_layer", "12", "--n_head", "16", "--n_embd", "1024", "--per_device_train_batch_size", "2"]
+BIG += ["--max_steps", "200", "--save_steps", "1000", "--eval_steps", "1000", "--logging_steps", "1"]
+
+
+def launch(command, log):
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+
+
+def wait_for_steps(process, log_path, steps):
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        if text.count("'loss'") >= steps:
+            return
+        assert process.poll() is None, text[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"no {steps} logged steps in 10 minutes: {log_path}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+def test_stop_under_accelerate_launch_keeps_a_checkpoint_that_takes_longer_than_its_grace(
+    tmp_path, zh_file, gpt_tokenizer_dir, processes
+):
+    recipe = ROOT / "recipes/pretrain_gpt2_zh.py"
+    if processes == 1:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", str(recipe)]
+    else:
+        launcher = two_processes(recipe)
+    flags = [str(f) for f in recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, tmp_path / "x")[:-2]] + BIG
+
+    if processes == 1:  # what the launcher's own handling does with this model: killed unsaved after 5 s
+        killed_out = tmp_path / "signalled-launcher"
+        with open(tmp_path / "launcher.log", "w") as log:
+            run = launch([*launcher, *flags, "--output_dir", str(killed_out)], log)
+        wait_for_steps(run, tmp_path / "launcher.log", 2)
+        os.kill(run.pid, signal.SIGTERM)
+        run.wait(timeout=120)
+        assert "SIGTERM received: finishing this step" in (tmp_path / "launcher.log").read_text()
+        assert not any((c / MANIFEST_FILE).is_file() for c in killed_out.glob("checkpoint-*"))
+
+    # `scratchlm stop`: the training process is signalled, the launcher waits, the checkpoint is written.
+    out = tmp_path / "stopped"
+    with open(tmp_path / "stop.log", "w") as log:
+        run = launch([*launcher, *flags, "--output_dir", str(out)], log)
+    wait_for_steps(run, tmp_path / "stop.log", 2)
+    holder = json.loads((out / LOCK_NAME).read_text())
+    assert holder["pid"] != run.pid  # the training process, not the launcher
+    started = time.monotonic()
+    stop = subprocess.run(
+        [sys.executable, "-m", "scratchlm.cli", "stop", str(out), "--wait"], capture_output=True, text=True
+    )
+    took = time.monotonic() - started
+    run.wait(timeout=120)
+    log = (tmp_path / "stop.log").read_text()
+    assert stop.returncode == 0, stop.stderr
+    stopped = [line for line in log.splitlines() if line.startswith("stopped: SIGTERM at step ")]
+    assert stopped, log[-3000:]
+    step = int(stopped[0].split()[4].rstrip(";"))
+    assert (out / f"checkpoint-{step}" / MANIFEST_FILE).is_file()
+    assert f"newest complete checkpoint: {out / f'checkpoint-{step}'}" in stop.stdout
+    assert took > 5, f"step + save took {took:.1f} s: too small a model to show the launcher's 5 s grace biting"
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_tokenizing_with_worker_processes_is_one_line(tmp_path, zh_docs, gpt_tokenizer_dir):
+    """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the main process stops them
+    and says so once, and no cache that looks complete is left."""
+    corpus = tmp_path / "big.txt"
+    with corpus.open("w", encoding="utf-8") as f:
+        while f.tell() < 20_000_000:  # enough documents for worker processes and seconds of tokenizing
+            f.write("\n".join(zh_docs) + "\n")
+    cache = tmp_path / "cache"
+    command = [sys.executable, str(ROOT / "recipes/pretrain_gpt2_zh.py")]
+    command += recipe_argv(DEBUG, corpus, gpt_tokenizer_dir, tmp_path / "run", "--data_cache_dir", cache)
+    with open(tmp_path / "run.log", "w") as log:
+        run = launch([*command, "--text_sample_by", "line"], log)
+    deadline = time.monotonic() + 300
+    while "tokenizing into" not in (tmp_path / "run.log").read_text() and time.monotonic() < deadline:
+        assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.killpg(run.pid, signal.SIGINT)
+    assert run.wait(timeout=120) == 130
+    output = (tmp_path / "run.log").read_text()
+    assert "Traceback" not in output, output[-3000:]
+    assert output.strip().splitlines()[-1].startswith("stopped: interrupted (Ctrl-C)")
+    assert not (tmp_path / "run").exists()
+    assert [p.suffix for p in (cache / "packed").iterdir()] == [".lock"]  # no cache, not even a half-built one
