@@ -350,3 +350,55 @@ def test_finetune_cola_on_a_tokenizer_folder_or_too_short_a_sequence(capsys, tmp
         err = capsys.readouterr().err.strip()
         assert refused.value.code == 2 and err.startswith(f"error: {said}") and "\n" not in err, err
     assert not (tmp_path / "c").exists()
+
+
+def test_resume_from_a_final_model_says_it_is_not_a_checkpoint(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "run_manifest.json").write_text(json.dumps({"config": {}, "global_step": 8}))  # as finish_run writes it
+    err = fails_with(
+        capsys,
+        tmp_path,
+        "--train_files",
+        zh_file,
+        "--tokenizer_name_or_path",
+        gpt_tokenizer_dir,
+        "--resume_from_checkpoint",
+        final,
+    )
+    assert "it is a run's final model, not a checkpoint-N: it holds no optimizer state to resume from" in err
+
+
+def test_a_folder_on_a_read_only_filesystem_is_one_line(capsys, tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch):
+    """Root ignores permission bits, so the filesystem's refusal is injected where each folder is first written."""
+    import builtins
+    import errno
+    from pathlib import Path
+
+    from scratchlm.runlock import LOCK_NAME
+
+    real_open, real_touch = builtins.open, Path.touch
+
+    def refuse(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    def open_(file, *args, **kwargs):
+        return refuse(file) if str(file).endswith(LOCK_NAME) else real_open(file, *args, **kwargs)
+
+    def touch(self, *args, **kwargs):
+        return refuse(self) if ".scratchlm-write-test-" in self.name else real_touch(self, *args, **kwargs)
+
+    base = ["--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir]
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", open_)
+        err = fails_with(capsys, tmp_path, *base)
+    assert err == (
+        f"error: --output_dir {tmp_path / 'out'} cannot be written (Read-only file system): choose another --output_dir"
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "touch", touch)
+        err = fails_with(capsys, tmp_path, *base, "--data_cache_dir", tmp_path / "cache")
+    assert err == (
+        f"error: --data_cache_dir {tmp_path / 'cache'} cannot be written (Read-only file system): choose another "
+        "--data_cache_dir"
+    )

@@ -56,6 +56,7 @@ def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, g
         ("clipping", "ok"),
         ("data_wait", "ok"),
         ("learning_rate", "ok"),
+        ("overfitting", "n/a"),  # judged from the third evaluation on
     ]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "## Health" in card and "| learning_rate | ok |" in card
@@ -109,6 +110,28 @@ def test_a_loss_stuck_above_the_unigram_bar_warns(tmp_path, zh_file, gpt_tokeniz
     verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e-7), caplog)
     assert verdicts["unigram"] == "warn" and verdicts["learning_rate"] == "ok"
     assert any("has not learned token frequencies" in w for w in warnings)
+
+
+@pytest.mark.slow
+def test_a_small_corpus_seen_many_times_warns_of_overfitting(tmp_path, zh_docs, gpt_tokenizer_dir, caplog):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("\n".join(zh_docs[:40]) + "\n", encoding="utf-8")
+    argv = recipe_argv(DEBUG, corpus, gpt_tokenizer_dir, tmp_path / "out", *HEALTHY)
+    argv += ["--max_steps", "240", "--eval_steps", "30", "--learning_rate", "1e-2", "--warmup_steps", "10"]
+    verdicts, warnings = train(argv, caplog)
+    assert verdicts["overfitting"] == "warn", warnings
+    rising = [w for w in warnings if "held-out loss rose at two evaluations in a row" in w]
+    assert rising and all("epochs: the model is memorising its corpus" in w and "--dropout 0.1" in w for w in rising)
+
+
+def test_the_overfitting_verdict_needs_two_rises_while_training_loss_falls():
+    from scratchlm.training.health import overfitting_verdict
+
+    assert overfitting_verdict([(3.0, 3.2), (2.9, 3.0)]).verdict == "n/a"
+    assert overfitting_verdict([(3.0, 3.2), (3.1, 3.0), (3.2, 2.8)]).verdict == "warn"
+    assert overfitting_verdict([(3.0, 3.2), (3.1, 3.0), (3.05, 2.8)]).verdict == "ok"  # one rise is noise
+    assert overfitting_verdict([(3.0, 3.2), (3.1, 3.0), (3.2, 3.1)]).verdict == "ok"  # both rising: a bad step
+    assert overfitting_verdict([(9.0, None), (3.0, 3.2), (3.1, 3.0), (3.2, 2.8)]).verdict == "warn"
 
 
 @pytest.mark.parametrize(

@@ -73,9 +73,11 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     """Why `checkpoint` cannot be resumed from (unsealed, missing, truncated or altered files), or None."""
     try:
         manifest = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
         return f"it has no complete {MANIFEST_FILE} (the save was interrupted)"
+    if "files" not in manifest:  # the final model's manifest lists no files: it is not a checkpoint
+        return "it is a run's final model, not a checkpoint-N: it holds no optimizer state to resume from"
+    files = manifest["files"]
     if "trainer_state.json" not in files:
         return "it has no trainer_state.json"
     for name, expected in files.items():

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ScratchError, writable_folder
+from .errors import ScratchError
 
 LOCK_NAME = "_scratchlm_run.lock"
 
@@ -57,10 +57,12 @@ def hold_output_dir(out: Path, enabled: bool = True):
     if not enabled:
         yield
         return
+    if out.exists() and not out.is_dir():
+        raise ScratchError(f"--output_dir {out} is a file, not a folder: choose another --output_dir")
     created = not out.exists()
-    writable_folder(out, "--output_dir")
     path = out / LOCK_NAME
-    try:
+    try:  # the lock file is the write test: a probe file would show other processes a folder that is not empty
+        out.mkdir(parents=True, exist_ok=True)
         while True:
             handle = open(path, "a+", encoding="utf-8")
             if not _try_lock(handle):
@@ -73,8 +75,10 @@ def hold_output_dir(out: Path, enabled: bool = True):
                 break
             handle.close()  # the run before removed the file between our open and our lock: take the new one
     except OSError as error:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
         raise ScratchError(
-            f"--output_dir {out} cannot be written ({error.strerror}): choose a folder you can write to"
+            f"--output_dir {out} cannot be written ({error.strerror}): choose another --output_dir"
         ) from None
     try:
         handle.seek(0)

@@ -1,11 +1,13 @@
-"""Is the run healthy? Four checks that are cheap while it runs, reported at every evaluation and in the card.
+"""Is the run healthy? Five checks that are cheap while it runs, reported at every evaluation and in the card.
 
 - unigram: the held-out loss against the unigram bar, once the run has seen enough tokens to have learned
   token frequencies (a model that has not by then has a bug or a bad learning rate);
 - clipping: the share of optimizer steps whose gradient norm was above `max_grad_norm`, and their mean
   norm (summed on the device, read at the report): a warning when nearly every step is cut hard;
 - data wait: the share of training wall time spent fetching batches (Trainer's `get_batch_samples`);
-- learning rate: the rate each parameter group was given against what the schedule gives at that step.
+- learning rate: the rate each parameter group was given against what the schedule gives at that step;
+- overfitting: held-out loss rising at two evaluations in a row while the training loss falls, the sign of a
+  model that memorises a small corpus it has seen many times.
 
 Each check gives a verdict ("ok", "warn" or "n/a") and a line; a "warn" also goes to the log as a warning.
 """
@@ -127,6 +129,26 @@ def learning_rate_verdict(optimizer, schedule: ShadowSchedule, step: int) -> Ver
     return Verdict("learning_rate", "ok", f"learning rate {applied:.3e} as the {kind} schedule gives", applied)
 
 
+def overfitting_verdict(points: list[tuple[float, float | None]], epoch: float | None = None) -> Verdict:
+    """`points`: (held-out loss, mean training loss since the evaluation before) at each evaluation so far."""
+    if len(points) < 3:
+        return Verdict("overfitting", "n/a", "judged from the third evaluation on")
+    (e0, _), (e1, t1), (e2, t2) = points[-3:]
+    rising = e0 < e1 < e2
+    if rising and t1 is not None and t2 is not None and t2 < t1:
+        seen = f" after {epoch:.1f} epochs" if epoch and epoch >= 1 else ""
+        return Verdict(
+            "overfitting",
+            "warn",
+            f"held-out loss rose at two evaluations in a row ({e0:.3f}, {e1:.3f}, {e2:.3f}) while the training loss "
+            f"fell ({t1:.3f}, {t2:.3f}){seen}: the model is memorising its corpus. Train fewer epochs (--max_steps, "
+            "or --stop_at_eval_loss), give it more text, or regularise it (--dropout 0.1, --weight_decay); "
+            "--load_best_model_at_end true with --metric_for_best_model eval_loss keeps the best checkpoint",
+            e2 - e0,
+        )
+    return Verdict("overfitting", "ok", f"held-out loss {e2:.3f}, {'rising' if rising else 'not rising'}", e2 - e0)
+
+
 def minimal_pairs_verdict(accuracy: float, unigram_accuracy: float | None) -> Verdict:
     """Information rather than a check: small models sit near word frequencies for a long time, which is no bug."""
     if unigram_accuracy is None:
@@ -138,7 +160,7 @@ def minimal_pairs_verdict(accuracy: float, unigram_accuracy: float | None) -> Ve
 
 
 class HealthMonitor(TrainerCallback):
-    """Collects the counts between evaluations and reports the four verdicts at each one."""
+    """Collects the counts between evaluations and reports the five verdicts at each one."""
 
     def __init__(self, tokens_per_step: int, unigram_tokens: int):
         self.tokens_per_step = tokens_per_step
@@ -156,6 +178,8 @@ class HealthMonitor(TrainerCallback):
         # trainer had when it was constructed (none yet), not the one it trains with.
         self.optimizer = None
         self.verdicts: list[Verdict] = []
+        self.evaluations: list[tuple[float, float | None]] = []  # (held-out loss, training loss since the last)
+        self.last_evaluated_step = 0
 
     # -- counting, called by PretrainingTrainer ------------------------------------------------
     def count_clipping(self, grad_norm: torch.Tensor, max_norm: float) -> None:
@@ -219,6 +243,13 @@ class HealthMonitor(TrainerCallback):
         ]
         if steps == 0 and self.verdicts:  # an evaluation right after another: keep what the steps showed
             verdicts[1:3] = self.verdicts[1:3]
+        if step > self.last_evaluated_step or not self.evaluations:
+            losses = [
+                e["loss"] for e in state.log_history if "loss" in e and self.last_evaluated_step < e["step"] <= step
+            ]
+            self.evaluations.append((eval_loss, sum(losses) / len(losses) if losses else None))
+            self.last_evaluated_step = step
+        verdicts.append(overfitting_verdict(self.evaluations, state.epoch))
         self.verdicts = verdicts
         self.clipped, self.norm_sum, self.data_wait, self.window_start, self.window_end = 0, 0.0, 0.0, None, None
         self.window_first_step = step
