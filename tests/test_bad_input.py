@@ -32,6 +32,10 @@ def fails_with(capsys, tmp_path, *flags):
     return err
 
 
+def corpus(train_file, tokenizer) -> list:
+    return ["--train_files", train_file, "--tokenizer_name_or_path", tokenizer]
+
+
 def test_missing_corpus_path(capsys, tmp_path):
     err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "nope.txt")
     assert "nope.txt matches no file" in err
@@ -280,10 +284,7 @@ def test_a_data_cache_dir_that_is_a_file(capsys, tmp_path, zh_file, gpt_tokenize
     err = fails_with(
         capsys,
         tmp_path,
-        "--train_files",
-        zh_file,
-        "--tokenizer_name_or_path",
-        gpt_tokenizer_dir,
+        *corpus(zh_file, gpt_tokenizer_dir),
         "--data_cache_dir",
         cache,
     )
@@ -297,10 +298,7 @@ def test_resume_from_a_runs_output_folder_says_to_pass_a_checkpoint(capsys, tmp_
     err = fails_with(
         capsys,
         tmp_path,
-        "--train_files",
-        zh_file,
-        "--tokenizer_name_or_path",
-        gpt_tokenizer_dir,
+        *corpus(zh_file, gpt_tokenizer_dir),
         "--resume_from_checkpoint",
         run,
     )
@@ -359,10 +357,7 @@ def test_resume_from_a_final_model_says_it_is_not_a_checkpoint(capsys, tmp_path,
     err = fails_with(
         capsys,
         tmp_path,
-        "--train_files",
-        zh_file,
-        "--tokenizer_name_or_path",
-        gpt_tokenizer_dir,
+        *corpus(zh_file, gpt_tokenizer_dir),
         "--resume_from_checkpoint",
         final,
     )
@@ -388,7 +383,7 @@ def test_a_folder_on_a_read_only_filesystem_is_one_line(capsys, tmp_path, zh_fil
     def touch(self, *args, **kwargs):
         return refuse(self) if ".scratchlm-write-test-" in self.name else real_touch(self, *args, **kwargs)
 
-    base = ["--train_files", zh_file, "--tokenizer_name_or_path", gpt_tokenizer_dir]
+    base = corpus(zh_file, gpt_tokenizer_dir)
     with monkeypatch.context() as patch:
         patch.setattr(builtins, "open", open_)
         err = fails_with(capsys, tmp_path, *base)

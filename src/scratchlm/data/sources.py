@@ -236,21 +236,6 @@ class BuiltinSource:
         return f"built-in corpus {self.name}: {BUILTIN_CORPORA[self.name].description}"
 
     def fingerprint(self) -> str:
-        """The hash of every file and hashed option; asked on every run, so it also warns about held-out files
-        that are training files."""
-        args = self.args
-        if args.validation_files:
-            files = expand_files(args.train_files, "--train_files")
-            validation_files = expand_files(args.validation_files, "--validation_files")
-            if shared := _same_files(files, validation_files):
-                logger.warning(
-                    "--validation_files %s %s also in --train_files: the held-out loss then measures memorisation, not "
-                    "what the model learned; give text the run does not train on, or drop --validation_files to hold "
-                    "out %s%% of the corpus",
-                    ", ".join(map(str, shared)),
-                    "is" if len(shared) == 1 else "are",
-                    args.validation_split_percentage,
-                )
         hasher = _options_hasher(self.args)
         hasher.update(self.name.encode())
         for path in BUILTIN_CORPORA[self.name].files():  # installed sources: hashed, not vetted like user files
