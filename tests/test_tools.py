@@ -539,10 +539,9 @@ def test_generate_on_a_folder_that_is_not_a_causal_model_is_one_line(gpt_tokeniz
     )
 
 
-@pytest.mark.parametrize("command", [["plan", "--gpu", "H100", "--hours", "1", "--num_gpus", "-2"]])
-def test_plan_names_a_bad_gpu_count(command, capsys):
+def test_plan_names_a_bad_gpu_count(capsys):
     with pytest.raises(SystemExit) as refused:
-        scratchlm(command)
+        scratchlm(["plan", "--gpu", "H100", "--hours", "1", "--num_gpus", "-2"])
     assert (
         refused.value.code == 2 and "argument --num_gpus: must be a positive integer, got -2" in capsys.readouterr().err
     )

@@ -196,8 +196,8 @@ def cmd_stop(args, overrides: list[str]) -> None:
         "checkpoint and stops"
     )
     if args.wait:
-        sealed = [c for c in checkpoints_newest_first(args.run_dir) if checkpoint_problem(c) is None]
-        print(f"stopped; newest complete checkpoint: {sealed[0] if sealed else 'none'}")
+        newest = next((c for c in checkpoints_newest_first(args.run_dir) if checkpoint_problem(c) is None), None)
+        print(f"stopped; newest complete checkpoint: {newest or 'none'}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 A run holds an exclusive `flock` on `OUTPUT_DIR/_scratchlm_run.lock` from before it writes anything until it
 exits, and removes the file then; the kernel drops the lock when the process dies, so the file a crashed run
-leaves behind holds nobody back. The
-file names the training process (pid, host, start, command): a second run into the same folder is refused
-with that, and `scratchlm stop OUTPUT_DIR` signals that process itself. Signalling the process rather than
-`accelerate launch` matters: the launcher answers SIGTERM and Ctrl-C by passing SIGTERM on and SIGKILLing the
-run 5 seconds later (accelerate >= 1.16), which is too little to write a checkpoint of any real size, while
-a signal to the script leaves the launcher waiting for it. Trainer's push and the printed upload command
-skip `_*` names, so the lock never reaches the Hub.
+leaves behind holds nobody back. The file names the training process (pid, host, start, command): a second
+run into the same folder is refused with that, and `scratchlm stop OUTPUT_DIR` signals that process itself.
+Signalling the process rather than `accelerate launch` matters: the launcher answers SIGTERM and Ctrl-C by
+passing SIGTERM on and SIGKILLing the run 5 seconds later (accelerate >= 1.16), which is too little to write
+a checkpoint of any real size, while a signal to the script leaves the launcher waiting for it. Trainer's
+push and the printed upload command skip `_*` names, so the lock never reaches the Hub.
 """
 
 from __future__ import annotations

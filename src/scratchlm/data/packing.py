@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from ..errors import ScratchError
 
 # Documents are tokenized in pieces of at most this many characters: a tokenizer's memory grows with the
-# longest text it is given (a 50 MB one-line file took 9 GB), and a piece keeps it bounded.
+# longest text it is given (a 50 MB one-line file took 10.5 GB), and a piece keeps it bounded.
 PIECE_CHARS = 100_000
 CHARS_AT_ONCE = 10 * PIECE_CHARS
 

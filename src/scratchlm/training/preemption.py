@@ -29,7 +29,6 @@ class PreemptionCallback(TrainerCallback):
         self.received: str | None = None  # the signal's name, once one came
         self.stopped_at: int | None = None
         self.save_every_seconds = save_every_minutes * 60 if save_every_minutes else None
-        self.timed_saves: list[int] = []
         self._last_save = time.monotonic()
         self._previous: dict = {}
 
@@ -86,7 +85,6 @@ class PreemptionCallback(TrainerCallback):
                 "%g minutes since the last checkpoint: saving one (--save_every_minutes)", self.save_every_seconds / 60
             )
             control.should_save = True
-            self.timed_saves.append(state.global_step)
         if stop and self.stopped_at is None:
             self.stopped_at = state.global_step
             control.should_save = True
