@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
             env,
         )
         if step["status"] == "ok":
-            result = json.loads((args.out_dir / "time_to_quality.json").read_text())
+            result = json.loads((args.out_dir / "time_to_quality.json").read_text())["arms"][0]
             step["figures"] = {k: result[k] for k in ("seconds_to_target", "best_eval_loss", "seconds_total")}
         steps.append(step)
 

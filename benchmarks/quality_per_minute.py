@@ -10,7 +10,8 @@ arm given the same minutes of training on this machine.
 
 The second round, `--arms tuning`, starts from a config that already trains with Muon (the demo as the
 first round chose it) and turns its remaining knobs: Muon's rate, AdamW's rate on the embeddings and output
-layer, and the batch.
+layer, and the batch. `--arms decoder` puts the speedrun records' levers, options of scratch_decoder (GPT-2's
+architecture without them), on top of a config, and a wider and a deeper model in the same minutes.
 
 Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
 benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
@@ -70,8 +71,22 @@ TUNING_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "adamw_lr_3e-2": ("adamw_lr", {"--learning_rate": "3e-2"}),
     "batch_4": ("batch", {"--per_device_train_batch_size": "4"}),
 }
-ARMS = {**LEVER_ARMS, **TUNING_ARMS}
-ARM_SETS = {"levers": list(LEVER_ARMS), "tuning": ["baseline", *TUNING_ARMS]}
+# --arms decoder: the speedrun records' levers as options of scratch_decoder (which, without them, is GPT-2's
+# architecture), and a wider and a deeper GPT-2 in the same minutes
+SCRATCH = {"--model_type": "scratch_decoder"}
+DECODER_ARMS: dict[str, tuple[str, dict[str, str]]] = {
+    "scratch_decoder": ("family", SCRATCH),
+    "relu2": ("activation", {**SCRATCH, "--hidden_act": "relu2"}),
+    "qk_norm": ("qk_norm", {**SCRATCH, "--qk_norm": "true"}),
+    "zero_init": ("init", {**SCRATCH, "--zero_init_projections": "true"}),
+    "untied_head": ("head", {**SCRATCH, "--tie_word_embeddings": "false"}),
+    "softcap_15": ("softcap", {**SCRATCH, "--logit_softcap": "15"}),
+    "rotary": ("positions", {**SCRATCH, "--position_embedding": "rotary"}),
+    "wider_320": ("shape", {"--n_embd": "320", "--n_head": "5"}),
+    "deeper_6": ("shape", {"--n_layer": "6"}),
+}
+ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS}
+ARM_SETS = {"levers": list(LEVER_ARMS), "tuning": ["baseline", *TUNING_ARMS], "decoder": ["baseline", *DECODER_ARMS]}
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
 SPEED_NEUTRAL = {"--lr_scheduler_type", "--learning_rate", "--muon_learning_rate", "--warmup_steps"}
@@ -213,7 +228,7 @@ def combinations(results: dict[str, dict]) -> dict[str, dict[str, str]]:
     combined = {}
     if len(winners) > 1:  # one winner alone is already an arm
         combined["best_gpt2"] = stacked
-    if family is not None and winners:
+    if family is not None and winners and {**family["flags"], **stacked} != stacked:
         combined["best"] = {**family["flags"], **stacked}
     return combined
 

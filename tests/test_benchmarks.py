@@ -78,12 +78,19 @@ def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(t
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d for _, d in zip(range(300), BUILTIN_CORPORA["python_docs"].documents())))
     result = time_to_quality.main(["--data", str(text), "--tiny", "--target", "50", "--out", str(tmp_path / "q.json")])
+    result = result["arms"][0]
     # Reached at step 10 of 20: that evaluation is the run's last (the final one is not repeated), none at 20.
     assert len(result["evaluations"]) == 1 and result["seconds_to_target"] == result["evaluations"][0]["seconds"]
-    missed = time_to_quality.main(
+    # Two arms on 3,000 characters: about 6 steps an epoch, so the windows move twice in 20 steps.
+    arms = time_to_quality.main(
         ["--data", str(text), "--tiny", "--target", "0.01", "--out", str(tmp_path / "m.json")]
-    )
-    assert len(missed["evaluations"]) == 2 and missed["seconds_to_target"] is None
+        + ["--train_chars", "3000", "--window_order", "fixed,shifted"]
+    )["arms"]
+    assert [a["window_order"] for a in arms] == ["fixed", "shifted"]
+    for missed in arms:
+        assert len(missed["evaluations"]) == 2 and missed["seconds_to_target"] is None
+        assert missed["rise_after_best"] >= 0 and missed["best_eval_loss"] <= missed["final_eval_loss"]
+    assert arms[0]["evaluations"][1]["eval_loss"] != arms[1]["evaluations"][1]["eval_loss"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
 )
+from transformers.activations import ACT2FN
 
 import scratchlm  # noqa: F401  registers the families
 from scratchlm.models import (
@@ -67,7 +68,17 @@ def test_layers_are_initialised_independently():
     assert model.model.layers[0].mlp.proj.weight.std().item() < 0.015
 
 
-@pytest.mark.parametrize("overrides", [{}, {"norm_placement": "post"}, {"position_embedding": "rotary"}])
+LEVERS = [
+    {"hidden_act": "relu2"},
+    {"qk_norm": True},
+    {"zero_init_projections": True},
+    {"tie_word_embeddings": False},
+    {"logit_softcap": 15.0},
+    {"position_embedding": "rotary", "qk_norm": True, "hidden_act": "relu2", "logit_softcap": 15.0},
+]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm_placement": "post"}, {"position_embedding": "rotary"}, *LEVERS])
 def test_each_variant_trains(overrides):
     model = decoder(**overrides)
     torch.manual_seed(2)
@@ -81,6 +92,58 @@ def test_each_variant_trains(overrides):
         loss.backward()
         optimizer.step()
     assert loss.item() < first - 1.0, (overrides, first, loss.item())
+
+
+def test_each_lever_does_what_it_says():
+    ids = torch.randint(0, 97, (2, 12))
+    zero = decoder(zero_init_projections=True)
+    for layer in zero.model.layers:
+        assert not layer.attn.out.weight.any() and not layer.mlp.proj.weight.any()
+    # every block starts as the identity: the logits are those of the embeddings alone
+    x = zero.model.embed_tokens(ids) + zero.model.embed_positions(torch.arange(12))
+    assert torch.allclose(zero(ids).logits, zero.lm_head(zero.model.final_norm(x)), atol=1e-5)
+    capped = decoder(logit_softcap=0.5)
+    assert capped(ids).logits.abs().max() < 0.5
+    assert torch.allclose(capped(ids).logits, 0.5 * torch.tanh(decoder()(ids).logits / 0.5), atol=1e-6)
+    untied = decoder(tie_word_embeddings=False)
+    assert untied.lm_head.weight.data_ptr() != untied.model.embed_tokens.weight.data_ptr()
+    tied = decoder()
+    assert tied.lm_head.weight.data_ptr() == tied.model.embed_tokens.weight.data_ptr()
+    normed = decoder(qk_norm=True)
+    assert normed.model.layers[0].attn.q_norm.weight.shape == (16,)
+    assert isinstance(decoder(hidden_act="relu2").model.layers[0].mlp.act, type(ACT2FN["relu2"]))
+
+
+@pytest.mark.slow
+def test_every_lever_loads_remotely_without_scratchlm_with_the_same_logits(tmp_path):
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    expected = {}
+    for i, overrides in enumerate(LEVERS):
+        config = ScratchDecoderConfig(**{**TINY, **overrides})
+        config.auto_map = remote_code_map(ScratchDecoderConfig)
+        torch.manual_seed(i)
+        model = ScratchDecoderForCausalLM(config)
+        with torch.no_grad():  # moves the zero-initialised projections too, so a load that skips them shows
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        model.save_pretrained(tmp_path / str(i))
+        expected[i] = model(ids).logits[0, -1, :5].tolist()
+    result = run_without_scratchlm(
+        f"""
+import json, torch
+from transformers import AutoModelForCausalLM
+out = {{}}
+for i in range({len(LEVERS)}):
+    model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r} + f"/{{i}}", trust_remote_code=True)
+    out[i] = model(torch.tensor([[1, 2, 3, 4, 5, 6]])).logits[0, -1, :5].tolist()
+print(json.dumps(out))
+""",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    for i in expected:
+        assert loaded[str(i)] == pytest.approx(expected[i], abs=1e-5), LEVERS[i]
 
 
 def test_pre_and_post_norm_differ():

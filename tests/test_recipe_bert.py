@@ -253,3 +253,16 @@ def test_cola_with_a_hub_model_fails_fast_offline(tmp_path, capsys):
     assert exit_info.value.code == 2, err
     assert "model google-bert/bert-base-uncased (not a local directory) needs the Hugging Face Hub" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_fill_mask_on_a_text_longer_than_the_context_as_the_card_says(mlm_checkpoint):
+    from transformers import pipeline
+
+    out, _ = mlm_checkpoint
+    card = (out / "README.md").read_text()
+    assert 'pipeline("fill-mask", model=FOLDER' in card and 'tokenizer_kwargs={"truncation": True})' in card
+    fill = pipeline("fill-mask", model=str(out))
+    text = "The function returns [MASK] value. " + "The list holds each item in order. " * 200
+    assert len(fill.tokenizer(text)["input_ids"]) > fill.model.config.max_position_embeddings
+    predictions = fill(text, tokenizer_kwargs={"truncation": True}, top_k=3)
+    assert len(predictions) == 3 and all(p["token_str"] for p in predictions)

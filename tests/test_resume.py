@@ -477,3 +477,23 @@ def test_a_second_signal_while_saving_leaves_no_checkpoint_that_counts(tmp_path,
     expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
     for step in range(4, 13):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+
+
+@pytest.mark.slow
+def test_a_run_of_several_epochs_resumes_to_the_same_shifted_windows(tmp_path, zh_file, gpt_tokenizer_dir):
+    # 16 blocks at 4 a step: 4 steps an epoch. Killed at step 7, the run resumes from checkpoint-6, half-way
+    # through the second epoch, whose windows start at another offset than the first's.
+    epochs = ["--max_train_samples", 16, "--window_order", "shifted"]
+    ref_out = tmp_path / "uninterrupted"
+    ref_metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, ref_out, *epochs))
+    out = tmp_path / "killed"
+    kill_at(7, flags(zh_file, gpt_tokenizer_dir, out, *epochs), tmp_path)
+    metrics = run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *epochs, "--resume_from_checkpoint", "true"))
+    expected, resumed = per_step(ref_out, "loss"), per_step(out, "loss")
+    for step in range(7, 13):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+    assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
+    fixed = run_recipe(
+        flags(zh_file, gpt_tokenizer_dir, tmp_path / "fixed", "--max_train_samples", 16, "--window_order", "fixed")
+    )
+    assert fixed["eval_loss"] != pytest.approx(ref_metrics["eval_loss"], abs=1e-6)  # the windows did move

@@ -239,9 +239,13 @@ def test_model_card_and_the_upload_set(tensorboard_run):
 
 
 class RecordingHub:
-    """Stands in for the Hub client Trainer pushes through, and records what a push would upload."""
+    """Stands in for the Hub client (Trainer's, which creates the repo, and ours, which uploads), and records
+    what a push would upload."""
 
     pushes: list[dict] = []
+
+    def __init__(self, **kwargs):
+        pass
 
     def create_repo(self, repo_id, **kwargs):
         return type("RepoUrl", (), {"repo_id": repo_id})()
@@ -250,14 +254,18 @@ class RecordingHub:
         RecordingHub.pushes.append(kwargs)
 
 
-def test_the_push_uploads_the_model_and_its_files_but_no_checkpoint(tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch):
+@pytest.mark.parametrize("private_files", [False, True])
+def test_the_push_uploads_the_model_but_no_checkpoint_nor_local_paths(
+    tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch, private_files
+):
     import transformers.trainer
     from huggingface_hub.utils import filter_repo_objects
 
-    from scratchlm import training
+    from scratchlm import hub, training
 
     monkeypatch.setattr(training.run, "check_push_possible", lambda args: None)
     monkeypatch.setattr(transformers.trainer, "hf_api", RecordingHub)
+    monkeypatch.setattr(hub, "HfApi", RecordingHub)
     RecordingHub.pushes.clear()
     out = tmp_path / "run"
     run_recipe(
@@ -271,8 +279,8 @@ def test_the_push_uploads_the_model_and_its_files_but_no_checkpoint(tmp_path, zh
         "true",
         "--hub_model_id",
         "me/m",
-        "--hub_strategy",
-        "end",
+        "--hub_private_files",
+        str(private_files).lower(),
     )
     (push,) = RecordingHub.pushes  # one push, at the end, after the card and results were written
     assert push["repo_id"] == "me/m" and push["folder_path"] == str(out)
@@ -285,12 +293,38 @@ def test_the_push_uploads_the_model_and_its_files_but_no_checkpoint(tmp_path, zh
         "tokenizer.json",
         "tokenizer_config.json",
         "all_results.json",
-        "run_config.yaml",
-        "run_manifest.json",
         "samples.json",
     } <= uploaded
     assert not any(f.startswith(("checkpoint-", "_")) for f in uploaded)
     assert any(p.name.startswith("checkpoint-") for p in out.iterdir())
+    private = {"training_args.bin", "run_config.yaml", "run_manifest.json"}
+    assert private <= set(files)
+    assert (private <= uploaded) if private_files else not (private & uploaded)
+    if not private_files:  # what is uploaded names no local path
+        assert not [
+            f for f in uploaded if f.endswith((".json", ".md", ".yaml")) and str(tmp_path) in (out / f).read_text()
+        ]
+
+
+def test_uploading_while_training_needs_the_private_files_flag(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            [
+                "--config",
+                DEBUG,
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--push_to_hub",
+                "true",
+                "--hub_strategy",
+                "every_save",
+            ],
+        )
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: --hub_strategy every_save uploads while training") and "--hub_private_files true" in err
+    )
 
 
 def test_card_of_our_family_says_how_to_load_it(tmp_path, zh_file, gpt_tokenizer_dir):
@@ -341,17 +375,18 @@ def test_push_offline_fails_before_training(tmp_path, zh_file, gpt_tokenizer_dir
 
 def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch):
     """The Hub went away during training: one error naming the local copy, which is complete."""
-    from scratchlm import training
+    from scratchlm import hub, training
 
     monkeypatch.setattr(training.run, "check_push_possible", lambda args: None)
     monkeypatch.setattr(
         training.PretrainingTrainer, "init_hf_repo", lambda self, **kw: setattr(self, "hub_model_id", "me/m")
     )
 
-    def push_fails(self, **kwargs):
-        raise ConnectionError("Max retries exceeded with url: /api/repos/create\nmore")
+    class HubGoneAway(RecordingHub):
+        def upload_folder(self, **kwargs):
+            raise ConnectionError("Max retries exceeded with url: /api/repos/create\nmore")
 
-    monkeypatch.setattr(training.PretrainingTrainer, "push_to_hub", push_fails)
+    monkeypatch.setattr(hub, "HfApi", HubGoneAway)
     out = tmp_path / "run"
     with pytest.raises(ScratchError) as info:
         run_recipe(
@@ -370,6 +405,7 @@ def test_failed_push_at_the_end_keeps_the_output(tmp_path, zh_file, gpt_tokenize
         )
     message = str(info.value)
     assert "ConnectionError: Max retries exceeded" in message and f"saved locally in {out}" in message
+    assert f'hf upload me/m {out} --exclude "checkpoint-*" "_*" "training_args.bin"' in message
     assert "\n" not in message
     assert all((out / name).is_file() for name in ("model.safetensors", "README.md", "all_results.json"))
 

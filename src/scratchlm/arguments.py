@@ -6,7 +6,7 @@ import enum
 import importlib.util
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from transformers import TrainingArguments
@@ -86,6 +86,15 @@ class DataArguments:
             "sizes and hashes taken when they were written: sampled (sizes and 64 pages per file) or full (every "
             "byte). A damaged cache is built again; damaged prepared data is refused.",
             "choices": ["sampled", "full"],
+        },
+    )
+    window_order: str = field(
+        default="shifted",
+        metadata={
+            "help": "Which windows of the token stream each epoch trains on: shifted (each epoch after the first "
+            "cuts the stream at a new seeded offset, so a small corpus repeated for many epochs is not shown the "
+            "same windows again) or fixed (the packed blocks every epoch). A stream has no epochs to shift.",
+            "choices": ["shifted", "fixed"],
         },
     )
     streaming: bool = field(
@@ -202,6 +211,16 @@ class _TransformerShape:
             raise ScratchError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
+SCRATCH_DECODER_ONLY = (
+    "position_embedding",
+    "hidden_act",
+    "qk_norm",
+    "zero_init_projections",
+    "tie_word_embeddings",
+    "logit_softcap",
+)
+
+
 @dataclass
 class CausalLMArguments(_TransformerShape):
     model_type: str = field(
@@ -211,9 +230,38 @@ class CausalLMArguments(_TransformerShape):
         default="learned",
         metadata={"help": "scratch_decoder only: learned or rotary positions.", "choices": ["learned", "rotary"]},
     )
+    # The speedrun records' levers that stock GPT-2/Llama classes lack: options of our own decoder.
+    hidden_act: str = field(
+        default="gelu_new",
+        metadata={"help": "scratch_decoder only: the MLP's activation.", "choices": ["gelu_new", "relu2"]},
+    )
+    qk_norm: bool = field(default=False, metadata={"help": "scratch_decoder only: RMSNorm on queries and keys."})
+    zero_init_projections: bool = field(
+        default=False,
+        metadata={"help": "scratch_decoder only: attention and MLP output projections start at zero."},
+    )
+    tie_word_embeddings: bool = field(
+        default=True, metadata={"help": "scratch_decoder only: false gives the output layer weights of its own."}
+    )
+    logit_softcap: float | None = field(
+        default=None, metadata={"help": "scratch_decoder only: logits become cap * tanh(logits / cap)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        if self.model_type != "scratch_decoder":
+            chosen = [
+                f"--{f.name} {getattr(self, f.name)}"
+                for f in fields(self)
+                if f.name in SCRATCH_DECODER_ONLY and getattr(self, f.name) != f.default
+            ]
+            if chosen:
+                raise ScratchError(
+                    f"{', '.join(chosen)}: an option of scratch_decoder's, which --model_type {self.model_type} "
+                    "does not have: add --model_type scratch_decoder or drop it"
+                )
+        if self.logit_softcap is not None and not self.logit_softcap > 0:
+            raise ScratchError(f"--logit_softcap must be a positive number (e.g. 15), got {self.logit_softcap}")
         family = FAMILIES.get(self.model_type)
         rotary = (family is not None and family.rotary) or self.position_embedding == "rotary"
         head_dim = self.n_embd // self.n_head
@@ -275,8 +323,31 @@ class _ScratchTrainingArguments(TrainingArguments):
     require_clean_git: bool = field(
         default=False, metadata={"help": "Refuse to start when the code's git checkout has uncommitted changes."}
     )
+    hub_strategy: str = field(
+        default="end",
+        metadata={
+            "help": "With --push_to_hub: end (one upload of the finished folder) or Trainer's every_save, "
+            "checkpoint, all_checkpoints, which upload while training, training_args.bin and checkpoints "
+            "included, and so need --hub_private_files true.",
+            "choices": ["end", "every_save", "checkpoint", "all_checkpoints"],
+        },
+    )
+    hub_private_files: bool = field(
+        default=False,
+        metadata={
+            "help": "With --push_to_hub: also upload training_args.bin (a pickle of every setting, a --hub_token "
+            "included), run_manifest.json and run_config.yaml (they name local paths: the corpus, the home "
+            "folder). They stay in --output_dir either way."
+        },
+    )
 
     def __post_init__(self):
+        if self.push_to_hub and self.hub_strategy != "end" and not self.hub_private_files:
+            raise ScratchError(
+                f"--hub_strategy {self.hub_strategy} uploads while training, and Trainer then uploads "
+                "training_args.bin (a pickle of every setting) and checkpoints too: use --hub_strategy end, or add "
+                "--hub_private_files true to publish them"
+            )
         if not torch.cuda.is_available() and not torch.backends.mps.is_available():
             # Accelerate only starts a CPU process group (gloo) under a multi-process launch when told it runs on CPU.
             self.use_cpu = True

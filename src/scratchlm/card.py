@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -38,7 +39,8 @@ A {kind} language model pretrained from scratch with scratchlm.
 
 {corpus}
 
-Corpus content hash `{corpus_hash}`, tokenizer hash `{tokenizer_hash}` (full values in `run_manifest.json`).
+Corpus content hash `{corpus_hash}`, tokenizer hash `{tokenizer_hash}` (full values in the run's
+`run_manifest.json`).
 
 ## Training
 
@@ -48,7 +50,9 @@ Corpus content hash `{corpus_hash}`, tokenizer hash `{tokenizer_hash}` (full val
 | tokens trained | {total_tokens:,} |
 | device | {device} |
 
-The full resolved settings are in `run_config.yaml`; `--config run_config.yaml` repeats the run.
+The full resolved settings are in the run's `run_config.yaml`; `--config run_config.yaml` repeats the run.
+Both name local paths, so they stay in the local output folder unless it was pushed with
+`--hub_private_files true`.
 
 ## Results (held-out)
 
@@ -101,6 +105,11 @@ RESULT_KEYS = (
     "eval_minimal_pairs_accuracy",
     "eval_minimal_pairs_unigram_accuracy",
 )
+
+
+def _corpus_line(manifest: dict) -> str:
+    """The corpus, with local files by name only: a card is published, and their folders are the user's."""
+    return re.sub(r"(?<!\S)(?:~|\.{1,2})?/\S*/([^/\s]+)", r"\1", manifest.get("corpus", ""))
 
 
 def _language(config: dict) -> str | None:
@@ -166,7 +175,18 @@ def pretraining_card(
     blocks = ""
     if ours:
         positions = f", {config.get('position_embedding')} positions" if objective.causal else ""
-        blocks = f"| blocks | {config.get('norm_placement')}-norm{positions} |\n"
+        levers = [
+            label
+            for label, on in (
+                ("ReLU² MLP", config.get("hidden_act") == "relu2"),
+                ("QK-norm", config.get("qk_norm")),
+                ("zero-initialised output projections", config.get("zero_init_projections")),
+                ("untied output layer", config.get("tie_word_embeddings") is False),
+                (f"logits soft-capped at {config.get('logit_softcap')}", config.get("logit_softcap")),
+            )
+            if on
+        ]
+        blocks = f"| blocks | {config.get('norm_placement')}-norm{positions}{''.join(', ' + x for x in levers)} |\n"
     side = "below" if eval_loss is not None and unigram is not None and eval_loss <= unigram else "above"
     unigram_line = (
         f"\nThe held-out loss is {abs(unigram - eval_loss):.3f} nats/token {side} "
@@ -198,6 +218,12 @@ def pretraining_card(
         + " --tasks ...` (local tasks over your own files: scratchlm's docs/evaluation.md)."
         if objective.causal
         else "",
+        ""
+        if objective.causal
+        else '- fill-mask: `pipeline("fill-mask", model=FOLDER'
+        + (", trust_remote_code=True" if ours else "")
+        + ', tokenizer_kwargs={"truncation": True})` cuts a text longer than the context to its first '
+        + f"{config.get('n_positions') or config.get('block_size')} tokens (a mask past them is then not found).",
         "- llama.cpp, Ollama, LM Studio: `scratchlm export FOLDER --to gguf` writes one GGUF file."
         if objective.causal and (model_type in ("gpt2", "llama", "qwen3") or model_type == "scratch_decoder")
         else "",
@@ -217,7 +243,7 @@ def pretraining_card(
         pad_vocab_to_multiple_of=config.get("pad_vocab_to_multiple_of"),
         blocks_row=blocks,
         tokenizer=_tokenizer_line(config, tokenizer_report or {}),
-        corpus=manifest.get("corpus", ""),
+        corpus=_corpus_line(manifest),
         corpus_hash=manifest["corpus_fingerprint"][:16],
         tokenizer_hash=manifest["tokenizer_fingerprint"][:16],
         training_rows=_training_rows(config),

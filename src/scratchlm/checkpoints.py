@@ -57,6 +57,7 @@ RESUME_MUST_MATCH = (
     "max_train_samples",
     "validation_split_percentage",
     "text_sample_by",
+    "window_order",
     "streaming",
 )
 

@@ -55,10 +55,12 @@ def _gguf():
 def _as_gpt2(config: dict, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
     """A default-shape scratch_decoder's config and weights under GPT-2's names (its linear weights stay (out, in))."""
     shape = (config.get("norm_placement"), config.get("position_embedding"), config.get("hidden_act"))
-    if shape != ("pre", "learned", "gelu_new") or not config.get("bias", True):
+    extras = [name for name in ("qk_norm", "logit_softcap") if config.get(name)]
+    if shape != ("pre", "learned", "gelu_new") or not config.get("bias", True) or extras:
         raise ScratchError(
-            f"export: this scratch_decoder (norm {shape[0]}, {shape[1]} positions, {shape[2]}) is not GPT-2's shape, "
-            "and llama.cpp has no architecture for it; only pre-norm, learned positions, GELU with biases exports"
+            f"export: this scratch_decoder (norm {shape[0]}, {shape[1]} positions, {shape[2]}"
+            f"{''.join(', ' + name for name in extras)}) is not GPT-2's shape, and llama.cpp has no architecture "
+            "for it; only pre-norm, learned positions, GELU with biases, no qk_norm nor logit_softcap exports"
         )
     gpt2 = {
         "n_positions": config["max_position_embeddings"],

@@ -6,15 +6,25 @@ import os
 import socket
 from pathlib import Path
 
+from huggingface_hub import HfApi
+
 from .errors import ScratchError
 
-# The patterns Trainer.push_to_hub leaves out; our quarantined checkpoints start with "_" for this reason.
-UPLOAD_IGNORE = ["_*", "checkpoint-*"]
+# Never uploaded: checkpoints, and "_*" (the run's lock file, quarantined checkpoints).
+UPLOAD_IGNORE = ["checkpoint-*", "_*"]
+# Uploaded only with --hub_private_files: a pickle of every setting (a --hub_token included) and the records
+# that name local paths (the corpus files, the home folder), at the top or in a seed's folder.
+PRIVATE_FILES = ["training_args.bin", "run_manifest.json", "run_config.yaml"]
 
 
-def upload_command(repo: str, out: Path | str) -> str:
+def upload_ignore(private_files: bool = False) -> list[str]:
+    """What an upload leaves out of an output folder."""
+    return UPLOAD_IGNORE + ([] if private_files else [p for f in PRIVATE_FILES for p in (f, f"*/{f}")])
+
+
+def upload_command(repo: str, out: Path | str, private_files: bool = False) -> str:
     """The command that uploads a finished folder later, leaving out what a push leaves out."""
-    return f'hf upload {repo} {out} --exclude "{UPLOAD_IGNORE[1]}" "{UPLOAD_IGNORE[0]}"'
+    return f"hf upload {repo} {out} --exclude " + " ".join(f'"{p}"' for p in upload_ignore(private_files))
 
 
 def check_push_possible(args) -> None:
@@ -27,31 +37,33 @@ def check_push_possible(args) -> None:
         )
 
 
-def push_failed(out: Path, repo: str | None, err: Exception) -> ScratchError:
+def push_failed(out: Path, repo: str | None, err: Exception, private_files: bool = False) -> ScratchError:
     first_line = (str(err).strip().splitlines() or [""])[0]
     return ScratchError(
         f"pushing {out} to the Hub ({repo or 'repo named after output_dir'}) failed "
         f"({type(err).__name__}: {first_line}); the model is saved locally in {out}: upload it "
-        f"later with `{upload_command(repo or 'REPO_ID', out)}`"
+        f"later with `{upload_command(repo or 'REPO_ID', out, private_files)}`"
     )
 
 
-def upload_folder(out: Path, args) -> None:
-    """Push a finished output folder (recipes whose Trainer does not own the folder, as CoLA)."""
-    from huggingface_hub import HfApi
-
-    repo = args.hub_model_id or out.name
+def upload_folder(
+    out: Path, args, repo: str | None = None, commit_message: str = "scratchlm: fine-tuned model"
+) -> None:
+    """Push a finished output folder, leaving out `upload_ignore`; `repo` is created when not given."""
     try:
         api = HfApi(token=args.hub_token)
-        repo_id = api.create_repo(repo, private=args.hub_private_repo, exist_ok=True).repo_id
+        if repo is None:
+            repo = args.hub_model_id or out.name
+            repo = api.create_repo(repo, private=args.hub_private_repo, exist_ok=True).repo_id
         api.upload_folder(
-            repo_id=repo_id,
+            repo_id=repo,
             folder_path=str(out),
-            ignore_patterns=UPLOAD_IGNORE,
-            commit_message="scratchlm: fine-tuned model",
+            ignore_patterns=upload_ignore(args.hub_private_files),
+            commit_message=commit_message,
+            revision=args.hub_revision,
         )
     except Exception as err:  # network, auth, quota: the local folder is complete either way
-        raise push_failed(out, repo, err) from err
+        raise push_failed(out, repo or args.hub_model_id, err, args.hub_private_files) from err
 
 
 # ---------------------------------------------------------------------------------------------

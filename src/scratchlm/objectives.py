@@ -80,6 +80,13 @@ class CausalObjective(Objective):
     def packing(self, tokenizer, block_size):
         return PackingSpec(block_size, tokenizer.eos_token_id)
 
+    def check(self, settings):
+        if settings.training.fused_loss and settings.model.logit_softcap is not None:
+            raise ScratchError(
+                "--fused_loss computes the loss without the model's logits, so it would skip --logit_softcap: "
+                "drop one of them"
+            )
+
     def collator(self, tokenizer, settings):
         return DataCollatorForLanguageModeling(tokenizer, mlm=False)
 

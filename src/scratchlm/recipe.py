@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .arguments import DataArguments, TokenizerArguments
-from .data import Corpus, LMData, load_corpus, load_lm_data
+from .data import Corpus, LMData, load_corpus, load_lm_data, training_windows
 from .errors import Preempted, ScratchError
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
@@ -96,6 +96,14 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
     objective, args = settings.objective, settings.training
     if data.streaming and args.max_steps <= 0:
         raise ScratchError("--streaming needs --max_steps: a stream has no length to count epochs in")
+    if args.dataloader_persistent_workers and settings.data.window_order == "shifted" and not data.streaming:
+        raise ScratchError(
+            "--dataloader_persistent_workers keeps each worker's copy of the data, so --window_order shifted "
+            "could not move the windows each epoch: drop --dataloader_persistent_workers or set --window_order fixed"
+        )
+    train = training_windows(
+        data.train, objective.packing(tokenizer, data.block_size), settings.data.window_order, args.seed
+    )
     short = args.curriculum_block_size
     if short and (short >= data.block_size or data.block_size % short):
         raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {data.block_size} and be smaller")
@@ -115,12 +123,13 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         peak_flops=peak * 1e12 * args.world_size if peak else None,
         manifest=manifest,
         samples=objective.causal,
+        train_dataset=train,
     )
     return PretrainingTrainer(
         model=model,
         args=args,
         data_collator=objective.collator(tokenizer, settings),
-        train_dataset=data.train,
+        train_dataset=train,
         eval_dataset=data.validation,
         processing_class=tokenizer,
         objective=objective,

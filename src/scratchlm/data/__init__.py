@@ -6,6 +6,8 @@ packing  (tokenize, the packer, unigram counts, LMData)
 cached / prepared / streamed  (the three back-ends)
    |
 load_lm_data  (here: picks the back-end from the settings)
+   |
+windows  (which windows of the packed stream each epoch trains on)
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from .packing import DataStats, LMData, PackingSpec
 from .prepared import load_prepared
 from .sources import Corpus, load_corpus
 from .streamed import load_streamed
+from .windows import training_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Corpus", "DataStats", "LMData", "PackingSpec", "load_corpus", "load_lm_data"]
+__all__ = ["Corpus", "DataStats", "LMData", "PackingSpec", "load_corpus", "load_lm_data", "training_windows"]
 
 
 def load_lm_data(

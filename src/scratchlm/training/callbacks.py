@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback, WandbCallback
 
+from ..data.windows import ShiftedWindows
 from ..generation import Samples, generate_samples
 from ..provenance import ManifestCallback
 from .guard import LossGuard
@@ -24,6 +25,21 @@ from .health import HealthMonitor
 from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
+
+
+class WindowOrder(TrainerCallback):
+    """Moves the training windows before each epoch (`data.windows`).
+
+    Trainer's own `set_epoch` does not reach the dataset: accelerate forwards it to a seedable sampler
+    instead. Epoch begins before the dataloader's workers start, so they take the new windows with them.
+    """
+
+    def __init__(self, windows: ShiftedWindows):
+        self.windows = windows
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is a whole number at an epoch's start, plus the fraction already trained on a resume.
+        self.windows.set_epoch(int(state.epoch or 0))
 
 
 class ThroughputMeter(TrainerCallback):
@@ -182,6 +198,7 @@ class RunCallbacks:
     built by `for_run`. PretrainingTrainer and the end of the run reach the ones they talk to by name; none is
     added anywhere else."""
 
+    windows: WindowOrder | None
     throughput: ThroughputMeter
     manifest: ManifestCallback
     stop_at_eval_loss: StopAtEvalLoss | None
@@ -201,9 +218,11 @@ class RunCallbacks:
         peak_flops: float | None = None,
         manifest: dict | None = None,
         samples: bool = True,
+        train_dataset=None,
     ) -> RunCallbacks:
         """The callbacks that `args` ask for; `samples` for objectives that generate (causal ones)."""
         return cls(
+            windows=WindowOrder(train_dataset) if isinstance(train_dataset, ShiftedWindows) else None,
             throughput=ThroughputMeter(tokens_per_step, flops_per_token, peak_flops),
             manifest=ManifestCallback(manifest or {}),
             stop_at_eval_loss=StopAtEvalLoss(args.stop_at_eval_loss) if args.stop_at_eval_loss is not None else None,

@@ -31,7 +31,7 @@ from ..checkpoints import (
 )
 from ..data import LMData
 from ..errors import ScratchError
-from ..hub import check_push_possible, push_failed
+from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
 from ..provenance import require_clean_git
 from ..runlock import LOCK_NAME
@@ -338,10 +338,9 @@ def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram
             unigram_counts=unigram_counts,
         )
         log_final_summary(trainer, eval_metrics, health, written)
-    if trainer.args.push_to_hub:
-        try:
-            trainer.push_to_hub(commit_message="scratchlm: end of pretraining")
-        except Exception as err:  # network, auth, quota: the local output is complete either way
-            raise push_failed(out, trainer.args.hub_model_id, err) from err
+    if trainer.args.push_to_hub and trainer.is_world_process_zero():
+        # Our own upload rather than Trainer.push_to_hub, whose exclusions cannot be changed: it would
+        # publish training_args.bin and the records that name local paths.
+        upload_folder(out, trainer.args, repo=trainer.hub_model_id, commit_message="scratchlm: end of pretraining")
         logger.info("pushed %s to the Hub", out)
     return {**metrics, **eval_metrics}

@@ -61,6 +61,11 @@ def make_decoder_config(args, vocab_size: int, n_positions: int, special_token_i
         max_position_embeddings=n_positions,
         norm_placement=args.norm_placement,
         position_embedding=args.position_embedding,
+        hidden_act=args.hidden_act,
+        qk_norm=args.qk_norm,
+        zero_init_projections=args.zero_init_projections,
+        tie_word_embeddings=args.tie_word_embeddings,
+        logit_softcap=args.logit_softcap,
         dropout=args.dropout,
         **special_token_ids,
     )

@@ -23,6 +23,9 @@ class ScratchDecoderConfig(PretrainedConfig):
         rope_theta=10000.0,
         initializer_range=0.02,
         tie_word_embeddings=True,
+        qk_norm=False,
+        zero_init_projections=False,
+        logit_softcap=None,
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
@@ -48,6 +51,9 @@ class ScratchDecoderConfig(PretrainedConfig):
         self.bias = bias
         self.rope_theta = rope_theta
         self.initializer_range = initializer_range
+        self.qk_norm = qk_norm  # RMSNorm on each head's queries and keys
+        self.zero_init_projections = zero_init_projections  # attention and MLP outputs start at zero
+        self.logit_softcap = logit_softcap  # logits = cap * tanh(logits / cap)
         super().__init__(
             tie_word_embeddings=tie_word_embeddings,
             bos_token_id=bos_token_id,

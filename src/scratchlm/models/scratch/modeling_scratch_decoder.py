@@ -2,6 +2,11 @@
 
 With norm_placement="pre", position_embedding="learned" and hidden_act="gelu_new" it is GPT-2's
 architecture exactly (see `load_gpt2_weights`). The layers here are shared with the scratch encoder.
+
+Options from the speedrun records that stock GPT-2/Llama classes lack, each off by default: `qk_norm`
+(RMSNorm on each head's queries and keys), `zero_init_projections` (every block starts as the identity),
+`logit_softcap` (cap * tanh(logits / cap)), hidden_act="relu2" (ReLU squared) and an untied output head
+(tie_word_embeddings=False).
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+
+    def frequencies(self) -> torch.Tensor:
+        return 1.0 / self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         # x: (B, H, T, D); position_ids: (B, T)
@@ -58,10 +66,15 @@ class SelfAttention(nn.Module):
             else None
         )
         self.dropout = config.dropout
+        qk_norm = getattr(config, "qk_norm", False)  # absent from configs saved before the option existed
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.layer_norm_eps) if qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.layer_norm_eps) if qk_norm else None
 
     def forward(self, x, position_ids, key_mask=None, cache=None, layer_idx=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(q, position_ids), self.rotary(k, position_ids)
         past = 0
@@ -116,13 +129,17 @@ class Block(nn.Module):
 
 
 def init_transformer_weights(module, config):
-    """GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 * layers), zero biases."""
+    """GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 * layers) (or zero with
+    zero_init_projections), zero biases."""
     std = config.initializer_range
     if isinstance(module, nn.Linear):
         is_residual_out = getattr(module, "_is_residual_out", False)
-        init.normal_(
-            module.weight, mean=0.0, std=std / math.sqrt(2 * config.num_hidden_layers) if is_residual_out else std
-        )
+        if is_residual_out and getattr(config, "zero_init_projections", False):
+            init.zeros_(module.weight)
+        else:
+            init.normal_(
+                module.weight, mean=0.0, std=std / math.sqrt(2 * config.num_hidden_layers) if is_residual_out else std
+            )
         if module.bias is not None:
             init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
@@ -131,6 +148,13 @@ def init_transformer_weights(module, config):
         init.ones_(module.weight)
         if module.bias is not None:
             init.zeros_(module.bias)
+    elif isinstance(module, nn.RMSNorm):
+        init.ones_(module.weight)
+    elif isinstance(module, RotaryEmbedding):
+        # transformers 5 builds a model on the meta device before loading it, and a buffer that is not saved
+        # would keep whatever memory it then gets
+        with torch.no_grad():
+            module.inv_freq.copy_(module.frequencies())
 
 
 def mark_residual_outputs(blocks: nn.ModuleList) -> None:
@@ -246,6 +270,9 @@ class ScratchDecoderForCausalLM(ScratchDecoderPreTrainedModel, GenerationMixin):
             input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=use_cache
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
+        cap = getattr(self.config, "logit_softcap", None)
+        if cap:
+            logits = cap * torch.tanh(logits / cap)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
