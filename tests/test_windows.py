@@ -114,3 +114,17 @@ def test_windows_move_after_the_first_epoch_also_in_dataloader_workers(tmp_path,
     assert shifted[:4] == pytest.approx(fixed[:4], abs=1e-6)  # the first epoch reads the packed blocks
     assert all(abs(a - b) > 1e-4 for a, b in zip(shifted[4:], fixed[4:]))
     assert in_workers == pytest.approx(shifted, abs=1e-6)
+
+
+def test_persistent_workers_are_refused_with_shifted_windows(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    from scratchlm.errors import run_cli
+
+    argv = ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
+    argv += ["--output_dir", str(tmp_path / "o"), "--dataloader_num_workers", "1"]
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, [*argv, "--dataloader_persistent_workers", "true"])
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: --dataloader_persistent_workers keeps each worker's copy")
+        and "--window_order fixed" in err
+    )
