@@ -11,7 +11,7 @@ from scratchlm.data.packing import Packer, PackingSpec
 from scratchlm.data.windows import ShiftedWindows, training_windows
 
 import pretrain_gpt2_zh
-from conftest import ROOT
+from conftest import ROOT, recipe_argv
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
@@ -79,29 +79,8 @@ def losses(out):
 def run(tmp_path, zh_file, tok, name, *extra):
     out = tmp_path / name
     # 16 blocks, 4 a step: 4 steps an epoch, 3 epochs
-    pretrain_gpt2_zh.cli(
-        [
-            "--config",
-            DEBUG,
-            "--train_files",
-            str(zh_file),
-            "--tokenizer_name_or_path",
-            str(tok),
-            "--output_dir",
-            str(out),
-            "--max_train_samples",
-            "16",
-            "--max_steps",
-            "12",
-            "--logging_steps",
-            "1",
-            "--eval_steps",
-            "12",
-            "--save_steps",
-            "12",
-            *extra,
-        ]
-    )
+    epochs = ["--max_train_samples", 16, "--max_steps", 12, "--logging_steps", 1, "--eval_steps", 12]
+    pretrain_gpt2_zh.cli(recipe_argv(DEBUG, zh_file, tok, out, *epochs, "--save_steps", 12, *extra))
     return losses(out)
 
 
@@ -119,8 +98,7 @@ def test_windows_move_after_the_first_epoch_also_in_dataloader_workers(tmp_path,
 def test_persistent_workers_are_refused_with_shifted_windows(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
     from scratchlm.errors import run_cli
 
-    argv = ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
-    argv += ["--output_dir", str(tmp_path / "o"), "--dataloader_num_workers", "1"]
+    argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, tmp_path / "o", "--dataloader_num_workers", 1)
     with pytest.raises(SystemExit):
         run_cli(pretrain_gpt2_zh.cli, [*argv, "--dataloader_persistent_workers", "true"])
     err = capsys.readouterr().err.strip()
