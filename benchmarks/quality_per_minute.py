@@ -12,6 +12,7 @@ The second round, `--arms tuning`, starts from a config that already trains with
 first round chose it) and turns its remaining knobs: Muon's rate, AdamW's rate on the embeddings and output
 layer, and the batch. `--arms decoder` puts the speedrun records' levers, options of scratch_decoder (GPT-2's
 architecture without them), on top of a config, and a wider and a deeper model in the same minutes.
+`--arms data` trains the config on document-aligned blocks (`--packing aligned`) against its joined ones.
 
 Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
 benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
@@ -85,11 +86,27 @@ DECODER_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "wider_320": ("shape", {"--n_embd": "320", "--n_head": "5"}),
     "deeper_6": ("shape", {"--n_layer": "6"}),
 }
-ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS}
-ARM_SETS = {"levers": list(LEVER_ARMS), "tuning": ["baseline", *TUNING_ARMS], "decoder": ["baseline", *DECODER_ARMS]}
+# --arms data: how documents become training blocks (shifted windows would undo aligned blocks)
+DATA_ARMS: dict[str, tuple[str, dict[str, str]]] = {
+    "aligned": ("packing", {"--packing": "aligned", "--window_order": "fixed"}),
+}
+ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS}
+ARM_SETS = {
+    "levers": list(LEVER_ARMS),
+    "tuning": ["baseline", *TUNING_ARMS],
+    "decoder": ["baseline", *DECODER_ARMS],
+    "data": ["baseline", *DATA_ARMS],
+}
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
-SPEED_NEUTRAL = {"--lr_scheduler_type", "--learning_rate", "--muon_learning_rate", "--warmup_steps"}
+SPEED_NEUTRAL = {
+    "--lr_scheduler_type",
+    "--learning_rate",
+    "--muon_learning_rate",
+    "--warmup_steps",
+    "--packing",
+    "--window_order",
+}
 PROMPTS = {
     "zh_demo": ["中国经济", "今天", "这本书", "我们要"],
     "python_docs": ["The function", "Return the", "This module", "If the"],

@@ -40,6 +40,10 @@ def read_back(folder, name):
 def test_export_reads_back_with_the_same_logits_and_token_ids(tmp_path, zh_file, family, dtype, tolerance, capsys):
     out = tmp_path / "run"
     pretrain_gpt2_zh.cli(recipe_argv(GPT_DEBUG, zh_file, tmp_path / "tok", out, "--model_type", family))
+    card = (out / "README.md").read_text()
+    assert "`scratchlm export FOLDER --to gguf`" in card  # the card offers what works, and how
+    assert ("`-c 32`" in card) == (family in ("gpt2", "scratch_decoder"))  # learned positions stop llama.cpp past them
+    assert ("optimum-cli export onnx" in card) == (family != "scratch_decoder")  # optimum knows stock classes only
     scratchlm(["export", str(out), "--to", "gguf", "--dtype", dtype])
     assert "written:" in capsys.readouterr().out
     (gguf_file,) = out.glob("*.gguf")
@@ -86,6 +90,7 @@ def test_what_cannot_be_exported_is_one_line(tmp_path, zh_file, capsys):
             "rotary",
         )
     )
+    assert "--to gguf" not in (rotary / "README.md").read_text() + (bert / "README.md").read_text()
     for folder, message in (
         (bert, "is not supported for GGUF"),  # a masked LM
         (rotary, "is not GPT-2's shape"),

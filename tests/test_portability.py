@@ -33,9 +33,10 @@ tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # as 
 model = {auto}.from_pretrained(folder, trust_remote_code=True).eval()
 pair = tokenizer("中国经济", "发展很快")
 with torch.no_grad():
-    logits = model(torch.tensor([tokenizer("中国经济发展")["input_ids"]])).logits[0, -1, :8]
+    logits = model(**tokenizer("中国经济发展", return_tensors="pt")).logits[0, -1, :8]  # as users call it
 print("RESULT", json.dumps({{"version": transformers.__version__, "tokenizer": type(tokenizer).__name__,
                   "ids": tokenizer("中国经济发展")["input_ids"], "token_type_ids": pair.get("token_type_ids"),
+                  "inputs": sorted(tokenizer("中国经济发展")),
                   "logits": logits.tolist()}}))
 """
 
@@ -84,6 +85,7 @@ def test_the_final_folder_loads_in_transformers_4_and_5_alike(tmp_path, zh_file,
     assert old["version"].startswith("4.") and new["version"].startswith("5.")
     assert old["ids"] == new["ids"] and old["tokenizer"] == "PreTrainedTokenizerFast"  # 5.x: its TokenizersBackend
     assert old["logits"] == pytest.approx(new["logits"], abs=1e-5)
+    assert old["inputs"] == new["inputs"]  # 4.x added token_type_ids, and GPT-2 an embedding for them
     if recipe is pretrain_bert_mlm:  # sentence pairs get BERT's segment ids, in both
         assert new["token_type_ids"] == old["token_type_ids"] and 1 in new["token_type_ids"]
     if family == "gpt2":

@@ -61,6 +61,33 @@ def test_prepared_blocks_equal_the_cached_pipeline(prepared, zh_file, gpt_tokeni
 
 
 @pytest.mark.slow
+def test_prepared_aligned_blocks_equal_the_cached_ones_and_joined_runs_refuse_them(
+    tmp_path, prepared, zh_file, gpt_tokenizer_dir
+):
+    from scratchlm.errors import ScratchError
+
+    out = tmp_path / "aligned"
+    common = ["--train_files", str(zh_file), "--tokenizer_name_or_path", str(gpt_tokenizer_dir)]
+    scratchlm(["prepare", DEBUG, "--out", str(out), "--num_proc", "2", "--packing", "aligned", *common])
+    tokenizer = load_tokenizer(str(gpt_tokenizer_dir), required=())
+    aligned, joined = (OBJECTIVES["causal"].packing(tokenizer, 32, document_aligned=a) for a in (True, False))
+    from_prepared = load_lm_data(DataArguments(prepared_data=str(out), block_size=32), tokenizer, aligned)
+    from_cache = load_lm_data(DataArguments(train_files=[str(zh_file)], block_size=32), tokenizer, aligned)
+    # fewer documents than the packer's buffer: both pack them all at once, so the blocks are the same
+    for split in ("train", "validation"):
+        a, b = (getattr(d, split).with_format("numpy")[:]["input_ids"] for d in (from_prepared, from_cache))
+        assert np.array_equal(a, b)
+    assert from_prepared.stats == from_cache.stats and from_prepared.stats.train_dropped_tokens > 0
+    with pytest.raises(ScratchError, match="laid out as"):
+        load_lm_data(DataArguments(prepared_data=str(out), block_size=32), tokenizer, joined)
+    # data prepared before the option existed records no document_aligned: it is joined, and loads as such
+    manifest = json.loads((prepared / "prepared.json").read_text())
+    del manifest["packing"]["document_aligned"]
+    (prepared / "prepared.json").write_text(json.dumps(manifest))
+    assert len(load_lm_data(DataArguments(prepared_data=str(prepared), block_size=32), tokenizer, joined).train) > 50
+
+
+@pytest.mark.slow
 def test_recipe_trains_on_prepared_data_without_tokenizing(prepared, tmp_path, gpt_tokenizer_dir, caplog):
     with caplog.at_level("INFO"):
         metrics = pretrain_gpt2_zh.cli(

@@ -88,6 +88,16 @@ class DataArguments:
             "choices": ["sampled", "full"],
         },
     )
+    packing: str = field(
+        default="joined",
+        metadata={
+            "help": "How documents become training blocks: joined (end to end, cut wherever a block is full: "
+            "nothing is lost) or aligned (every block starts at a document, filled best-fit from 1000 "
+            "documents; what does not fit is cropped and dropped, and the run logs its share; needs "
+            "--window_order fixed). Held-out blocks are joined either way, so held-out losses compare.",
+            "choices": ["joined", "aligned"],
+        },
+    )
     window_order: str = field(
         default="shifted",
         metadata={

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from .data.builtin import BUILTIN_CORPORA
+from .export import exports_to_gguf
 from .models import FAMILIES
 
 CARD_FILE = "README.md"
@@ -93,6 +94,8 @@ TRAINING_KEYS = (
     "num_train_epochs",
     "mlm_probability",
     "dropout",
+    "packing",
+    "window_order",
     "seed",
 )
 RESULT_KEYS = (
@@ -212,6 +215,9 @@ def pretraining_card(
         if ours
         else ""
     )
+    context = config.get("n_positions") or config.get("block_size")
+    gguf = objective.causal and exports_to_gguf(model_type, model.config.to_dict())
+    learned_positions = model_type in ("gpt2", "scratch_decoder")  # the scratch_decoder that exports has them
     elsewhere = [
         "- lm-evaluation-harness: `lm_eval --model hf --model_args pretrained=FOLDER"
         + (",trust_remote_code=True" if ours else "")
@@ -223,9 +229,21 @@ def pretraining_card(
         else '- fill-mask: `pipeline("fill-mask", model=FOLDER'
         + (", trust_remote_code=True" if ours else "")
         + ', tokenizer_kwargs={"truncation": True})` cuts a text longer than the context to its first '
-        + f"{config.get('n_positions') or config.get('block_size')} tokens (a mask past them is then not found).",
-        "- llama.cpp, Ollama, LM Studio: `scratchlm export FOLDER --to gguf` writes one GGUF file."
-        if objective.causal and (model_type in ("gpt2", "llama", "qwen3") or model_type == "scratch_decoder")
+        + f"{context} tokens (a mask past them is then not found).",
+        "- llama.cpp, Ollama, LM Studio: `scratchlm export FOLDER --to gguf` writes one GGUF file"
+        + (
+            f"; its positions are learned, so keep llama.cpp's context at most {context} tokens (`-c {context}`): "
+            "past them llama.cpp stops with an assertion."
+            if learned_positions
+            else "."
+        )
+        if gguf
+        else "",
+        "- ONNX: `optimum-cli export onnx --model FOLDER --task "
+        + ("text-generation-with-past" if objective.causal else "fill-mask")
+        + ' OUT` exports the model and its tokenizer (`pip install "optimum-onnx[onnxruntime]"`, which pins '
+        "transformers below 4.58: use its own virtualenv)."
+        if model_type in ("gpt2", "llama", "qwen3", "bert")
         else "",
     ]
     return CARD.format(
@@ -259,6 +277,6 @@ def pretraining_card(
         where=config.get("hub_model_id") or config.get("output_dir") or ".",
         remote=", trust_remote_code=True" if ours else "",
         remote_note=remote_note,
-        context=config.get("n_positions") or config.get("block_size"),
+        context=context,
         elsewhere="".join(line + "\n" for line in elsewhere if line),
     )

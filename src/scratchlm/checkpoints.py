@@ -58,6 +58,7 @@ RESUME_MUST_MATCH = (
     "validation_split_percentage",
     "text_sample_by",
     "window_order",
+    "packing",
     "streaming",
 )
 

@@ -52,14 +52,26 @@ def _gguf():
     return gguf
 
 
-def _as_gpt2(config: dict, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A default-shape scratch_decoder's config and weights under GPT-2's names (its linear weights stay (out, in))."""
+def exports_to_gguf(model_type: str, config: dict) -> bool:
+    """Whether `export_gguf` writes a model of this family and config (a model's `config.to_dict()`)."""
+    return model_type in ARCHITECTURES or (model_type == "scratch_decoder" and _not_gpt2_shape(config) is None)
+
+
+def _not_gpt2_shape(config: dict) -> str | None:
+    """Why a scratch_decoder config is not GPT-2's shape, or None."""
     shape = (config.get("norm_placement"), config.get("position_embedding"), config.get("hidden_act"))
     extras = [name for name in ("qk_norm", "logit_softcap") if config.get(name)]
     if shape != ("pre", "learned", "gelu_new") or not config.get("bias", True) or extras:
+        return f"norm {shape[0]}, {shape[1]} positions, {shape[2]}{''.join(', ' + name for name in extras)}"
+    return None
+
+
+def _as_gpt2(config: dict, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A default-shape scratch_decoder's config and weights under GPT-2's names (its linear weights stay (out, in))."""
+    problem = _not_gpt2_shape(config)
+    if problem:
         raise ScratchError(
-            f"export: this scratch_decoder (norm {shape[0]}, {shape[1]} positions, {shape[2]}"
-            f"{''.join(', ' + name for name in extras)}) is not GPT-2's shape, and llama.cpp has no architecture "
+            f"export: this scratch_decoder ({problem}) is not GPT-2's shape, and llama.cpp has no architecture "
             "for it; only pre-norm, learned positions, GELU with biases, no qk_norm nor logit_softcap exports"
         )
     gpt2 = {

@@ -42,8 +42,10 @@ class Objective(ABC):
         return self.name == "causal"
 
     @abstractmethod
-    def packing(self, tokenizer: PreTrainedTokenizerBase, block_size: int) -> PackingSpec:
-        """How documents become blocks."""
+    def packing(
+        self, tokenizer: PreTrainedTokenizerBase, block_size: int, document_aligned: bool = False
+    ) -> PackingSpec:
+        """How documents become blocks (`document_aligned`: each training block starts at a document)."""
 
     @abstractmethod
     def collator(self, tokenizer: PreTrainedTokenizerBase, settings: RunSettings):
@@ -77,8 +79,8 @@ class Objective(ABC):
 
 
 class CausalObjective(Objective):
-    def packing(self, tokenizer, block_size):
-        return PackingSpec(block_size, tokenizer.eos_token_id)
+    def packing(self, tokenizer, block_size, document_aligned=False):
+        return PackingSpec(block_size, tokenizer.eos_token_id, document_aligned=document_aligned)
 
     def check(self, settings):
         if settings.training.fused_loss and settings.model.logit_softcap is not None:
@@ -106,9 +108,10 @@ class CausalObjective(Objective):
 
 
 class MaskedObjective(Objective):
-    def packing(self, tokenizer, block_size):
+    def packing(self, tokenizer, block_size, document_aligned=False):
         """BERT's layout: `[CLS] ... [SEP]` around every block, `[SEP]` between documents."""
-        return PackingSpec(block_size, tokenizer.sep_token_id, (tokenizer.cls_token_id,), (tokenizer.sep_token_id,))
+        cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        return PackingSpec(block_size, sep, (cls,), (sep,), document_aligned=document_aligned)
 
     def collator(self, tokenizer, settings):
         return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=settings.masking.mlm_probability)

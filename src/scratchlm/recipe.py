@@ -83,7 +83,7 @@ def build_run(
         with args.main_process_first(desc="tokenizer"):
             tokenizer, corpus = ensure_tokenizer(settings.tokenizer, settings.data, objective.required_special_tokens)
     if data is None:
-        spec = objective.packing(tokenizer, settings.data.block_size)
+        spec = objective.packing(tokenizer, settings.data.block_size, settings.data.packing == "aligned")
         with args.main_process_first(desc="tokenizing and packing"):
             data = load_lm_data(settings.data, tokenizer, spec, corpus, seed=args.seed)
     model = objective.build_model(settings.model, tokenizer, data.block_size)
@@ -100,6 +100,11 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         raise ScratchError(
             "--dataloader_persistent_workers keeps each worker's copy of the data, so --window_order shifted "
             "could not move the windows each epoch: drop --dataloader_persistent_workers or set --window_order fixed"
+        )
+    if settings.data.packing == "aligned" and settings.data.window_order == "shifted" and not data.streaming:
+        raise ScratchError(
+            "--packing aligned starts every block at a document, which --window_order shifted would undo by "
+            "moving the windows: add --window_order fixed"
         )
     train = training_windows(
         data.train, objective.packing(tokenizer, data.block_size), settings.data.window_order, args.seed

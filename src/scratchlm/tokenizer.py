@@ -287,6 +287,10 @@ def make_portable(directory: str | Path) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     if config.get("tokenizer_class") == "TokenizersBackend":
         config["tokenizer_class"] = PORTABLE_CLASS
+    if config.get("tokenizer_class") == PORTABLE_CLASS:
+        # 4.x's PreTrainedTokenizerFast would return token_type_ids by default, and GPT-2 adds an embedding
+        # for them to every position: keep the inputs 5.x gives (those of TokenizersBackend)
+        config.setdefault("model_input_names", ["input_ids", "attention_mask"])
     for key in LOAD_ARGUMENTS:
         config.pop(key, None)
     path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

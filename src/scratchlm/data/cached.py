@@ -19,12 +19,12 @@ from ..arguments import DataArguments
 from ..errors import leave_interrupts_to_the_main_process, writable_folder
 from . import integrity
 from .files import TEXT
-from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, dataset_arrays, require_blocks, tokenize
+from .packing import DataStats, LMData, PackingSpec, count_tokens, dataset_arrays, packer_for, require_blocks, tokenize
 from .sources import Corpus, load_corpus, source_of
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 5  # bump whenever tokenize/pack/cache layout change what a cached dataset holds
+PIPELINE_VERSION = 6  # bump whenever tokenize/pack/cache layout change what a cached dataset holds
 META_FILE = "scratchlm_data.json"
 UNIGRAM_FILE = "unigram_counts.npy"
 
@@ -46,24 +46,29 @@ def cache_key(corpus_fp: str, tokenizer_fp: str, spec: PackingSpec) -> str:
 
 
 def _tokenize_and_pack(batch, tokenizer, spec: PackingSpec):
+    """The blocks of a batch of documents, and in `dropped` (on its first block) how many of its tokens are in
+    none: a batch too small for one block goes uncounted, as it has no row to carry the count."""
     leave_interrupts_to_the_main_process()
-    return {"input_ids": Packer(spec).add_documents(tokenize(batch[TEXT], tokenizer)).tolist()}
+    packer = packer_for(spec)
+    blocks = np.concatenate([packer.add_documents(tokenize(batch[TEXT], tokenizer)), packer.finish()])
+    return {"input_ids": blocks.tolist(), "dropped": [packer.dropped] + [0] * (len(blocks) - 1) if len(blocks) else []}
 
 
 def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, target: Path) -> None:
-    fn_kwargs = {"tokenizer": tokenizer, "spec": spec}
-    packed = {}
-    for split, docs in (("train", corpus.train), ("validation", corpus.validation)):
-        packed[split] = docs.map(
+    packed, dropped = {}, {}
+    for split, docs, layout in (("train", corpus.train, spec), ("validation", corpus.validation, spec.heldout)):
+        blocks = docs.map(
             _tokenize_and_pack,
             batched=True,
             batch_size=1000,
-            fn_kwargs=fn_kwargs,
+            fn_kwargs={"tokenizer": tokenizer, "spec": layout},
             remove_columns=docs.column_names,
             num_proc=num_proc if num_proc and num_proc > 1 and len(docs) >= 2000 else None,
             desc=f"tokenizing and packing {split}",
         )
-        require_blocks(len(packed[split]), split, spec.block_size)
+        require_blocks(len(blocks), split, spec.block_size)
+        dropped[split] = int(np.sum(blocks["dropped"]))
+        packed[split] = blocks.remove_columns("dropped")
     val_docs = list(corpus.validation[TEXT])
     stats = DataStats(
         train_blocks=len(packed["train"]),
@@ -71,6 +76,7 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
         validation_characters=sum(len(t) for t in val_docs),
         validation_tokens=sum(len(ids) + 1 for ids in tokenize(val_docs, tokenizer)),
         validation_bytes=sum(len(t.encode()) for t in val_docs),
+        train_dropped_tokens=dropped["train"],
     )
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,14 +1,19 @@
 """Token ids -> packed blocks, and the counts behind the unigram bar: the steps every back-end shares.
 
-`Packer` is the one packer: documents go end to end, each followed by a separator, and the stream is
-cut into blocks of a fixed length, with the unfinished tail carried to the next call.
+Documents go end to end, each followed by a separator, and one of two packers cuts them into blocks of a
+fixed length (`packer_for` picks it from the spec):
+- `Packer` (joined) cuts the stream wherever a block is full: no token is lost, and blocks start anywhere;
+- `AlignedPacker` (document-aligned) starts every block at a document: it fills each block best-fit from a
+  buffer of documents and crops one to fill what is left, so some tokens are dropped (counted in `dropped`).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right, insort
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +94,16 @@ class PackingSpec:
     separator_id: int
     block_prefix: tuple[int, ...] = ()
     block_suffix: tuple[int, ...] = ()
+    document_aligned: bool = False  # training blocks only: held-out blocks are joined in every run (`heldout`)
 
     @property
     def content_size(self) -> int:
         return self.block_size - len(self.block_prefix) - len(self.block_suffix)
+
+    @property
+    def heldout(self) -> PackingSpec:
+        """The held-out layout: joined whatever the training packing, so held-out losses compare across runs."""
+        return replace(self, document_aligned=False)
 
 
 def document_stream(sequences: Iterable[Sequence[int]], separator_id: int) -> np.ndarray:
@@ -109,15 +120,21 @@ def document_stream(sequences: Iterable[Sequence[int]], separator_id: int) -> np
 
 class Packer:
     """Cuts a token stream into `spec.block_size` blocks, `prefix + content + suffix`; what does not fill a
-    block waits in `carry` for the next call."""
+    block waits in `carry` for the next call, and is dropped by `finish`."""
 
     def __init__(self, spec: PackingSpec):
         if spec.content_size < 1:
             raise ValueError(f"block_size {spec.block_size} leaves no room for content")
         self.spec = spec
         self.carry = np.zeros(0, dtype=np.int64)
+        self.dropped = 0  # tokens given to `add` that are in no block
         self._prefix = np.asarray(spec.block_prefix, dtype=np.int64)
         self._suffix = np.asarray(spec.block_suffix, dtype=np.int64)
+
+    def _frame(self, body: np.ndarray) -> np.ndarray:
+        """(n, content) -> (n, block_size): the block prefix and suffix around each row."""
+        n = len(body)
+        return np.hstack([np.tile(self._prefix, (n, 1)), body, np.tile(self._suffix, (n, 1))])
 
     def add(self, stream: np.ndarray) -> np.ndarray:
         """Blocks, shape (n, block_size), of the carried tokens followed by `stream`."""
@@ -125,11 +142,81 @@ class Packer:
         content = self.spec.content_size
         n = len(tokens) // content
         self.carry = tokens[n * content :]
-        body = tokens[: n * content].reshape(n, content)
-        return np.hstack([np.tile(self._prefix, (n, 1)), body, np.tile(self._suffix, (n, 1))])
+        return self._frame(tokens[: n * content].reshape(n, content))
 
     def add_documents(self, sequences: Iterable[Sequence[int]]) -> np.ndarray:
         return self.add(document_stream(sequences, self.spec.separator_id))
+
+    def finish(self) -> np.ndarray:
+        """The blocks still held back (none here: the tail that does not fill a block is dropped)."""
+        self.dropped += len(self.carry)
+        self.carry = self.carry[:0]
+        return np.zeros((0, self.spec.block_size), dtype=np.int64)
+
+
+# Documents the aligned packer chooses among when it fills a block: more leaves less to crop.
+BEST_FIT_DOCUMENTS = 1000
+
+
+class AlignedPacker(Packer):
+    """Every block starts at a document (nanochat's BOS-aligned best-fit packing). Each block takes the
+    longest buffered document that fits what is left of it, again and again; when none fits, the shortest
+    is cropped to fill the block and its rest dropped. A document longer than a block fills whole blocks
+    from its start, and its last piece is packed like a short document: nothing of it is lost, but those
+    blocks start inside it."""
+
+    def __init__(self, spec: PackingSpec):
+        super().__init__(spec)
+        self._lengths: list[int] = []  # sorted lengths of the buffered pieces
+        self._pieces: dict[int, deque[np.ndarray]] = defaultdict(deque)  # oldest first within a length
+        self._buffered = 0  # tokens in the buffer
+
+    def add(self, stream: np.ndarray) -> np.ndarray:
+        stream = np.concatenate([self.carry, np.asarray(stream, dtype=np.int64)])
+        documents = np.split(stream, np.flatnonzero(stream == self.spec.separator_id) + 1)
+        self.carry = documents.pop()  # a document whose separator has not come yet (usually empty)
+        for document in documents:
+            self._buffer(document)
+        return self._blocks(keep=BEST_FIT_DOCUMENTS)
+
+    def finish(self) -> np.ndarray:
+        self._buffer(self.carry)
+        self.carry = self.carry[:0]
+        return self._blocks(keep=0)
+
+    def _buffer(self, document: np.ndarray) -> None:
+        content = self.spec.content_size
+        for start in range(0, len(document), content):  # each document keeps its separator
+            piece = document[start : start + content]
+            if len(piece) == 1 and piece[0] == self.spec.separator_id:  # nothing to separate from the next one
+                self.dropped += 1
+                continue
+            insort(self._lengths, len(piece))
+            self._pieces[len(piece)].append(piece)
+            self._buffered += len(piece)
+
+    def _blocks(self, keep: int) -> np.ndarray:
+        content, rows = self.spec.content_size, []
+        while len(self._lengths) > keep and (keep == 0 or self._buffered >= content):
+            row, room = [], content
+            while room and self._lengths:
+                i = bisect_right(self._lengths, room) - 1
+                length = self._lengths.pop(max(i, 0))  # i < 0: nothing fits, so the shortest is cropped
+                piece = self._pieces[length].popleft()
+                self._buffered -= length
+                row.append(piece[:room])
+                self.dropped += max(length - room, 0)
+                room -= min(length, room)
+            if room:  # the buffer ran out before the block was full
+                self.dropped += content - room
+                break
+            rows.append(np.concatenate(row))
+        body = np.stack(rows) if rows else np.zeros((0, content), dtype=np.int64)
+        return self._frame(body)
+
+
+def packer_for(spec: PackingSpec) -> Packer:
+    return AlignedPacker(spec) if spec.document_aligned else Packer(spec)
 
 
 def pack(
@@ -208,6 +295,7 @@ class DataStats:
     validation_characters: int  # of the validation documents, for bits per character
     validation_tokens: int  # of the same documents, separators included
     validation_bytes: int | None = None  # their UTF-8 bytes, for bits per byte (None: data prepared before it)
+    train_dropped_tokens: int | None = None  # training tokens in no block (None: a stream, or not counted)
 
     @property
     def chars_per_token(self) -> float:

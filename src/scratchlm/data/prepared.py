@@ -4,7 +4,7 @@ that recipes read with
 
 Memory stays flat whatever the corpus size: documents stream from the (memory-mapped) corpus in
 chunks, `num_proc` worker processes tokenize them, and the main process packs them into blocks
-(carrying the unfinished tail to the next chunk) and appends them to the current shard.
+(carrying what is not yet packed to the next chunk) and appends them to the current shard.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from ..tokenizer import load_tokenizer, tokenizer_fingerprint
 from . import integrity
 from .cached import UNIGRAM_FILE
 from .files import TEXT
-from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
+from .packing import DataStats, LMData, PackingSpec, count_tokens, document_stream, packer_for, require_blocks, tokenize
 from .sources import load_corpus
 
 logger = logging.getLogger("scratchlm")
@@ -121,7 +122,7 @@ def prepare(
             "(python tokenizer_training/train_tokenizer.py) or point --tokenizer_name_or_path at it"
         )
     tokenizer = load_tokenizer(tokenizer_dir, required=objective.required_special_tokens)
-    spec = objective.packing(tokenizer, data_args.block_size)
+    spec = objective.packing(tokenizer, data_args.block_size, document_aligned=data_args.packing == "aligned")
     num_proc = num_proc or min(os.cpu_count() or 1, 8)
     start = time.perf_counter()
     corpus = load_corpus(data_args, num_proc=num_proc)
@@ -133,7 +134,7 @@ def prepare(
     features = Features({"input_ids": Sequence(Value(dtype))})
     shard_blocks = max(1, shard_tokens // spec.block_size)
     counts = np.zeros(len(tokenizer), dtype=np.int64)
-    splits, characters, val_chars, val_bytes, val_tokens = {}, 0, 0, 0, 0
+    splits, characters, val_chars, val_bytes, val_tokens, dropped = {}, 0, 0, 0, 0, 0
 
     with multiprocessing.get_context("spawn").Pool(
         num_proc, initializer=_init_worker, initargs=(str(tokenizer_dir),)
@@ -142,23 +143,31 @@ def prepare(
             writer = _ShardWriter(tmp, split, features, shard_blocks)
             documents = corpus.train if split == "train" else corpus.validation
             chunks = ((batch[TEXT], spec.separator_id) for batch in documents.iter(chunk_documents))
-            packer = Packer(spec)
-            for stream, chars, n_bytes, tokens in pool.imap(_tokenize_chunk, chunks):
-                characters += chars
-                if split == "validation":
-                    val_chars, val_bytes, val_tokens = val_chars + chars, val_bytes + n_bytes, val_tokens + tokens
-                blocks = packer.add(stream)
+            packer = packer_for(spec if split == "train" else spec.heldout)
+            for chunk in chain(pool.imap(_tokenize_chunk, chunks), [None]):  # None: the end, where packing finishes
+                if chunk is None:
+                    blocks = packer.finish()
+                else:
+                    stream, chars, n_bytes, tokens = chunk
+                    characters += chars
+                    if split == "validation":
+                        val_chars, val_bytes, val_tokens = val_chars + chars, val_bytes + n_bytes, val_tokens + tokens
+                    blocks = packer.add(stream)
                 if len(blocks):
                     writer.write(blocks)
                     if split == "train":
                         counts += count_tokens([blocks], len(tokenizer))
+            if split == "train":
+                dropped = packer.dropped
             writer.close()
             blocks_total = sum(s["blocks"] for s in writer.shards)
             require_blocks(blocks_total, split, spec.block_size)
             splits[split] = {"shards": writer.shards, "blocks": blocks_total, "tokens": blocks_total * spec.block_size}
 
     np.save(tmp / UNIGRAM_FILE, counts)
-    stats = DataStats(splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens, val_bytes)
+    stats = DataStats(
+        splits["train"]["blocks"], splits["validation"]["blocks"], val_chars, val_tokens, val_bytes, dropped
+    )
     seconds = time.perf_counter() - start
     manifest = {
         "files": integrity.record(tmp),
@@ -206,7 +215,7 @@ def load_prepared(directory: str, tokenizer, spec: PackingSpec, full_check: bool
             "tokenizer: use that tokenizer (--tokenizer_name_or_path) or prepare the data again"
         )
     wanted = json.loads(json.dumps(asdict(spec)))  # as stored: tuples become lists
-    if manifest["packing"] != wanted:
+    if {"document_aligned": False, **manifest["packing"]} != wanted:  # data prepared before the option is joined
         raise ScratchError(
             f"--prepared_data {root} holds blocks laid out as {manifest['packing']}, but this run "
             f"needs {wanted}: match --block_size / the recipe, or prepare the data again"

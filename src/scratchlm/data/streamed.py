@@ -26,7 +26,17 @@ from ..arguments import DataArguments
 from ..errors import ScratchError
 from .documents import DocumentStream
 from .files import TEXT
-from .packing import DataStats, LMData, Packer, PackingSpec, count_tokens, document_stream, require_blocks, tokenize
+from .packing import (
+    DataStats,
+    LMData,
+    Packer,
+    PackingSpec,
+    count_tokens,
+    document_stream,
+    packer_for,
+    require_blocks,
+    tokenize,
+)
 from .sources import Corpus, load_corpus
 
 logger = logging.getLogger(__name__)
@@ -46,7 +56,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         self.epoch = epoch  # a new shuffle order each pass over the stream
 
     def _blocks(self, worker: int, workers: int) -> Iterator[np.ndarray]:
-        packer = Packer(self.spec)
+        packer = packer_for(self.spec)
         pending: list[str] = []
         for j, text in enumerate(self.documents.texts()):
             if j % workers != worker:
@@ -57,6 +67,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
                 pending = []
         if pending:
             yield from packer.add_documents(tokenize(pending, self.tokenizer))
+        yield from packer.finish()
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -88,7 +99,7 @@ def load_streamed(
     corpus = corpus or load_corpus(args)
     heldout = list(corpus.validation[TEXT])
     val_ids = tokenize(heldout, tokenizer)
-    validation = Dataset.from_dict({"input_ids": Packer(spec).add_documents(val_ids).tolist()})
+    validation = Dataset.from_dict({"input_ids": Packer(spec.heldout).add_documents(val_ids).tolist()})
     require_blocks(len(validation), "validation", spec.block_size, "--streaming_validation_documents")
     documents: DocumentStream = corpus.train
     sample = list(islice(documents.texts(), UNIGRAM_SAMPLE_DOCUMENTS))

@@ -184,6 +184,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         "steps": steps,
         "total_tokens": steps * per_step * block,
         "train_tokens_available": None if data.streaming else train_blocks * block,
+        "train_tokens_dropped": data.stats.train_dropped_tokens,
         "eval_unigram_loss": trainer.eval_unigram_loss,
         "ln_vocab": math.log(vocab),
         "initial_loss": initial,
@@ -204,6 +205,13 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         data.corpus_description.split(":")[0],
         args.bf16,
     )
+    dropped = data.stats.train_dropped_tokens
+    if dropped and not data.streaming:
+        logger.info(
+            "%s training tokens (%.2f%%) are in no block: cropped by --packing aligned, or a tail shorter than a block",
+            f"{dropped:,}",
+            100 * dropped / (dropped + train_blocks * block),
+        )
     if data.streaming and args.dataloader_num_workers == 0:
         logger.warning(
             "streaming with --dataloader_num_workers 0 tokenizes in the training process; "
