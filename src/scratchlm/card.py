@@ -243,7 +243,7 @@ def pretraining_card(
         + ("text-generation-with-past" if objective.causal else "fill-mask")
         + ' OUT` exports the model and its tokenizer (`pip install "optimum-onnx[onnxruntime]"`, which pins '
         "transformers below 4.58: use its own virtualenv)."
-        if model_type in ("gpt2", "llama", "qwen3", "bert")
+        if not ours  # optimum has ONNX configurations for stock classes only
         else "",
     ]
     return CARD.format(

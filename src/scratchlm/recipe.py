@@ -78,6 +78,7 @@ def build_run(
     """Tokenizer (trained on the corpus when missing), packed data, a fresh model and its trainer.
     A caller that has its own tokenizer or data (the benchmarks) passes them in."""
     objective, args = settings.objective, settings.training
+    refuse_window_conflicts(settings)
     corpus: Corpus | None = None
     if tokenizer is None:
         with args.main_process_first(desc="tokenizer"):
@@ -91,21 +92,28 @@ def build_run(
     return Run(settings, tokenizer, data, model, build_trainer(settings, model, tokenizer, data))
 
 
+def refuse_window_conflicts(settings: RunSettings) -> None:
+    """Settings that shifted windows cannot train with, refused before the data is tokenized."""
+    data, args = settings.data, settings.training
+    if data.window_order != "shifted" or data.streaming:  # a stream has no epochs to shift
+        return
+    if args.dataloader_persistent_workers:
+        raise ScratchError(
+            "--dataloader_persistent_workers keeps each worker's copy of the data, so --window_order shifted "
+            "could not move the windows each epoch: drop --dataloader_persistent_workers or set --window_order fixed"
+        )
+    if data.packing == "aligned":
+        raise ScratchError(
+            "--packing aligned starts every block at a document, which --window_order shifted would undo by "
+            "moving the windows: add --window_order fixed"
+        )
+
+
 def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBase, data: LMData) -> PretrainingTrainer:
     """The Trainer of `settings`' objective, with its collator, metrics and every callback of the run."""
     objective, args = settings.objective, settings.training
     if data.streaming and args.max_steps <= 0:
         raise ScratchError("--streaming needs --max_steps: a stream has no length to count epochs in")
-    if args.dataloader_persistent_workers and settings.data.window_order == "shifted" and not data.streaming:
-        raise ScratchError(
-            "--dataloader_persistent_workers keeps each worker's copy of the data, so --window_order shifted "
-            "could not move the windows each epoch: drop --dataloader_persistent_workers or set --window_order fixed"
-        )
-    if settings.data.packing == "aligned" and settings.data.window_order == "shifted" and not data.streaming:
-        raise ScratchError(
-            "--packing aligned starts every block at a document, which --window_order shifted would undo by "
-            "moving the windows: add --window_order fixed"
-        )
     train = training_windows(
         data.train, objective.packing(tokenizer, data.block_size), settings.data.window_order, args.seed
     )
