@@ -12,6 +12,7 @@ import time
 import pytest
 
 from scratchlm.cli import main as scratchlm_main
+from scratchlm.data.files import TEXT
 from scratchlm.errors import run_cli
 from scratchlm.provenance import MANIFEST_FILE
 from scratchlm.runlock import LOCK_NAME
@@ -208,3 +209,34 @@ def test_ctrl_c_while_tokenizing_with_worker_processes_is_one_line(tmp_path, zh_
     assert output.strip().splitlines()[-1].startswith("stopped: interrupted (Ctrl-C)")
     assert not (tmp_path / "run").exists()
     assert [p.suffix for p in (cache / "packed").iterdir()] == [".lock"]  # no cache, not even a half-built one
+
+
+def _predicate_then_ctrl_c(step) -> None:
+    step({TEXT: ["text", " "]})
+    os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to every worker of the group
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("step", ["not_blank", "tokenize_and_pack"])
+def test_every_multi_process_data_step_leaves_ctrl_c_to_the_main_process(step, gpt_tokenizer_dir):
+    """A worker of a multi-process `datasets` step that took the Ctrl-C would die with a traceback, and the
+    main process would wait for it forever; each step's function makes its worker ignore it."""
+    import multiprocessing
+    from functools import partial
+
+    from transformers import AutoTokenizer
+
+    from scratchlm.data.cached import _tokenize_and_pack
+    from scratchlm.data.packing import PackingSpec
+    from scratchlm.data.sources import not_blank
+
+    functions = {
+        "not_blank": not_blank,
+        "tokenize_and_pack": partial(
+            _tokenize_and_pack, tokenizer=AutoTokenizer.from_pretrained(gpt_tokenizer_dir), spec=PackingSpec(8, 0)
+        ),
+    }
+    worker = multiprocessing.get_context("fork").Process(target=_predicate_then_ctrl_c, args=(functions[step],))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0  # a KeyboardInterrupt would have ended it with 1

@@ -22,7 +22,7 @@ import datasets
 from datasets import Dataset
 
 from ..arguments import DataArguments
-from ..errors import ScratchError
+from ..errors import ScratchError, leave_interrupts_to_the_main_process
 from ..hub import require_hub
 from ..internals import dataset_fingerprint
 from .builtin import BUILTIN_CORPORA
@@ -295,9 +295,14 @@ def _require_text(ds: Dataset, column: str, description: str) -> None:
         )
 
 
+def not_blank(batch: dict) -> list[bool]:
+    leave_interrupts_to_the_main_process()  # in worker processes: a Ctrl-C is the main process's to handle
+    return [bool(t and t.strip()) for t in batch[TEXT]]
+
+
 def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
     return ds.filter(
-        lambda batch: [bool(t and t.strip()) for t in batch[TEXT]],
+        not_blank,
         batched=True,
         num_proc=num_proc if num_proc and len(ds) > 10_000 else None,
         desc="dropping blank documents",
