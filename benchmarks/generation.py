@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Sampling speed of the scratch decoder with and without its KV cache, in one run.
 
-    python benchmarks/generation.py                      # the demo's shape (4 x 256, vocab 8,000), 256 new tokens
+    python benchmarks/generation.py                      # a small decoder (4 x 256, vocab 8,000), 256 new tokens
     python benchmarks/generation.py --n_layer 12 --n_embd 768 --vocab 32000
 
 A freshly initialised `scratch_decoder` with rotary positions (so that 256 new tokens fit any context),

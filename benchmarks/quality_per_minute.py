@@ -13,6 +13,8 @@ first round chose it) and turns its remaining knobs: Muon's rate, AdamW's rate o
 layer, and the batch. `--arms decoder` puts the speedrun records' levers, options of scratch_decoder (GPT-2's
 architecture without them), on top of a config, and a wider and a deeper model in the same minutes.
 `--arms data` trains the config on document-aligned blocks (`--packing aligned`) against its joined ones.
+`--arms schedule_and_size` moves how the config spends its steps (the decay's length and shape, warmup,
+weight decay) and tries a narrower and a shallower model, which take more steps in the same minutes.
 
 Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
 benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
@@ -90,12 +92,24 @@ DECODER_ARMS: dict[str, tuple[str, dict[str, str]]] = {
 DATA_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "aligned": ("packing", {"--packing": "aligned", "--window_order": "fixed"}),
 }
-ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS}
+# Fourth round: how the demo spends its steps (the decay's length and shape, warmup, weight decay) and a
+# smaller model that takes more of them in the same minutes.
+SCHEDULE_AND_SIZE_ARMS: dict[str, tuple[str, dict[str, str]]] = {
+    "decay_40": ("decay", {"--lr_scheduler_kwargs": '{"num_decay_steps": 0.4}'}),
+    "decay_1-sqrt": ("decay", {"--lr_scheduler_kwargs": '{"decay_type": "1-sqrt"}'}),
+    "decay_40_1-sqrt": ("decay", {"--lr_scheduler_kwargs": '{"num_decay_steps": 0.4, "decay_type": "1-sqrt"}'}),
+    "no_warmup": ("warmup", {"--warmup_steps": "0"}),
+    "weight_decay_0": ("weight_decay", {"--weight_decay": "0"}),
+    "narrower_192": ("size", {"--n_embd": "192", "--n_head": "3"}),
+    "shallower_3": ("size", {"--n_layer": "3"}),
+}
+ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS, **SCHEDULE_AND_SIZE_ARMS}
 ARM_SETS = {
     "levers": list(LEVER_ARMS),
     "tuning": ["baseline", *TUNING_ARMS],
     "decoder": ["baseline", *DECODER_ARMS],
     "data": ["baseline", *DATA_ARMS],
+    "schedule_and_size": ["baseline", *SCHEDULE_AND_SIZE_ARMS],
 }
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
@@ -104,6 +118,8 @@ SPEED_NEUTRAL = {
     "--learning_rate",
     "--muon_learning_rate",
     "--warmup_steps",
+    "--lr_scheduler_kwargs",
+    "--weight_decay",
     "--packing",
     "--window_order",
 }

@@ -187,6 +187,11 @@ def test_quality_per_minute_tuning_round_starts_from_the_config_it_is_given():
         flags = [part for pair in qpm.ARMS[name][1].items() for part in pair]
         settings = parse_run_settings(["--config", str(demo), *flags])
         assert settings.training.optim == "muon"  # every tuning arm keeps the config's optimizer
+    for name, (_, arm_flags) in qpm.ARMS.items():  # every arm is a command line the recipe takes
+        flags = [part for pair in arm_flags.items() for part in pair]
+        settings = parse_run_settings(["--config", str(demo), *flags, "--max_steps", "100"])
+        if name == "decay_40_1-sqrt":
+            assert settings.training.lr_scheduler_kwargs == {"num_decay_steps": 40, "decay_type": "1-sqrt"}
     moved = parse_run_settings(["--config", str(demo), "--muon_learning_rate", "0.04", "--learning_rate", "3e-3"])
     assert (moved.training.muon_learning_rate, moved.training.learning_rate) == (0.04, 3e-3)
     with pytest.raises(SystemExit, match="--config"):

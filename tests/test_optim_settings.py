@@ -14,14 +14,22 @@ from schedule_oracle import schedule_factor
 
 
 @pytest.mark.parametrize(
-    "schedule,options",
+    "schedule,flags,options",
     [
-        ("one_cycle", {}),
-        ("warmup_stable_decay", {"num_decay_steps": 4}),  # the default: the last 20% of 20 steps
-        ("linear", {}),  # down to zero
+        ("one_cycle", [], {}),
+        ("warmup_stable_decay", [], {"num_decay_steps": 4}),  # the default: the last 20% of 20 steps
+        # a fraction of the steps, as warmup_steps takes one, and transformers' other decay shapes
+        (
+            "warmup_stable_decay",
+            ["--lr_scheduler_kwargs", '{"num_decay_steps": 0.4, "decay_type": "1-sqrt"}'],
+            {"num_decay_steps": 8, "decay_type": "1-sqrt"},
+        ),
+        ("linear", [], {}),  # down to zero
     ],
 )
-def test_schedules_run_through_trainer_on_their_closed_form(tmp_path, zh_file, gpt_tokenizer_dir, schedule, options):
+def test_schedules_run_through_trainer_on_their_closed_form(
+    tmp_path, zh_file, gpt_tokenizer_dir, schedule, flags, options
+):
     out = tmp_path / "out"
     pretrain_gpt2_zh.cli(
         recipe_argv(
@@ -29,6 +37,7 @@ def test_schedules_run_through_trainer_on_their_closed_form(tmp_path, zh_file, g
             zh_file,
             gpt_tokenizer_dir,
             out,
+            *flags,
             "--lr_scheduler_type",
             schedule,
             "--warmup_steps",
@@ -53,7 +62,9 @@ def test_schedules_run_through_trainer_on_their_closed_form(tmp_path, zh_file, g
     if schedule == "one_cycle":
         assert min(logged.values()) < 1e-2 / 25  # it ends far below where it started
     if schedule == "warmup_stable_decay":
-        assert [logged[s] for s in (6, 16)] == [1e-2, 1e-2]  # flat until the decay
+        decay_starts = 20 - options["num_decay_steps"]
+        assert [logged[s] for s in (6, decay_starts)] == [1e-2, 1e-2]  # flat until the decay
+        assert logged[decay_starts + 2] < 1e-2  # the step after the decay's first, which is at the peak
     health = {v["check"]: v["verdict"] for v in json.loads((out / "health.json").read_text())}
     assert health["learning_rate"] == "ok"
     assert f"lr_scheduler_type: {schedule}" in (out / "run_config.yaml").read_text()
@@ -66,6 +77,15 @@ def test_warmup_stable_decay_without_a_step_count_is_refused(tmp_path):
     flags = ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", "-1", "--output_dir", str(tmp_path)]
     with pytest.raises(ScratchError, match="warmup_stable_decay needs --max_steps"):
         parse_run_settings(["--config", config, *flags], objective="causal")
+
+
+def test_a_decay_of_no_steps_is_refused(tmp_path):
+    from scratchlm.errors import ScratchError
+
+    config = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+    flags = ["--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", '{"num_decay_steps": 0}']
+    with pytest.raises(ScratchError, match="num_decay_steps must be above 0"):
+        parse_run_settings(["--config", config, *flags, "--output_dir", str(tmp_path)], objective="causal")
 
 
 @pytest.mark.parametrize("policy,expected", [("linear", 3 * 6 + 1), ("matrices", 3 * 6 + 1 + 3)])

@@ -421,7 +421,8 @@ class PretrainingArguments(_ScratchTrainingArguments):
         metadata={
             "help": "Schedule after warmup: any of transformers' (linear: down to zero; cosine; cosine_with_min_lr; "
             "constant; warmup_stable_decay: flat at the peak, then down over the last 20%% of the steps unless "
-            "lr_scheduler_kwargs gives num_decay_steps; ...) or one_cycle (fast.ai's: from peak/25 up to the "
+            "lr_scheduler_kwargs gives num_decay_steps (steps, or a fraction of all steps when below 1) or "
+            "decay_type (cosine, linear, 1-sqrt); ...) or one_cycle (fast.ai's: from peak/25 up to the "
             "peak over warmup_steps, then a cosine down to peak/250,000; allows a higher peak: take find-lr's "
             "min-loss rate)."
         },
@@ -609,15 +610,19 @@ class PretrainingArguments(_ScratchTrainingArguments):
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size * block_size
 
     def decay_steps_by_default(self, options: dict) -> dict:
-        """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise."""
-        if "num_decay_steps" in options:
+        """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise; a
+        num_decay_steps below 1 is a fraction of the steps, as warmup_steps below 1 is."""
+        fraction = options.get("num_decay_steps", WSD_DECAY_FRACTION)
+        if fraction >= 1:
             return options
+        if fraction <= 0:
+            raise ScratchError(f"--lr_scheduler_kwargs: num_decay_steps must be above 0, got {fraction}")
         if self.max_steps <= 0:
             raise ScratchError(
                 "--lr_scheduler_type warmup_stable_decay needs --max_steps, or the decay length in "
-                "--lr_scheduler_kwargs '{\"num_decay_steps\": N}'"
+                "--lr_scheduler_kwargs '{\"num_decay_steps\": N}' as a number of steps"
             )
-        return {**options, "num_decay_steps": max(1, round(WSD_DECAY_FRACTION * self.max_steps))}
+        return {**options, "num_decay_steps": max(1, round(fraction * self.max_steps))}
 
     def profile_window(self) -> tuple[int, int] | None:
         if self.profile_steps is None:
