@@ -187,15 +187,26 @@ def test_quality_per_minute_tuning_round_starts_from_the_config_it_is_given():
         flags = [part for pair in qpm.ARMS[name][1].items() for part in pair]
         settings = parse_run_settings(["--config", str(demo), *flags])
         assert settings.training.optim == "muon"  # every tuning arm keeps the config's optimizer
-    for name, (_, arm_flags) in qpm.ARMS.items():  # every arm is a command line the recipe takes
-        flags = [part for pair in arm_flags.items() for part in pair]
-        settings = parse_run_settings(["--config", str(demo), *flags, "--max_steps", "100"])
-        if name == "decay_40_1-sqrt":
-            assert settings.training.lr_scheduler_kwargs == {"num_decay_steps": 40, "decay_type": "1-sqrt"}
     moved = parse_run_settings(["--config", str(demo), "--muon_learning_rate", "0.04", "--learning_rate", "3e-3"])
     assert (moved.training.muon_learning_rate, moved.training.learning_rate) == (0.04, 3e-3)
     with pytest.raises(SystemExit, match="--config"):
         qpm.main(["--config", str(ROOT / "no-such.yaml"), "--arms", "tuning"])
+
+
+def test_every_quality_per_minute_arm_is_a_command_line_the_recipe_takes():
+    import quality_per_minute as qpm
+
+    from scratchlm.objectives import parse_run_settings
+
+    demo = ROOT / "recipes/pretrain_gpt2_zh/config_demo.yaml"
+    resolved = {}
+    for name, (_, arm_flags) in qpm.ARMS.items():
+        flags = [part for pair in arm_flags.items() for part in pair]
+        resolved[name] = parse_run_settings(["--config", str(demo), *flags, "--max_steps", "100"]).training
+    # the decay arms reach transformers' schedule as steps, the fraction resolved against max_steps
+    assert resolved["decay_40"].lr_scheduler_kwargs == {"num_decay_steps": 40}
+    assert resolved["decay_40_1-sqrt"].lr_scheduler_kwargs == {"num_decay_steps": 40, "decay_type": "1-sqrt"}
+    assert resolved["decay_1-sqrt"].lr_scheduler_kwargs == {"decay_type": "1-sqrt", "num_decay_steps": 20}
 
 
 @pytest.mark.slow

@@ -64,7 +64,8 @@ def test_schedules_run_through_trainer_on_their_closed_form(
     if schedule == "warmup_stable_decay":
         decay_starts = 20 - options["num_decay_steps"]
         assert [logged[s] for s in (6, decay_starts)] == [1e-2, 1e-2]  # flat until the decay
-        assert logged[decay_starts + 2] < 1e-2  # the step after the decay's first, which is at the peak
+        # logged[s] is the rate after s - 1 steps, and the decay's first step is still at the peak
+        assert logged[decay_starts + 2] < 1e-2
     health = {v["check"]: v["verdict"] for v in json.loads((out / "health.json").read_text())}
     assert health["learning_rate"] == "ok"
     assert f"lr_scheduler_type: {schedule}" in (out / "run_config.yaml").read_text()
@@ -79,12 +80,14 @@ def test_warmup_stable_decay_without_a_step_count_is_refused(tmp_path):
         parse_run_settings(["--config", config, *flags], objective="causal")
 
 
-def test_a_decay_of_no_steps_is_refused(tmp_path):
+@pytest.mark.parametrize("length", ["0", '"ten"'])
+def test_a_decay_of_no_steps_or_not_a_number_is_refused(tmp_path, length):
     from scratchlm.errors import ScratchError
 
     config = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
-    flags = ["--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", '{"num_decay_steps": 0}']
-    with pytest.raises(ScratchError, match="num_decay_steps must be above 0"):
+    kwargs = '{"num_decay_steps": ' + length + "}"
+    flags = ["--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", kwargs]
+    with pytest.raises(ScratchError, match="num_decay_steps must be a number above 0"):
         parse_run_settings(["--config", config, *flags, "--output_dir", str(tmp_path)], objective="causal")
 
 

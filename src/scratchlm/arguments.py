@@ -613,10 +613,10 @@ class PretrainingArguments(_ScratchTrainingArguments):
         """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise; a
         num_decay_steps below 1 is a fraction of the steps, as warmup_steps below 1 is."""
         fraction = options.get("num_decay_steps", WSD_DECAY_FRACTION)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction <= 0:
+            raise ScratchError(f"--lr_scheduler_kwargs: num_decay_steps must be a number above 0, got {fraction!r}")
         if fraction >= 1:
             return options
-        if fraction <= 0:
-            raise ScratchError(f"--lr_scheduler_kwargs: num_decay_steps must be above 0, got {fraction}")
         if self.max_steps <= 0:
             raise ScratchError(
                 "--lr_scheduler_type warmup_stable_decay needs --max_steps, or the decay length in "
