@@ -103,13 +103,20 @@ SCHEDULE_AND_SIZE_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "narrower_192": ("size", {"--n_embd": "192", "--n_head": "3"}),
     "shallower_3": ("size", {"--n_layer": "3"}),
 }
-ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS, **SCHEDULE_AND_SIZE_ARMS}
+# Fifth round, from the 192-wide demo, whose tied 16k x 192 head costs more per token than its four blocks:
+# a narrower model still, a smaller vocabulary (a cheaper head, more tokens per character) and more depth.
+SIZE_AND_VOCAB_ARMS: dict[str, tuple[str, dict[str, str]]] = {
+    "narrower_128": ("size", {"--n_embd": "128", "--n_head": "2"}),
+    "vocab_8k": ("vocab", {"--vocab_size": "8000"}),
+}
+ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS, **SCHEDULE_AND_SIZE_ARMS, **SIZE_AND_VOCAB_ARMS}
 ARM_SETS = {
     "levers": list(LEVER_ARMS),
     "tuning": ["baseline", *TUNING_ARMS],
     "decoder": ["baseline", *DECODER_ARMS],
     "data": ["baseline", *DATA_ARMS],
     "schedule_and_size": ["baseline", *SCHEDULE_AND_SIZE_ARMS],
+    "size_and_vocab": ["baseline", *SIZE_AND_VOCAB_ARMS, "deeper_6"],
 }
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
@@ -155,7 +162,9 @@ class Base:
 def launch(base: Base, flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict]:
     """Runs the recipe with the base config plus `flags`; returns its log history."""
     vocab = int(flags.get("--vocab_size", base.vocab))
-    argv = {"--tokenizer_name_or_path": str(work / f"tokenizer-{vocab}"), "--vocab_size": str(vocab), **flags}
+    # named by corpus too: a --work_dir reused for another corpus must not tokenize it with this one's BPE
+    tokenizer = work / f"tokenizer-{flags['--corpus']}-{vocab}"
+    argv = {"--tokenizer_name_or_path": str(tokenizer), "--vocab_size": str(vocab), **flags}
     argv["--output_dir"] = str(out)
     command = [sys.executable, str(RECIPE), "--config", str(base.path)]
     for flag, value in argv.items():

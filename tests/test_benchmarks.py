@@ -178,7 +178,7 @@ def test_quality_per_minute_tuning_round_starts_from_the_config_it_is_given():
 
     demo = ROOT / "recipes/pretrain_gpt2_zh/config_demo.yaml"
     base = qpm.Base(demo)
-    assert (base.vocab, base.batch, base.block) == (16000, 8, 128)
+    assert (base.vocab, base.batch, base.block) == (8000, 8, 128)
     assert qpm.tokens_per_step(base, {"--per_device_train_batch_size": "4"}) == 4 * 128
     assert qpm.tokens_per_step(qpm.Base(qpm.BASELINE_CONFIG), {}) == 8 * 128
     for arm_set in qpm.ARM_SETS.values():
