@@ -55,6 +55,18 @@ def test_config_parses(config):
         assert got == value or (isinstance(value, float) and abs(got - value) < 1e-12), key
 
 
+@pytest.mark.parametrize("demo", ["config_demo.yaml", "config_demo_llama.yaml"])
+def test_the_tokenizer_config_trains_the_tokenizer_the_demo_loads(demo):
+    import yaml
+
+    tokenizer = yaml.safe_load((ROOT / "tokenizer_training/config_zh_demo.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "recipes/pretrain_gpt2_zh" / demo).read_text())
+    # train_tokenizer.py then the demo: the demo must find that tokenizer, not train another beside it
+    assert tokenizer["output_dir"] == recipe["tokenizer_name_or_path"]
+    for key in ("corpus", "vocab_size", "normalization"):
+        assert tokenizer[key] == recipe[key], key
+
+
 def test_flags_override_yaml():
     model, tok, data, train = parse_config(
         SETTINGS["recipes/pretrain_gpt2_zh"],
