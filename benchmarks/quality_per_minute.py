@@ -15,6 +15,9 @@ architecture without them), on top of a config, and a wider and a deeper model i
 `--arms data` trains the config on document-aligned blocks (`--packing aligned`) against its joined ones.
 `--arms schedule_and_size` moves how the config spends its steps (the decay's length and shape, warmup,
 weight decay) and tries a narrower and a shallower model, which take more steps in the same minutes.
+`--arms size_and_vocab` cuts the output layer (a narrower model, a smaller vocabulary) and tries a deeper
+one; `--arms rates_and_shape` moves the learning rates, batch and warmup again at the narrow shape that
+round chose, and a narrower and a shallower model still.
 
 Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
 benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
@@ -26,7 +29,8 @@ run's `max_steps` fills the budget and its schedule ends where the budget does. 
 which compares across vocabulary sizes.
 
 The combinations are built from the measurements: `best_gpt2` stacks, from each group but the family, the
-arm that beat the baseline by the most (none if none did); `best` puts the same on the best family.
+arm that beat the baseline by the most (none if none did) on the config's own family (GPT-2 unless
+`--config` says otherwise); `best` puts the same on the best family.
 Prints a table and writes JSON and a PNG of held-out bits/char against minutes for every arm.
 `--eval_minimal_pairs PAIRS` scores minimal pairs at every evaluation of every arm and adds their final
 accuracy, beside the unigram bar, to the table.
@@ -109,7 +113,22 @@ SIZE_AND_VOCAB_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "narrower_128": ("size", {"--n_embd": "128", "--n_head": "2"}),
     "vocab_8k": ("vocab", {"--vocab_size": "8000"}),
 }
-ARMS = {**LEVER_ARMS, **TUNING_ARMS, **DECODER_ARMS, **DATA_ARMS, **SCHEDULE_AND_SIZE_ARMS, **SIZE_AND_VOCAB_ARMS}
+# Sixth round, from the 128-wide demo with the 8k vocabulary: the rates chosen at 256 wide, the batch, the
+# warmup and a smaller model still, which the step's cost at this shape may have moved.
+RATES_AND_SHAPE_ARMS: dict[str, tuple[str, dict[str, str]]] = {
+    "muon_lr_0.02": ("muon_lr", {"--muon_learning_rate": "0.02"}),
+    "adamw_lr_2e-2": ("adamw_lr", {"--learning_rate": "2e-2"}),
+    "narrower_96": ("size", {"--n_embd": "96", "--n_head": "2"}),
+}
+ARMS = {
+    **LEVER_ARMS,
+    **TUNING_ARMS,
+    **DECODER_ARMS,
+    **DATA_ARMS,
+    **SCHEDULE_AND_SIZE_ARMS,
+    **SIZE_AND_VOCAB_ARMS,
+    **RATES_AND_SHAPE_ARMS,
+}
 ARM_SETS = {
     "levers": list(LEVER_ARMS),
     "tuning": ["baseline", *TUNING_ARMS],
@@ -117,6 +136,7 @@ ARM_SETS = {
     "data": ["baseline", *DATA_ARMS],
     "schedule_and_size": ["baseline", *SCHEDULE_AND_SIZE_ARMS],
     "size_and_vocab": ["baseline", *SIZE_AND_VOCAB_ARMS, "deeper_6"],
+    "rates_and_shape": ["baseline", *RATES_AND_SHAPE_ARMS, "shallower_3", "batch_16", "no_warmup"],
 }
 # Flags that change what a step learns but not what it costs: arms differing only in these share a
 # throughput measurement.
@@ -254,7 +274,8 @@ def minutes_to_reach(curve: list[dict], target: float) -> float | None:
 
 
 def combinations(results: dict[str, dict]) -> dict[str, dict[str, str]]:
-    """`best_gpt2`: each group's winner over the baseline stacked on GPT-2; `best`: the same on the best family."""
+    """`best_gpt2`: each group's winner over the baseline stacked on the config (GPT-2 unless it names another
+    family); `best`: the same on the best family arm."""
     baseline = results["baseline"]["final_bits_per_char"]
     winners: dict[str, dict] = {}
     for result in results.values():

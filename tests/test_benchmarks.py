@@ -41,6 +41,18 @@ def test_throughput_times_the_levers_beside_the_recipe(tmp_path):
         throughput.main([*argv, "--levers", "warp_drive"])
 
 
+def test_muon_step_benchmark_times_both_orthogonalisations_of_the_demo_models(tmp_path):
+    import muon_step
+
+    report = muon_step.main(["--tiny", "--repeats", "1", "--out", str(tmp_path / "m.json")])
+    assert [r["model_type"] for r in report["results"]] == ["gpt2", "llama"]
+    for result in report["results"]:
+        assert result["muon_matrices"] == (4 if result["model_type"] == "gpt2" else 7)  # one block's matrices
+        assert all(seconds > 0 for seconds in result["seconds"].values())
+        assert 0 < result["update_difference"] < 0.1  # bf16 and float32 agree up to bf16's precision
+    assert json.loads((tmp_path / "m.json").read_text())["results"] == report["results"]
+
+
 @pytest.mark.slow
 def test_fused_loss_benchmark_arms_agree(tmp_path):
     import fused_loss

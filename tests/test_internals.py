@@ -1,4 +1,4 @@
-"""The private names of transformers and datasets that scratchlm relies on (`scratchlm.internals`) still exist
+"""The private names of transformers, datasets and torch that scratchlm relies on (`scratchlm.internals`) still exist
 with the parameters we use, and the pieces built on them still work. A release that moves one fails here,
 by name."""
 
@@ -11,7 +11,13 @@ from datasets import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
-from scratchlm.internals import PRIVATE_NAMES, dataset_fingerprint, skip_steps_when
+from scratchlm.internals import (
+    PRIVATE_NAMES,
+    dataset_fingerprint,
+    muon_orthogonalises_cpu_updates_with,
+    skip_steps_when,
+    torch_muon,
+)
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer, RunCallbacks
 
@@ -61,6 +67,36 @@ def test_a_wrapped_optimizer_step_is_skipped_when_asked_and_wrapped_once():
     skip[0] = False
     optimizer.step()
     assert torch.equal(weight.detach(), torch.zeros(2))
+
+
+@pytest.mark.skipif(torch_muon is None, reason="torch.optim.Muon needs torch 2.9 or newer")
+def test_muon_hands_cpu_updates_to_ours_and_others_to_its_own_within_the_block_only():
+    from scratchlm.training.muon import newton_schulz_float32
+
+    own = torch_muon._zeropower_via_newtonschulz
+    grad = torch.randn(96, 32, generator=torch.Generator().manual_seed(0))
+
+    def muon_update(in_float32: bool) -> torch.Tensor:
+        weight = torch.nn.Parameter(torch.zeros_like(grad))
+        weight.grad = grad.clone()
+        muon = torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0)
+        if in_float32:
+            with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+                muon.step()
+        else:
+            muon.step()
+        return -weight.detach()
+
+    ours, torchs = muon_update(in_float32=True), muon_update(in_float32=False)
+    ratio = (96 / 32) ** 0.5  # Muon's shape factor for a tall matrix
+    assert torch.allclose(ours, ratio * newton_schulz_float32(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7))
+    assert not torch.equal(ours, torchs)  # torch's own ran in bfloat16 outside the block
+    assert (ours - torchs).abs().max() < 0.05 * ours.abs().max()  # the same iteration, at two precisions
+    assert torch_muon._zeropower_via_newtonschulz is own
+    with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+        on_cpu = torch_muon._zeropower_via_newtonschulz(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+        elsewhere = torch_muon._zeropower_via_newtonschulz(grad.to("meta"), (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert on_cpu.dtype == torch.float32 and elsewhere.dtype == torch.bfloat16  # a GPU's update keeps torch's bf16
 
 
 def test_a_dataset_fingerprint_follows_its_content():

@@ -70,3 +70,15 @@ def test_killed_muon_run_resumes_to_the_same_losses(tmp_path, zh_file, gpt_token
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
     state = torch.load(out / "checkpoint-12" / "optimizer.pt", weights_only=False)
     assert set(state) == {"muon", "adamw"} and state["muon"]["state"]  # Muon's momentum is saved
+
+
+def test_a_cpu_step_orthogonalises_in_float32():
+    from scratchlm.training.muon import MuonWithAdamW, newton_schulz_float32
+
+    weight, bias = torch.nn.Parameter(torch.zeros(48, 16)), torch.nn.Parameter(torch.zeros(16))
+    weight.grad, bias.grad = torch.randn(48, 16, generator=torch.Generator().manual_seed(0)), torch.zeros(16)
+    muon_options = {"lr": 1.0, "weight_decay": 0.0, "momentum": 0.0}
+    optimizer = MuonWithAdamW([{"params": [weight]}], [{"params": [bias]}], muon_options, {"lr": 1e-3})
+    optimizer.step()
+    expected = -((48 / 16) ** 0.5) * newton_schulz_float32(weight.grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert torch.allclose(weight.detach(), expected)  # torch's bf16 iteration differs by ~1e-2

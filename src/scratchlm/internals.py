@@ -8,11 +8,17 @@ a private name of another package.
 
 from __future__ import annotations
 
+import contextlib
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from datasets import Dataset
 from transformers import Trainer
+
+try:
+    from torch.optim import _muon as torch_muon  # torch >= 2.9, which has torch.optim.Muon
+except ImportError:
+    torch_muon = None
 
 # (owner, name, parameters we pass it or rely on; None for an attribute rather than a function)
 PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
@@ -24,6 +30,12 @@ PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (Trainer, "save_model", ("output_dir", "_internal_call")),
     # A loaded Hub dataset's content hash, which datasets computes from its files and offers no getter for.
     (Dataset, "_fingerprint", None),
+    # torch's Muon orthogonalises every update with this function, in bfloat16, and takes no other.
+    *(
+        [(torch_muon, "_zeropower_via_newtonschulz", ("grad", "ns_coefficients", "ns_steps", "eps"))]
+        if torch_muon
+        else []
+    ),
 ]
 
 
@@ -68,3 +80,22 @@ def skip_steps_when(optimizer, should_skip: Callable[[], bool]):
 
 def dataset_fingerprint(dataset: Dataset) -> str:
     return dataset._fingerprint
+
+
+@contextlib.contextmanager
+def muon_orthogonalises_cpu_updates_with(orthogonalise: Callable) -> Iterator[None]:
+    """Within the block, torch's Muon hands updates that live on the CPU to `orthogonalise` (same arguments as
+    its own Newton-Schulz function); others, on a GPU, keep torch's bfloat16 iteration. torch.optim.Muon has
+    no parameter for this, so its module-level function is swapped for the block and restored after it."""
+    own = torch_muon._zeropower_via_newtonschulz
+
+    def dispatch(grad, ns_coefficients, ns_steps, eps):
+        if grad.device.type == "cpu":
+            return orthogonalise(grad, ns_coefficients, ns_steps, eps)
+        return own(grad, ns_coefficients, ns_steps, eps)
+
+    torch_muon._zeropower_via_newtonschulz = dispatch
+    try:
+        yield
+    finally:
+        torch_muon._zeropower_via_newtonschulz = own

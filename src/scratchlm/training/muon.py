@@ -4,11 +4,18 @@ Muon (Jordan et al. 2024, the optimizer of the GPT-2 speedrun records) orthogona
 2-D hidden matrix; it is not meant for embeddings, the output layer, norms or biases, which keep AdamW.
 Trainer expects one optimizer whose `param_groups` the LR scheduler scales and whose `state_dict` a
 checkpoint saves, so `MuonWithAdamW` holds the two and shares their parameter groups.
+
+torch's Muon orthogonalises each update in bfloat16, right for a GPU. A CPU without bf16 matrix units
+(AVX2, the common laptop and cloud core) emulates those matmuls 20 to 40 times slower than float32 at a
+small model's shapes, which made the demo's whole step 6 times slower; updates on the CPU are
+orthogonalised in float32 instead (`benchmarks/muon_step.py` measures both).
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..internals import muon_orthogonalises_cpu_updates_with
 
 
 def muon_parameter_groups(model, decay_names: list[str], weight_decay: float) -> tuple[list[dict], list[dict]]:
@@ -33,6 +40,21 @@ def muon_parameter_groups(model, decay_names: list[str], weight_decay: float) ->
     return [{"params": muon, "weight_decay": weight_decay}], [g for g in adamw if g["params"]]
 
 
+def newton_schulz_float32(grad: torch.Tensor, ns_coefficients: tuple, ns_steps: int, eps: float) -> torch.Tensor:
+    """torch's quintic Newton-Schulz iteration (the nearest semi-orthogonal matrix, singular values pushed to
+    about 1), run in float32: an update (out, in) -> an update of the same shape."""
+    a, b, c = ns_coefficients
+    wide = grad.float()
+    tall = wide.size(0) > wide.size(1)
+    if tall:  # iterate on the short side's Gram matrix: (short, short) instead of (long, long)
+        wide = wide.T
+    wide = wide / wide.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
+    for _ in range(ns_steps):
+        gram = wide @ wide.T  # (short, short)
+        wide = torch.addmm(wide, torch.addmm(gram, gram, gram, beta=b, alpha=c), wide, beta=a)
+    return wide.T if tall else wide
+
+
 class MuonWithAdamW(torch.optim.Optimizer):
     """One optimizer over two: `param_groups` are the Muon groups then the AdamW groups (the very dicts the
     two update from, so the LR scheduler reaches both); `state_dict` holds both states."""
@@ -52,7 +74,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.muon.step()
+        with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+            self.muon.step()
         self.adamw.step()
         return loss
 
