@@ -28,9 +28,9 @@ run's `max_steps` fills the budget and its schedule ends where the budget does. 
 `train_seconds`: training only, evaluations and samples left out. Quality is held-out bits per character,
 which compares across vocabulary sizes.
 
-The combinations are built from the measurements: `best_gpt2` stacks, from each group but the family, the
-arm that beat the baseline by the most (none if none did) on the config's own family (GPT-2 unless
-`--config` says otherwise); `best` puts the same on the best family.
+The combinations are built from the measurements: `best_gpt2` (`best_llama`, ... after the config's own
+family) stacks, from each group but the family, the arm that beat the baseline by the most (none if none
+did); `best` puts the same on the best family.
 Prints a table and writes JSON and a PNG of held-out bits/char against minutes for every arm.
 `--eval_minimal_pairs PAIRS` scores minimal pairs at every evaluation of every arm and adds their final
 accuracy, beside the unigram bar, to the table.
@@ -181,6 +181,7 @@ class Base:
         self.vocab = settings.tokenizer.vocab_size
         self.batch = settings.training.per_device_train_batch_size
         self.block = settings.data.block_size
+        self.family = settings.model.model_type
 
 
 def launch(base: Base, flags: dict[str, str], work: Path, out: Path, log: Path) -> list[dict]:
@@ -277,9 +278,9 @@ def minutes_to_reach(curve: list[dict], target: float) -> float | None:
     return None
 
 
-def combinations(results: dict[str, dict]) -> dict[str, dict[str, str]]:
-    """`best_gpt2`: each group's winner over the baseline stacked on the config (GPT-2 unless it names another
-    family); `best`: the same on the best family arm."""
+def combinations(results: dict[str, dict], config_family: str = "gpt2") -> dict[str, dict[str, str]]:
+    """`best_{config_family}`: each group's winner over the baseline stacked on the config, whose model family
+    is `config_family`; `best`: the same on the best family arm."""
     baseline = results["baseline"]["final_bits_per_char"]
     winners: dict[str, dict] = {}
     for result in results.values():
@@ -294,7 +295,7 @@ def combinations(results: dict[str, dict]) -> dict[str, dict[str, str]]:
         stacked.update(winner["flags"])
     combined = {}
     if len(winners) > 1:  # one winner alone is already an arm
-        combined["best_gpt2"] = stacked
+        combined[f"best_{config_family}"] = stacked
     if family is not None and winners and {**family["flags"], **stacked} != stacked:
         combined["best"] = {**family["flags"], **stacked}
     return combined
@@ -466,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         run(name, ARMS[name][1])
     if not args.no_combinations:
-        for name, flags in combinations(results).items():
+        for name, flags in combinations(results, base.family).items():
             run(name, flags)
 
     publish(report, out)

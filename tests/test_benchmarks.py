@@ -177,6 +177,8 @@ def test_quality_per_minute_stacks_each_groups_best_winner():
     }
     gpt2 = {"--optim": "muon", "--lr_scheduler_type": "warmup_stable_decay"}
     assert qpm.combinations(results) == {"best_gpt2": gpt2, "best": {"--model_type": "qwen3", **gpt2}}
+    stacked_on_llama = qpm.combinations(results, config_family="llama")  # named by the config's family
+    assert list(stacked_on_llama) == ["best_llama", "best"]
     del results["wsd"], results["linear"]
     assert qpm.combinations(results) == {"best": {"--model_type": "qwen3", "--optim": "muon"}}
     curve = [{"minutes": 1.0, "bits_per_char": 7.0}, {"minutes": 2.0, "bits_per_char": 6.0}]
