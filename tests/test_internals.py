@@ -75,27 +75,19 @@ def test_muon_hands_cpu_updates_to_ours_and_others_to_its_own_within_the_block_o
 
     own = torch_muon._zeropower_via_newtonschulz
     grad = torch.randn(96, 32, generator=torch.Generator().manual_seed(0))
-
-    def muon_update(in_float32: bool) -> torch.Tensor:
-        weight = torch.nn.Parameter(torch.zeros_like(grad))
-        weight.grad = grad.clone()
-        muon = torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0)
-        if in_float32:
-            with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
-                muon.step()
-        else:
-            muon.step()
-        return -weight.detach()
-
-    ours, torchs = muon_update(in_float32=True), muon_update(in_float32=False)
+    coefficients = (3.4445, -4.7750, 2.0315)
+    weight = torch.nn.Parameter(torch.zeros_like(grad))
+    weight.grad = grad.clone()
+    with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+        torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0).step()
     ratio = (96 / 32) ** 0.5  # Muon's shape factor for a tall matrix
-    assert torch.allclose(ours, ratio * newton_schulz_float32(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7))
-    assert not torch.equal(ours, torchs)  # torch's own ran in bfloat16 outside the block
+    ours, torchs = -weight.detach() / ratio, own(grad, coefficients, 5, 1e-7).float()
+    assert torch.allclose(ours, newton_schulz_float32(grad, coefficients, 5, 1e-7))
     assert (ours - torchs).abs().max() < 0.05 * ours.abs().max()  # the same iteration, at two precisions
     assert torch_muon._zeropower_via_newtonschulz is own
     with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
-        on_cpu = torch_muon._zeropower_via_newtonschulz(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
-        elsewhere = torch_muon._zeropower_via_newtonschulz(grad.to("meta"), (3.4445, -4.7750, 2.0315), 5, 1e-7)
+        on_cpu = torch_muon._zeropower_via_newtonschulz(grad, coefficients, 5, 1e-7)
+        elsewhere = torch_muon._zeropower_via_newtonschulz(grad.to("meta"), coefficients, 5, 1e-7)
     assert on_cpu.dtype == torch.float32 and elsewhere.dtype == torch.bfloat16  # a GPU's update keeps torch's bf16
 
 
