@@ -16,8 +16,8 @@ architecture without them), on top of a config, and a wider and a deeper model i
 `--arms schedule_and_size` moves how the config spends its steps (the decay's length and shape, warmup,
 weight decay) and tries a narrower and a shallower model, which take more steps in the same minutes.
 `--arms size_and_vocab` cuts the output layer (a narrower model, a smaller vocabulary) and tries a deeper
-one; `--arms rates_and_shape` moves the learning rates, batch and warmup again at the narrow shape that
-round chose, and a narrower and a shallower model still.
+one; `--arms rates_and_shape` moves the learning rates and batch again at the narrow shape that round
+chose, tries AdamW alone, and a narrower and a shallower model still.
 
 Every arm is `recipes/pretrain_gpt2_zh.py --config CONFIG` (by default
 benchmarks/quality_per_minute_baseline.yaml, the GPT-2 demo config as it was before these measurements chose
@@ -113,8 +113,8 @@ SIZE_AND_VOCAB_ARMS: dict[str, tuple[str, dict[str, str]]] = {
     "narrower_128": ("size", {"--n_embd": "128", "--n_head": "2"}),
     "vocab_8k": ("vocab", {"--vocab_size": "8000"}),
 }
-# Sixth round, from the 128-wide demo with the 8k vocabulary: the rates chosen at 256 wide, the batch, the
-# warmup and a smaller model still, which the step's cost at this shape may have moved; and AdamW alone,
+# Sixth round, from the 128-wide demo with the 8k vocabulary: the rates chosen at 256 wide, the batch and
+# a smaller model still, which the step's cost at this shape may have moved; and AdamW alone,
 # since Muon's float32 orthogonalisation costs a CPU without bf16 units more than the bf16 one cost the
 # hosts where Muon was chosen.
 RATES_AND_SHAPE_ARMS: dict[str, tuple[str, dict[str, str]]] = {

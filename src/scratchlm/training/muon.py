@@ -7,7 +7,7 @@ checkpoint saves, so `MuonWithAdamW` holds the two and shares their parameter gr
 
 torch's Muon orthogonalises each update in bfloat16, right for a GPU. A CPU without bf16 matrix units
 (AVX2, the common laptop and cloud core) emulates those matmuls 20 to 40 times slower than float32 at a
-small model's shapes, which made the demo's whole step 6 times slower; updates on the CPU are
+small model's shapes, which made the demo's whole step about 5 times slower; updates on the CPU are
 orthogonalised in float32 instead (`benchmarks/muon_step.py` measures both).
 """
 
