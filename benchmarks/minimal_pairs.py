@@ -2,14 +2,14 @@
 """What does the demo learn about grammar, and when? Minimal-pair accuracy against training tokens, beside the
 unigram bar (what word frequencies alone get), for a config trained on a corpus whose language fits the pairs.
 
-    python benchmarks/minimal_pairs.py --arm gpt2_wikitext --arm llama_wikitext --arm gpt2_zh_demo
+    python benchmarks/minimal_pairs.py --arm gpt2_wikitext --arm llama_wikitext --arm gpt2_zh_demo --arm llama_zh_demo
     python benchmarks/minimal_pairs.py --arm gpt2_wikitext --tiny        # checks the code path in a minute
 
 Each arm is `recipes/pretrain_gpt2_zh.py` with a demo config, launched as a user launches it, with
 `--eval_minimal_pairs` so that every held-out evaluation scores a fixed sample of each paradigm (the
 curve); at the end `scratchlm eval` scores the finished model on every pair (the final row). English arms
 train on WikiText-2 (`../shared/data/wikitext-2`, both files, 5% held out) and score BLiMP
-(`../shared/data/blimp`); the Chinese arm trains on the built-in `zh_demo` and scores the hand-checked
+(`../shared/data/blimp`); the Chinese arms train on the built-in `zh_demo` and score the hand-checked
 Chinese pairs in `benchmarks/data/zh_minimal_pairs/` (3 paradigms of 10). Prints a table, writes JSON and
 a PNG of accuracy against training tokens. An arm already trained (and scored) in the same `--work_dir` is
 read back instead of being run again.
@@ -44,6 +44,7 @@ ARMS = {
         SHARED / "blimp",
     ),
     "gpt2_zh_demo": ("config_demo.yaml", ["--corpus", "zh_demo"], ZH_PAIRS),
+    "llama_zh_demo": ("config_demo_llama.yaml", ["--corpus", "zh_demo"], ZH_PAIRS),
 }
 TINY = ["--n_layer", "1", "--n_embd", "64", "--n_head", "2", "--vocab_size", "1000", "--max_steps", "40"]
 TINY += ["--eval_steps", "20", "--save_steps", "40", "--max_eval_samples", "16"]

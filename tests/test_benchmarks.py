@@ -234,3 +234,15 @@ def test_minimal_pairs_benchmark_draws_the_curve_and_reads_a_finished_arm_back(t
     assert 0 <= first["final"]["overall"]["unigram_accuracy"] <= 1
     assert (tmp_path / "minimal_pairs.png").is_file()
     assert minimal_pairs.main(argv)["gpt2_wikitext"] == first  # read back, not trained again
+
+
+@pytest.mark.slow
+def test_minimal_pairs_chinese_llama_arm_trains_the_llama_demo_config(tmp_path):
+    import minimal_pairs
+
+    result = minimal_pairs.main(["--arm", "llama_zh_demo", "--tiny", "--work_dir", str(tmp_path)])["llama_zh_demo"]
+    config = json.loads((tmp_path / "llama_zh_demo" / "config.json").read_text())
+    assert config["model_type"] == "llama"
+    assert [p["step"] for p in result["curve"]] == [20, 40]
+    assert sum(p["pairs"] for p in result["final"]["paradigms"]) == 30  # every Chinese pair, scored at the end
+    assert result["pairs"].endswith("zh_minimal_pairs")
