@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -108,6 +109,12 @@ def test_eval_equals_a_straightforward_scoring_loop(runs, pairs_dir, kind, capsy
     assert batched == pytest.approx(plain, abs=1e-4)
 
 
+def without_evaluation(card: str) -> str:
+    if "## Evaluation" not in card:
+        return card
+    return card.split("## Evaluation")[0] + "## How to load" + card.split("## How to load")[1]
+
+
 def test_a_rerun_replaces_the_cards_evaluation_section_and_nothing_else(runs, pairs_dir, tmp_path):
     out = runs["causal"]
     before = (out / "README.md").read_text()
@@ -117,12 +124,27 @@ def test_a_rerun_replaces_the_cards_evaluation_section_and_nothing_else(runs, pa
     second = run_eval(out, text=text)
     card = (out / "README.md").read_text()
     assert card.count("## Evaluation") == 1 and "bits/byte" in card and "minimal pairs" in card
-    outside = card.split("## Evaluation")[0] + card.split("## How to load")[1]
-    assert outside == before.split("## Evaluation")[0] + before.split("## How to load")[1]
+    assert without_evaluation(card) == without_evaluation(before)  # `before` has one when an earlier test ran
     assert second["minimal_pairs"] == first["minimal_pairs"]  # kept from the first run
     bits = second["text"]
     assert bits["bytes"] == len(text.read_text(encoding="utf-8").encode())
     assert bits["bits_per_byte"] == pytest.approx(bits["nats_per_token"] * bits["tokens"] / math.log(2) / bits["bytes"])
+
+
+def test_text_bits_count_the_documents_characters_not_the_end_of_text_markers(runs, tmp_path):
+    out = shutil.copytree(runs["causal"], tmp_path / "run")  # the shared run's card stays as it is
+    documents = ["中国经济发展很快。", "今天天气很好。", "这本书很有意思。"] * 10
+    eos = AutoTokenizer.from_pretrained(out).eos_token
+    plain, joined = tmp_path / "plain.txt", tmp_path / "joined.txt"
+    plain.write_text("".join(documents), encoding="utf-8")
+    joined.write_text(eos.join(documents), encoding="utf-8")
+    bits = run_eval(out, text=joined)["text"]
+    assert bits["characters"] == len(plain.read_text(encoding="utf-8"))
+    assert bits["bytes"] == len(plain.read_text(encoding="utf-8").encode())
+    assert bits["tokens"] > run_eval(out, text=plain)["text"]["tokens"]  # the markers are scored as tokens
+    assert bits["bits_per_char"] == pytest.approx(
+        bits["nats_per_token"] * bits["tokens"] / math.log(2) / bits["characters"]
+    )
 
 
 def test_the_run_logs_bits_per_byte_and_keeps_its_token_counts(runs):

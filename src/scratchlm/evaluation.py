@@ -318,8 +318,13 @@ class MinimalPairsMetric:
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def text_bits(model, tokenizer, text: str) -> dict:
-    """The causal model's bits per byte and per character on `text`, cut into context-long windows."""
-    if not text.strip():
+    """The causal model's bits per byte and per character on `text`, cut into context-long windows. Special
+    tokens in it (documents joined by end-of-text) are predicted like any token, but their letters are
+    markup, not text: they are left out of the characters and bytes."""
+    counted = text
+    for special in tokenizer.all_special_tokens:
+        counted = counted.replace(special, "")
+    if not counted.strip():
         raise ScratchError("--text: the file has no text")
     model.eval()
     device = next(model.parameters()).device
@@ -337,11 +342,11 @@ def text_bits(model, tokenizer, text: str) -> dict:
     total_bits = nats_per_token * len(ids) / math.log(2)
     return {
         "tokens": len(ids),
-        "characters": len(text),
-        "bytes": len(text.encode("utf-8")),
+        "characters": len(counted),
+        "bytes": len(counted.encode("utf-8")),
         "nats_per_token": nats_per_token,
-        "bits_per_char": total_bits / len(text),
-        "bits_per_byte": total_bits / len(text.encode("utf-8")),
+        "bits_per_char": total_bits / len(counted),
+        "bits_per_byte": total_bits / len(counted.encode("utf-8")),
     }
 
 
