@@ -13,7 +13,7 @@ import pytest
 
 from scratchlm.cli import main as scratchlm_main
 from scratchlm.data.files import TEXT
-from scratchlm.errors import run_cli
+from scratchlm.errors import Preempted, run_cli
 from scratchlm.provenance import MANIFEST_FILE
 from scratchlm.runlock import LOCK_NAME
 
@@ -240,3 +240,23 @@ def test_every_multi_process_data_step_leaves_ctrl_c_to_the_main_process(step, g
     worker.start()
     worker.join(timeout=60)
     assert worker.exitcode == 0  # a KeyboardInterrupt would have ended it with 1
+
+
+def test_the_stopped_line_is_one_write_so_ranks_sharing_stderr_do_not_merge_lines(monkeypatch):
+    writes = []
+
+    class Recorder:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    def stopped(argv):
+        raise Preempted("SIGTERM at step 5; saved out/checkpoint-5")
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(stopped, [])
+    assert exit_info.value.code == Preempted.exit_code
+    assert writes == ["stopped: SIGTERM at step 5; saved out/checkpoint-5\n"]

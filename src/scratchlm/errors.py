@@ -63,7 +63,7 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
         if show_traceback or not (isinstance(err, ScratchError) or _interrupted(err)):
             raise
         if isinstance(err, ScratchError):
-            print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+            say(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}")
             code = err.exit_code
         else:
             code = _say_interrupted()
@@ -85,11 +85,16 @@ def _interrupted(err: BaseException) -> bool:
     return False
 
 
+def say(line: str) -> None:
+    """One line on stderr in one write: the processes of a multi-process run share the stream, which Python
+    leaves unbuffered, and print() writes the line and its newline separately, so two ranks' lines merged."""
+    sys.stderr.write(line + "\n")
+
+
 def _say_interrupted() -> int:
-    print(
+    say(
         "stopped: interrupted (Ctrl-C); nothing finished was overwritten, and whatever was half-written is "
-        "never taken for complete",
-        file=sys.stderr,
+        "never taken for complete"
     )
     return 130
 
