@@ -1,6 +1,10 @@
 """The Trainer set-up of a pretraining run: which parameters decay, what the metrics mean."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +147,46 @@ def test_curriculum_trains_short_blocks_first(tmp_path, zh_file, gpt_tokenizer_d
     finally:
         scratchlm.objectives.build_model = build
     assert shapes == [(16, 8)] * 6 + [(4, 32)] * 2
+
+
+MALLOC_PROBE = """
+import resource, sys, torch
+from scratchlm.arguments import PretrainingArguments
+from scratchlm.training import setup_run
+
+setup_run(PretrainingArguments(output_dir=sys.argv[1], report_to="none"))
+
+def page_faults_of_a_64_mb_tensor():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 * 1024 * 1024)  # freed at once, as a step frees its logits
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+for _ in range(3):  # the heap grows to hold it on the first allocations
+    page_faults_of_a_64_mb_tensor()
+print(page_faults_of_a_64_mb_tensor())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_cpu_run_reuses_freed_tensor_memory_unless_the_user_set_malloc_variables(tmp_path):
+    """glibc gives each block over 32 MiB its own mmap and unmaps it on free, so every step had the kernel
+    fault in and zero such a tensor's pages again; a run's setup keeps freed memory in the heap instead."""
+
+    def faults(**env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+        probe = subprocess.run(
+            [sys.executable, "-c", MALLOC_PROBE, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=clean | env,
+            timeout=120,
+        )
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        return int(probe.stdout.split()[-1]), "glibc malloc keeps freed memory" in probe.stdout
+
+    kept, said = faults()
+    assert said and kept < 500  # 64 MB is 16,384 pages: the tensor reuses a freed one's
+    defaults, said = faults(MALLOC_PERTURB_="0")  # any MALLOC_* variable: the user's own malloc settings stand
+    assert not said
+    huge_pages = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    assert defaults > 8000 or (huge_pages.exists() and "[always]" in huge_pages.read_text())
