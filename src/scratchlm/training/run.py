@@ -68,7 +68,9 @@ def setup_run(args: PretrainingArguments) -> None:
             torch.set_num_threads(share)
             logger.info("CPU run: using %d threads per process", share)
         if keep_freed_memory_in_the_heap():
-            logger.info("CPU run: glibc malloc keeps freed memory for the next step (MALLOC_MMAP_MAX_=0)")
+            logger.info(
+                "CPU run: glibc malloc keeps freed memory for the next step (any MALLOC_* variable turns this off)"
+            )
     if args.require_clean_git:
         require_clean_git()
     check_push_possible(args)
@@ -91,7 +93,7 @@ def keep_freed_memory_in_the_heap() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 -- musl and macOS have no such symbol
+        libc.gnu_get_libc_version  # noqa: B018 -- musl has no such symbol
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
