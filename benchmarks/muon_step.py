@@ -11,7 +11,7 @@ torch's `Muon.step` as torch ships it, then the AdamW half (embeddings, output l
 "optimizer step, scratchlm" times `MuonWithAdamW.step`, the recipe's, which hands CPU updates to
 `newton_schulz_float32`. Medians over --repeats after 2 untimed steps. `tokens/s` is batch x context
 over forward+backward plus the optimizer step, which is what the recipe's training loop pays per step on
-top of data loading and logging. The last column is the
+top of data loading and logging; glibc keeps freed memory as in a recipe's CPU run. The last column is the
 largest difference between the two orthogonalised updates of the first Muon matrix, against its largest
 entry: how far apart bf16 and float32 put the same update.
 """
@@ -30,6 +30,7 @@ from scratchlm.internals import muon_orthogonalises_cpu_updates_with
 from scratchlm.models.registry import FAMILIES
 from scratchlm.objectives import parse_run_settings
 from scratchlm.training.muon import MuonWithAdamW, muon_parameter_groups, newton_schulz_float32
+from scratchlm.training.run import keep_freed_memory_in_the_heap
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="A 1-layer, 32-wide model: checks the code path.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/muon_step.json")
     args = parser.parse_args(argv)
+    keep_freed_memory_in_the_heap()
     results = [measure(config, args.repeats, args.tiny) for config in CONFIGS]
     report = {
         "device": f"cpu ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)",
