@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.arm or list(ARMS):
         results[name] = run_arm(name, args.work_dir, args.per_paradigm, args.final_per_paradigm, args.tiny)
         print(f"{name}:\n{results[name]['table']}\n", flush=True)
+    final_pairs = "all pairs" if args.final_per_paradigm is None else f"{args.final_per_paradigm} pairs per paradigm"
     lines = ["| arm | tokens | accuracy | unigram bar | eval loss |", "|---|---|---|---|---|"]
     for name, result in results.items():
         for point in result["curve"]:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         overall = result["final"]["overall"]
         lines.append(
-            f"| {name}, all pairs at the end | | **{overall['accuracy']:.3f}** | "
+            f"| {name}, {final_pairs} at the end | | **{overall['accuracy']:.3f}** | "
             f"{overall.get('unigram_accuracy', float('nan')):.3f} | |"
         )
     print("\n".join(lines))
