@@ -3,6 +3,8 @@
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -145,6 +147,42 @@ def test_text_bits_count_the_documents_characters_not_the_end_of_text_markers(ru
     assert bits["bits_per_char"] == pytest.approx(
         bits["nats_per_token"] * bits["tokens"] / math.log(2) / bits["characters"]
     )
+
+
+QUIET_PROBE = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+import pretrain_gpt2_zh
+from scratchlm.evaluation import run_eval
+
+out = Path(sys.argv[-2])
+pretrain_gpt2_zh.cli(sys.argv[2:-1])
+print("bits/char", run_eval(out, text=Path(sys.argv[-1]))["text"]["bits_per_char"])
+"""
+
+
+def test_a_gpt2_run_and_its_eval_print_no_false_transformers_warnings(tmp_path, zh_file, gpt_tokenizer_dir):
+    """transformers warns that GPT-2's `loss_type=None` is unrecognised (its loss is the causal one all the
+    same) and that a text longer than the context "will result in indexing errors" (`--text` cuts it into
+    windows): neither is true of a run or of `scratchlm eval --text`, so neither reaches the user. A fresh
+    process, because transformers gives each warning once per process."""
+    out = tmp_path / "run"
+    text = tmp_path / "long.txt"
+    text.write_text("中国经济发展很快。今天天气很好。" * 100, encoding="utf-8")  # far past the debug context
+    argv = recipe_argv(GPT_DEBUG, zh_file, gpt_tokenizer_dir, out)
+    probe = subprocess.run(
+        [sys.executable, "-c", QUIET_PROBE, str(ROOT / "recipes"), *argv, str(text)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert "bits/char" in probe.stdout
+    printed = probe.stdout + probe.stderr
+    assert "loss_type" not in printed
+    assert "Token indices sequence length" not in printed
 
 
 def test_the_run_logs_bits_per_byte_and_keeps_its_token_counts(runs):

@@ -3,10 +3,12 @@
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchlm.errors import run_cli
 from scratchlm.objectives import parse_run_settings
+from scratchlm.recipe import build_run
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv, run_without_scratchlm
@@ -55,6 +57,23 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
 
 
 @pytest.mark.slow
+def test_the_held_out_loss_is_the_mean_over_the_predicted_tokens(debug_run, zh_file, tmp_path):
+    """A block of 32 tokens predicts 31 of them. Trainer divides the summed loss by a count it takes over
+    `labels[..., 1:]` only for a model whose `loss_type` it recognises; GPT2LMHeadModel's class name gives
+    none, and the count over every label made each GPT-2 loss 31/32 of the true mean."""
+    out, tok, metrics = debug_run
+    argv = ["--config", DEBUG, "--train_files", str(zh_file), "--tokenizer_name_or_path", str(tok)]
+    blocks = build_run(parse_run_settings([*argv, "--output_dir", str(tmp_path / "unused")], "causal", DEBUG))
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    nats, predicted = 0.0, 0
+    with torch.no_grad():
+        for block in blocks.trainer.eval_dataset:  # the blocks the run evaluated on
+            ids = torch.as_tensor(block["input_ids"]).unsqueeze(0)
+            nats += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+            predicted += ids.shape[1] - 1
+    assert metrics["eval_loss"] == pytest.approx(nats / predicted, rel=1e-4)
+
+
 def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
     out, _, _ = debug_run
     result = run_without_scratchlm(

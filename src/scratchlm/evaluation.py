@@ -328,7 +328,8 @@ def text_bits(model, tokenizer, text: str) -> dict:
         raise ScratchError("--text: the file has no text")
     model.eval()
     device = next(model.parameters()).device
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # verbose=False: the text is longer than the model's context on purpose, and is cut into windows below.
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     window = _max_positions(model) or 1024
     windows = [ids[i : i + window] for i in range(0, len(ids), window)]
     windows = [w for w in windows if len(w) > 1]
@@ -366,6 +367,8 @@ def load_for_eval(model_dir: Path, trust_remote_code: bool):
     """(model, tokenizer, causal) from a run's folder or a checkpoint, with one clear error when it is not one."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+    from .models import name_the_causal_loss
+
     if not (model_dir / "config.json").is_file():
         raise ScratchError(
             f"{model_dir} is not a model folder (no config.json): give a run's output_dir or one of its checkpoint-N"
@@ -381,6 +384,8 @@ def load_for_eval(model_dir: Path, trust_remote_code: bool):
     causal = any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in config.architectures or [])
     auto = AutoModelForCausalLM if causal else AutoModelForMaskedLM
     model = auto.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if causal:
+        name_the_causal_loss(model)
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model, tokenizer, causal

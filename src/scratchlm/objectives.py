@@ -26,7 +26,7 @@ from .config import load_yaml_config, parse_config, split_config_flag
 from .data import LMData, PackingSpec
 from .data.packing import unigram_cross_entropy
 from .errors import ScratchError
-from .models import build_model
+from .models import build_model, name_the_causal_loss
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class CausalObjective(Objective):
     def build_model(self, model_args, tokenizer, block_size):
         model = super().build_model(model_args, tokenizer, block_size)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        return model
+        return name_the_causal_loss(model)
 
     def unigram_loss(self, data, tokenizer):
         return unigram_cross_entropy(data.unigram_counts, data.validation)

@@ -32,6 +32,7 @@ __all__ = [
     "build_model",
     "check_tokenizer_fits",
     "family_names",
+    "name_the_causal_loss",
     "padded_vocab_size",
 ]
 
@@ -62,3 +63,14 @@ def build_model(args, tokenizer: PreTrainedTokenizerBase, block_size: int):
     special = {"bos_token_id": bos, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     config = family.make_config(args, padded_vocab_size(tokenizer, args.pad_vocab_to_multiple_of), n_positions, special)
     return family.model_class(config)
+
+
+def name_the_causal_loss(model):
+    """transformers takes a model's `loss_type` from its class name, and `GPT2LMHeadModel`'s gives none. The
+    model then uses the causal LM loss all the same, but Trainer counts the tokens it divides a batch's summed
+    loss by over every label instead of the predicted ones (`labels[..., 1:]`), so every GPT-2 loss it reports
+    or trains on is (block_size - 1) / block_size of the true mean, and each process warns "`loss_type=None`
+    was set in the config but it is unrecognized". Naming the loss mends both; nothing is saved with the model."""
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
+    return model
