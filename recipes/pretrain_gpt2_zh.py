@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pretrain a GPT-2 causal LM from scratch (Chinese by default) with Trainer.
 
-accelerate launch recipes/pretrain_gpt2_zh.py                       # demo: built-in corpus, CPU 11-14 min
+accelerate launch recipes/pretrain_gpt2_zh.py                       # demo: built-in corpus, CPU about 10 min
 accelerate launch recipes/pretrain_gpt2_zh.py --config recipes/pretrain_gpt2_zh/config_gpt2_124m.yaml
 """
 
