@@ -15,8 +15,8 @@ from conftest import ROOT, recipe_argv
 from schedule_oracle import one_cycle_factor, schedule_factor
 
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
-# Beats the unigram bar in 60 steps, and its steps are long enough that fetching batches is a small share.
-HEALTHY = ["--max_steps", "60", "--eval_steps", "30", "--learning_rate", "3e-3", "--n_embd", "128"]
+# Beats the unigram bar in 80 steps, and its steps are long enough that fetching batches is a small share.
+HEALTHY = ["--max_steps", "80", "--eval_steps", "40", "--learning_rate", "1e-2", "--n_embd", "128"]
 HEALTHY += ["--per_device_train_batch_size", "32"]
 
 
@@ -41,10 +41,10 @@ def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, g
         pretrain_gpt2_zh.cli(argv)
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if m.startswith("health:")], messages
-    assert sum(m.startswith("health at step") for m in messages) == 2  # steps 30 and 60, not again at the end
-    assert sum(m.startswith("samples at step 60") for m in messages) == 1
+    assert sum(m.startswith("health at step") for m in messages) == 2  # steps 40 and 80, not again at the end
+    assert sum(m.startswith("samples at step 80") for m in messages) == 1
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
-    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [30, 60]  # no second final evaluation
+    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [40, 80]  # no second final evaluation
     # Training seconds leave out the evaluations (and the samples drawn at them).
     seconds = [e["train_seconds"] for e in state["log_history"] if "train_seconds" in e]
     runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
@@ -60,13 +60,13 @@ def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, g
     ]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "## Health" in card and "| learning_rate | ok |" in card
-    assert messages[-1].startswith("run finished at step 60") and "health unigram: ok" in messages[-1]
+    assert messages[-1].startswith("run finished at step 80") and "health unigram: ok" in messages[-1]
 
 
 def test_clipping_on_every_step_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
     verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--max_grad_norm", 1e-4), caplog)
     assert verdicts["clipping"] == "warn"
-    assert any("gradient clipped on 100% of the last 30 steps" in w for w in warnings)
+    assert any("gradient clipped on 100% of the last 40 steps" in w for w in warnings)
 
 
 @pytest.mark.slow
