@@ -56,7 +56,6 @@ def test_debug_run_trains_tokenizer_and_writes_everything(debug_run):
     assert model_args.n_embd == 32 and train_args.max_steps == 8 and train_args.output_dir == str(out)
 
 
-@pytest.mark.slow
 def test_the_held_out_loss_is_the_mean_over_the_predicted_tokens(debug_run, zh_file, tmp_path):
     """A block of 32 tokens predicts 31 of them. Trainer divides the summed loss by a count it takes over
     `labels[..., 1:]` only for a model whose `loss_type` it recognises; GPT2LMHeadModel's class name gives
@@ -74,6 +73,7 @@ def test_the_held_out_loss_is_the_mean_over_the_predicted_tokens(debug_run, zh_f
     assert metrics["eval_loss"] == pytest.approx(nats / predicted, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_stock_transformers_loads_the_result_without_scratchlm(debug_run):
     out, _, _ = debug_run
     result = run_without_scratchlm(
