@@ -52,6 +52,8 @@ def test_config_parses(config):
     for key, value in raw.items():
         got = values[key]
         got = got.value if hasattr(got, "value") else got
+        if key == "lr_scheduler_kwargs" and 0 < value.get("num_decay_steps", 1) < 1:  # a fraction becomes steps
+            value = {**value, "num_decay_steps": round(value["num_decay_steps"] * values["max_steps"])}
         assert got == value or (isinstance(value, float) and abs(got - value) < 1e-12), key
 
 

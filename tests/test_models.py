@@ -59,6 +59,22 @@ def test_prenorm_learned_gelu_decoder_is_gpt2():
     assert ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()  # tied
 
 
+def test_the_recipes_gpt2_computes_gpt2s_gelu_with_the_fused_kernel():
+    from types import SimpleNamespace
+
+    from scratchlm.models.gpt2 import make_config
+
+    args = SimpleNamespace(n_embd=32, n_layer=2, n_head=2, dropout=0.0)
+    config = make_config(args, vocab_size=97, n_positions=32, special_token_ids={})
+    assert config.activation_function == "gelu_pytorch_tanh"
+    torch.manual_seed(1)
+    ours = GPT2LMHeadModel(config).eval()
+    stock = GPT2LMHeadModel(GPT2Config.from_dict({**config.to_dict(), "activation_function": "gelu_new"})).eval()
+    stock.load_state_dict(ours.state_dict())
+    ids = torch.randint(0, 97, (3, 20))
+    torch.testing.assert_close(ours(ids).logits, stock(ids).logits, atol=1e-5, rtol=1e-5)
+
+
 def test_layers_are_initialised_independently():
     model = decoder()
     first, second = model.model.layers[0].attn.qkv.weight, model.model.layers[1].attn.qkv.weight

@@ -60,6 +60,7 @@ CURVE_SETTINGS = (
     "gradient_accumulation_steps",
     "learning_rate",
     "lr_scheduler_type",
+    "lr_scheduler_kwargs",
     "optim",
     "muon_learning_rate",
     "warmup_steps",
