@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import torch
 from transformers import GPT2LMHeadModel
 
+from scratchlm.models import name_the_causal_loss
 from scratchlm.models.gpt2 import make_config
 from scratchlm.training.run import keep_freed_memory_in_the_heap
 
@@ -41,9 +42,8 @@ def build(shape: str, activation: str, device: str) -> GPT2LMHeadModel:
     args = SimpleNamespace(n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0)
     config = make_config(args, vocab, context, {"bos_token_id": 0, "eos_token_id": 0})
     config.activation_function = activation
-    config.loss_type = "ForCausalLM"
     torch.manual_seed(0)
-    return GPT2LMHeadModel(config).to(device)
+    return name_the_causal_loss(GPT2LMHeadModel(config)).to(device)
 
 
 def main() -> None:
