@@ -1,6 +1,7 @@
 """Optimizer settings a recipe exposes: the one-cycle schedule and which parameters weight decay reaches."""
 
 import json
+import logging
 import math
 
 import pytest
@@ -89,6 +90,40 @@ def test_a_decay_of_no_steps_or_not_a_number_is_refused(tmp_path, length):
     flags = ["--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", kwargs]
     with pytest.raises(ScratchError, match="num_decay_steps must be a number above 0"):
         parse_run_settings(["--config", config, *flags, "--output_dir", str(tmp_path)], objective="causal")
+
+
+@pytest.mark.parametrize(
+    "max_steps,decay,warned",
+    [
+        (1000, 0.6, True),  # about 8 epochs of the small corpus with a 60% decay
+        (1000, 0.2, False),  # the same repeats with the default decay
+        (100, 0.6, False),  # the long decay on a corpus seen less than once
+    ],
+)
+def test_a_long_decay_over_a_corpus_seen_many_times_warns(
+    tmp_path, zh_docs, gpt_tokenizer_dir, caplog, max_steps, decay, warned
+):
+    from scratchlm.training import log_run_summary
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("\n".join(zh_docs[:100]) + "\n", encoding="utf-8")
+    argv = recipe_argv(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml", corpus, gpt_tokenizer_dir, tmp_path / "o")
+    argv += ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", str(max_steps)]
+    argv += ["--lr_scheduler_kwargs", '{"num_decay_steps": ' + str(decay) + "}"]
+    run = build_run(parse_run_settings(argv, objective="causal"))
+    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+        log_run_summary(run.trainer, run.data)
+    epochs = (
+        max_steps * run.trainer.args.tokens_per_step(run.data.block_size) / (len(run.data.train) * run.data.block_size)
+    )
+    assert (epochs > 6) == (max_steps == 1000), epochs  # the sizes make the cases what they say
+    long_decay = [
+        r.getMessage() for r in caplog.records if "--lr_scheduler_kwargs: this run sees its corpus" in r.getMessage()
+    ]
+    assert bool(long_decay) == warned, long_decay
+    if warned:
+        assert """set --lr_scheduler_kwargs '{"num_decay_steps": 0.2}'""" in long_decay[0]
+        assert f"sees its corpus {epochs:.1f} times and decays over its last 60% of steps" in long_decay[0]
 
 
 @pytest.mark.parametrize("policy,expected", [("linear", 3 * 6 + 1), ("matrices", 3 * 6 + 1 + 3)])
