@@ -217,7 +217,7 @@ def warn_of_a_long_decay_over_repeats(args: PretrainingArguments, steps: int, ep
 
 
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
-    """Sizes, token budget and the bars the run must clear; warns when the first loss is off."""
+    """Sizes, token budget and the bars to clear; warns when the first loss, the warmup or the decay is off."""
     args, model = trainer.args, trainer.model
     params = sum(p.numel() for p in model.parameters())
     block = data.block_size
@@ -239,7 +239,8 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         "ln_vocab": math.log(vocab),
         "initial_loss": initial,
     }
-    share = "streamed: length unknown" if data.streaming else f"{steps * per_step / max(train_blocks, 1):.2f} epochs"
+    epochs = None if data.streaming else steps * per_step / max(train_blocks, 1)
+    share = "streamed: length unknown" if epochs is None else f"{epochs:.2f} epochs"
     logger.info(
         "run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
         "%s tokens/step x %s steps = %s tokens (%s of %s); bf16=%s",
@@ -290,8 +291,8 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
             warmup,
             steps,
         )
-    if not data.streaming:
-        warn_of_a_long_decay_over_repeats(args, steps, steps * per_step / max(train_blocks, 1))
+    if epochs is not None:
+        warn_of_a_long_decay_over_repeats(args, steps, epochs)
     if abs(initial - math.log(vocab)) > 1.0:
         logger.warning(
             "initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
