@@ -97,13 +97,26 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, zh_
     assert not out.exists()
 
 
+class SecondPerReading:
+    """A monotonic clock that moves one second each time it is read: a debug step can take less than any
+    real interval, so the test's steps are made to last."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 def test_save_every_minutes_saves_sealed_checkpoints_without_save_steps(
-    tmp_path, zh_file, gpt_tokenizer_dir, caplog, capsys
+    tmp_path, zh_file, gpt_tokenizer_dir, caplog, capsys, monkeypatch
 ):
+    import scratchlm.training.preemption
+
+    monkeypatch.setattr(scratchlm.training.preemption, "time", SecondPerReading())
     out = tmp_path / "timed"
-    argv = recipe_argv(
-        DEBUG, zh_file, gpt_tokenizer_dir, out, "--save_strategy", "no", "--save_every_minutes", "0.0001"
-    )
+    argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--save_strategy", "no", "--save_every_minutes", "0.01")
     with caplog.at_level("INFO", logger="scratchlm"):
         pretrain_gpt2_zh.cli([*argv, "--max_steps", "3", "--save_total_limit", "5"])
     saved = sorted(p.name for p in out.glob("checkpoint-*"))
