@@ -112,10 +112,8 @@ def test_a_long_decay_over_a_corpus_seen_many_times_warns(
     argv += ["--lr_scheduler_kwargs", '{"num_decay_steps": ' + str(decay) + "}"]
     run = build_run(parse_run_settings(argv, objective="causal"))
     with caplog.at_level(logging.WARNING, logger="scratchlm"):
-        log_run_summary(run.trainer, run.data)
-    epochs = (
-        max_steps * run.trainer.args.tokens_per_step(run.data.block_size) / (len(run.data.train) * run.data.block_size)
-    )
+        summary = log_run_summary(run.trainer, run.data)
+    epochs = summary["total_tokens"] / summary["train_tokens_available"]
     assert (epochs > 6) == (max_steps == 1000), epochs  # the sizes make the cases what they say
     long_decay = [
         r.getMessage() for r in caplog.records if "--lr_scheduler_kwargs: this run sees its corpus" in r.getMessage()

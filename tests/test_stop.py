@@ -98,8 +98,8 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, zh_
 
 
 class SecondPerReading:
-    """A monotonic clock that moves one second each time it is read: a debug step can take less than any
-    real interval, so the test's steps are made to last."""
+    """A monotonic clock that moves one second each time it is read: a debug step can be shorter than the
+    save interval, and the test must not depend on how fast the host is."""
 
     def __init__(self):
         self.now = 0.0

@@ -205,6 +205,7 @@ def warn_of_a_long_decay_over_repeats(args: PretrainingArguments, steps: int, ep
     if args.lr_scheduler_type != "warmup_stable_decay" or epochs <= EPOCHS_FOR_A_SHORT_DECAY:
         return
     decay = args.lr_scheduler_kwargs["num_decay_steps"] / steps
+    # A quarter, not the default's fifth: the default's fraction, rounded to whole steps, can land just above it.
     if decay > 1.25 * WSD_DECAY_FRACTION:
         logger.warning(
             "--lr_scheduler_kwargs: this run sees its corpus %.1f times and decays over its last %.0f%% of steps; "
