@@ -48,6 +48,16 @@ def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monk
     assert second.train["input_ids"][:5].tolist() == first.train["input_ids"][:5].tolist()
 
 
+def test_a_cache_hit_from_the_same_text_elsewhere_names_the_files_given(tmp_path, zh_file, gpt_tokenizer_dir):
+    first = _prepare(DataArguments(train_files=[str(zh_file)]), gpt_tokenizer_dir)
+    moved = tmp_path / "moved" / "corpus.txt"
+    moved.parent.mkdir()
+    moved.write_bytes(zh_file.read_bytes())
+    second = _prepare(DataArguments(train_files=[str(moved)]), gpt_tokenizer_dir)
+    assert second.cache_hit and second.cache_dir == first.cache_dir
+    assert str(moved) in second.corpus_description and str(zh_file) not in second.corpus_description
+
+
 def test_changed_tokenizer_or_text_or_block_size_misses(tmp_path, zh_file, zh_docs, gpt_tokenizer_dir):
     args = DataArguments(train_files=[str(zh_file)])
     base = _prepare(args, gpt_tokenizer_dir)
