@@ -197,7 +197,8 @@ def stops_on_a_full_disk(trainer: PretrainingTrainer):
 
 
 # Above this many epochs a warmup-stable-decay run that decays for longer than the default ended worse: the
-# demo configs' 60% decay lost to 20% at 8.9 and 13.1 epochs, and tied at 6.0 (recipes/pretrain_gpt2_zh/README.md).
+# demo configs' 60% decay lost to 20% at 8.9 and 13.1 epochs, tied at 6.0 and gained at 1.5 and 3
+# (recipes/pretrain_gpt2_zh/README.md).
 EPOCHS_FOR_A_SHORT_DECAY = 6.0
 
 
