@@ -142,7 +142,7 @@ def load_cached(
         unigram_counts=np.load(target / UNIGRAM_FILE),
         # The cache is keyed by content, so a hit may come from the same files at another path: the run
         # names the files it was given, not those the cache was built from.
-        corpus_description=corpus.description if corpus is not None else source.describe(),
+        corpus_description=source.describe(),
         corpus_fingerprint=corpus_fp,
         tokenizer_fingerprint=tokenizer_fp,
         cache_dir=target,
