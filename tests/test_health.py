@@ -3,12 +3,14 @@
 import json
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 from transformers import TrainerCallback
 
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
+from scratchlm.training.run import log_final_summary
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv
@@ -61,6 +63,15 @@ def test_a_healthy_run_gets_no_warning_and_a_health_section(tmp_path, zh_file, g
     card = (tmp_path / "out" / "README.md").read_text()
     assert "## Health" in card and "| learning_rate | ok |" in card
     assert messages[-1].startswith("run finished at step 80") and "health unigram: ok" in messages[-1]
+    assert " below); " in messages[-1]
+
+
+def test_the_summary_says_above_for_a_loss_over_the_unigram_bar(caplog):
+    trainer = SimpleNamespace(state=SimpleNamespace(global_step=8), args=SimpleNamespace(output_dir="out"))
+    metrics = {"eval_loss": 6.045, "eval_unigram_loss": 5.194}
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        log_final_summary(trainer, metrics, [], ["README.md"])
+    assert "held-out loss 6.045 nats/token vs unigram 5.194 (0.85 above)" in caplog.records[-1].getMessage()
 
 
 def test_clipping_on_every_step_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -263,6 +264,78 @@ def test_a_checkpoint_at_the_last_step_finishes_the_run_without_training_more(
     assert max(per_step(out, "loss")) == 12
     assert metrics["eval_loss"] == pytest.approx(ref_metrics["eval_loss"], abs=1e-6)
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+
+def test_a_longer_resume_of_a_cosine_run_warns_how_far_the_rate_jumps(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, caplog
+):
+    ref_out, _ = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out / "checkpoint-9", out / "checkpoint-9")
+    with caplog.at_level("INFO", logger="scratchlm"):
+        run_recipe(flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", "true", "--max_steps", 16))
+    (warning,) = [r.getMessage() for r in caplog.records if "the schedule is laid out over" in r.getMessage()]
+    assert warning.startswith("resuming at step 9 for 16 steps in all (the checkpoint's run had 12)")
+    before, after = (float(x) for x in re.search(r"jumps from ([\d.]+)% to ([\d.]+)% of its peak", warning).groups())
+    assert before < after
+    rates = per_step(out, "learning_rate")
+    # Step 10 runs at the rate the checkpoint saved; the longer schedule sets the rate from step 11 on.
+    assert max(rates) == 16 and rates[10] == per_step(ref_out, "learning_rate")[10]
+    assert rates[11] > per_step(ref_out, "learning_rate")[11]
+
+
+WSD = ["--lr_scheduler_type", "warmup_stable_decay", "--save_total_limit", 5]
+
+
+def test_a_warmup_stable_decay_run_extends_from_before_its_decay(tmp_path, zh_file, gpt_tokenizer_dir, caplog, capsys):
+    """With num_decay_steps a fraction, 12 steps decay over the last 3 and 16 over the last 4: a checkpoint
+    from the flat stretch resumes at the peak rate, and the decay moves to the end of the longer run."""
+    out = tmp_path / "run"
+    decay = ["--lr_scheduler_kwargs", '{"num_decay_steps": 0.25}']
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *WSD, *decay))
+    shutil.rmtree(out / "checkpoint-9")
+    shutil.rmtree(out / "checkpoint-12")
+    with pytest.raises(SystemExit):  # another fraction is another schedule
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            flags(zh_file, gpt_tokenizer_dir, out, *WSD, "--lr_scheduler_kwargs", '{"num_decay_steps": 0.5}')
+            + ["--resume_from_checkpoint", "true", "--max_steps", "16", "--overwrite_output_dir", "true"],
+        )
+    assert "was trained with lr_scheduler_kwargs {'num_decay_steps': 3} (this command: {'num_decay_steps': 8})" in (
+        capsys.readouterr().err
+    )
+    with caplog.at_level("INFO", logger="scratchlm"):
+        run_recipe(
+            flags(zh_file, gpt_tokenizer_dir, out, *WSD, *decay)
+            + ["--resume_from_checkpoint", "true", "--max_steps", "16", "--overwrite_output_dir", "true"]
+        )
+    assert "resuming at step 6 for 16 steps in all (the checkpoint's run had 12): the schedule is laid out over " in (
+        caplog.text
+    )
+    assert "the learning rate at the resume stays at 100% of its peak" in caplog.text
+    rates = per_step(out, "learning_rate")
+    peak = rates[6]
+    assert [rates[step] for step in range(7, 14)] == [peak] * 7  # flat until the new decay, over steps 14-16
+    assert rates[14] < peak and rates[16] < rates[14]
+
+
+def test_a_one_cycle_run_cannot_be_resumed_for_another_length(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    out = tmp_path / "run"
+    one_cycle = ["--lr_scheduler_type", "one_cycle"]
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *one_cycle))
+    shutil.rmtree(out / "checkpoint-12")
+    with pytest.raises(SystemExit) as refused:
+        run_cli(
+            pretrain_gpt2_zh.cli,
+            flags(zh_file, gpt_tokenizer_dir, out, *one_cycle, "--resume_from_checkpoint", "true", "--max_steps", 16),
+        )
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: --resume_from_checkpoint {out / 'checkpoint-9'} holds a one_cycle schedule laid out for 12 steps, "
+        "and one_cycle keeps that length (this command asks for 16): resume with --max_steps 12, or use "
+        "--lr_scheduler_type warmup_stable_decay in a new --output_dir for a run that can be extended"
+    )
 
 
 def test_skipping_to_the_resume_point_reads_no_data(tmp_path):

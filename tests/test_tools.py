@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+import transformers
 
 from scratchlm.cli import main as scratchlm
 from scratchlm.errors import ScratchError, run_cli
@@ -530,9 +531,12 @@ def test_generate_from_a_checkpoint(tensorboard_run, capsys, greedy):
 
 def test_generate_from_an_empty_prompt_starts_a_document(tensorboard_run, capsys):
     run, _, _ = tensorboard_run
+    transformers.utils.logging.enable_progress_bar()  # as in a fresh process; stderr here is not a terminal
     scratchlm(["generate", str(run), "--prompt", "", "--max_new_tokens", "5", "--greedy"])
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     assert len(lines) == 2 and lines[0] and lines[1].startswith("  [distinct-2")
+    assert "Loading weights" not in captured.err  # no progress bars in output that goes to a file or pipe
 
 
 @pytest.mark.parametrize(

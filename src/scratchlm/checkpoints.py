@@ -63,6 +63,19 @@ RESUME_MUST_MATCH = (
 )
 
 
+def same_decay_fraction(old: dict, new: dict) -> bool:
+    """Whether two runs' schedule options differ only in a num_decay_steps that one fraction of their steps
+    resolves to: a fraction is turned into steps when the settings are read, so a run extended with the same
+    fraction records another number."""
+    was, now = dict(old.get("lr_scheduler_kwargs") or {}), dict(new.get("lr_scheduler_kwargs") or {})
+    decay_was, decay_now = was.pop("num_decay_steps", None), now.pop("num_decay_steps", None)
+    steps_was, steps_now = old.get("max_steps", -1), new.get("max_steps", -1)
+    if was != now or decay_was is None or decay_now is None or steps_was <= 0 or steps_now <= 0:
+        return False
+    # Each side was rounded to whole steps: some fraction gives both if they are within both roundings.
+    return abs(decay_was / steps_was - decay_now / steps_now) <= 0.5 / steps_was + 0.5 / steps_now
+
+
 def global_batch(manifest: dict) -> int:
     config = manifest["config"]
     return config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] * manifest["world_size"]
@@ -185,7 +198,9 @@ def check_resume_settings(checkpoint: Path, saved: dict, run: dict) -> None:
     changed = [
         f"{key} {old[key]!r} (this command: {new.get(key)!r})"
         for key in RESUME_MUST_MATCH
-        if key in old and old[key] != new.get(key)
+        if key in old
+        and old[key] != new.get(key)
+        and not (key == "lr_scheduler_kwargs" and same_decay_fraction(old, new))
     ]
     if "world_size" in saved and all(k in old for k in ("per_device_train_batch_size", "gradient_accumulation_steps")):
         if global_batch(saved) != global_batch(run):

@@ -26,6 +26,8 @@ PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (Trainer, "_clip_grad_norm", ("model",)),
     # Trainer's flag that it built the scheduler itself and must rebuild it on a new train() call.
     (Trainer, "_created_lr_scheduler", None),
+    # Trainer's report of the keys a resumed checkpoint lacked, which counts weights tied to one it had.
+    (Trainer, "_issue_warnings_after_load", ("load_result",)),
     # Saving the final model without pushing it: the card and results must be written before the push.
     (Trainer, "save_model", ("output_dir", "_internal_call")),
     # A loaded Hub dataset's content hash, which datasets computes from its files and offers no getter for.
@@ -49,6 +51,14 @@ class TrainerInternals(Trainer):
         norm = super()._clip_grad_norm(model)
         self.on_gradient_norm(norm, self.args.max_grad_norm)
         return norm
+
+    def _issue_warnings_after_load(self, load_result):
+        # A checkpoint stores a tied weight once (GPT-2's lm_head is its token embedding), so a resume that
+        # restored everything would warn "missing keys ['lm_head.weight']". Keep the keys that are really gone.
+        tensors = self.model.state_dict(keep_vars=True)
+        restored = {id(tensor) for name, tensor in tensors.items() if name not in load_result.missing_keys}
+        gone = [key for key in load_result.missing_keys if key not in tensors or id(tensors[key]) not in restored]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=gone))
 
     def mark_scheduler_built(self) -> None:
         """For a scheduler built outside `Trainer.create_scheduler`: Trainer rebuilds it on the next train()."""

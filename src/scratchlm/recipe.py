@@ -61,7 +61,7 @@ def pretrain(settings: RunSettings) -> dict:
         summary = log_run_summary(run.trainer, run.data)
         if args.should_log:
             logger.info("to stop this run with a checkpoint: scratchlm stop %s", args.output_dir)
-        result = train(run.trainer, resume_from)
+        result = train(run.trainer, resume_from, summary["steps"])
         preemption = run.callbacks.preemption
         if preemption.stopped_at is not None:  # the grace period is short: no final evaluation, model or card
             checkpoint = Path(args.output_dir) / f"checkpoint-{preemption.stopped_at}"

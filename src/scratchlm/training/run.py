@@ -8,6 +8,7 @@ import ctypes
 import dataclasses
 import enum
 import errno
+import json
 import logging
 import math
 import os
@@ -34,9 +35,10 @@ from ..data import LMData
 from ..errors import ScratchError
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
-from ..provenance import require_clean_git
+from ..provenance import MANIFEST_FILE, require_clean_git
 from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
+from .schedules import ShadowSchedule
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger("scratchlm")
@@ -148,14 +150,59 @@ def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None
         )
 
 
-def train(trainer: PretrainingTrainer, resume_from: str | None):
+def train(trainer: PretrainingTrainer, resume_from: str | None, steps: int):
+    """Train for `steps` optimizer steps in all, from `resume_from`'s step when given."""
     if resume_from is not None:
         check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_callbacks.manifest.manifest)
         state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE_NAME))
         if 0 < trainer.args.max_steps <= state.global_step:
             return nothing_left_to_train(trainer, Path(resume_from), state)
+        check_schedule_length(trainer.args, Path(resume_from), state, steps)
     with stops_on_a_full_disk(trainer):
         return trainer.train(resume_from_checkpoint=resume_from)
+
+
+def check_schedule_length(args: PretrainingArguments, checkpoint: Path, state: TrainerState, steps: int) -> None:
+    """A resume for another number of steps lays the schedule out over the new length, which moves the learning
+    rate at the resume unless it is on a flat stretch (a warmup-stable-decay run before its decay): said with the
+    rates. one_cycle keeps the length its checkpoint saved, and would fail at the step after it: refused."""
+    saved = state.max_steps
+    if args.max_steps <= 0:  # `steps` then estimates Trainer's count from the epochs: trust it only for a change
+        config = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))["config"]
+        if config.get("max_steps", -1) <= 0 and config.get("num_train_epochs") == args.num_train_epochs:
+            return
+    if saved == steps:
+        return
+    if args.lr_scheduler_type == "one_cycle":
+        raise ScratchError(
+            f"--resume_from_checkpoint {checkpoint} holds a one_cycle schedule laid out for {saved:,} steps, and "
+            f"one_cycle keeps that length (this command asks for {steps:,}): resume with --max_steps {saved}, or use "
+            "--lr_scheduler_type warmup_stable_decay in a new --output_dir for a run that can be extended"
+        )
+    before = ShadowSchedule(args, saved).factor(state.global_step)
+    after = ShadowSchedule(args, steps).factor(state.global_step)
+    if before is None or after is None:
+        return
+    if abs(after - before) <= 0.01 * max(before, after):
+        logger.info(
+            "resuming at step %d for %s steps in all (the checkpoint's run had %s): the schedule is laid out over "
+            "the new length, and the learning rate at the resume stays at %s of its peak",
+            state.global_step,
+            f"{steps:,}",
+            f"{saved:,}",
+            f"{100 * after:.3g}%",
+        )
+        return
+    logger.warning(
+        "resuming at step %d for %s steps in all (the checkpoint's run had %s): the schedule is laid out over the "
+        "new length, so the learning rate jumps from %s to %s of its peak at the resume. To train longer "
+        "without a jump, resume a warmup_stable_decay run from a checkpoint saved before its decay started",
+        state.global_step,
+        f"{steps:,}",
+        f"{saved:,}",
+        f"{100 * before:.3g}%",
+        f"{100 * after:.3g}%",
+    )
 
 
 def nothing_left_to_train(trainer: PretrainingTrainer, checkpoint: Path, state: TrainerState) -> TrainOutput:
@@ -353,6 +400,7 @@ def last_evaluation(trainer: PretrainingTrainer) -> dict | None:
 def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: list[dict], written: list[str]) -> None:
     """The end of the log: held-out metrics, the health verdicts and where the outputs are, once."""
     margin = eval_metrics["eval_unigram_loss"] - eval_metrics["eval_loss"]
+    side = "below" if margin >= 0 else "above"
     named = (
         "eval_bits_per_char",
         "eval_bits_per_byte",
@@ -363,7 +411,7 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
     )
     lines = [
         f"held-out loss {eval_metrics['eval_loss']:.3f} nats/token vs unigram {eval_metrics['eval_unigram_loss']:.3f} "
-        f"({margin:.2f} below); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
+        f"({abs(margin):.2f} {side}); " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items() if k in named)
     ]
     lines += [f"health {v['check']}: {v['verdict']}: {v['message']}" for v in health]
     files = [f"{written[0]} (model card)", "all_results.json", *written[1:]]
