@@ -16,7 +16,6 @@ from pathlib import Path
 import datasets
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
@@ -33,6 +32,7 @@ from scratchlm.finetune import (
     classification_metrics,
     keep_median_seed,
     load_classification_file,
+    load_classifier,
     summarise_seeds,
 )
 from scratchlm.hub import require_hub, upload_folder
@@ -122,8 +122,8 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     per_seed = []
     for seed in range(training_args.seed, training_args.seed + cola_args.num_seeds):
         set_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            cola_args.model_name_or_path, num_labels=2, trust_remote_code=cola_args.trust_remote_code
+        model = load_classifier(
+            cola_args.model_name_or_path, cola_args.trust_remote_code, report=seed == training_args.seed
         )
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,6 +1,7 @@
 """The BERT MLM recipe on its debug config, for both model families, then CoLA on top of it."""
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -113,19 +114,35 @@ def run_cola(*flags):
     )
 
 
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 def test_cola_end_to_end_on_shared_tsv(shared_data, mlm_checkpoint, tmp_path):
     out_mlm, _ = mlm_checkpoint
     out = tmp_path / "cola"
-    summary = run_cola(
-        "--model_name_or_path",
-        out_mlm,
-        "--train_file",
-        shared_data / "cola/train.tsv",
-        "--validation_file",
-        shared_data / "cola/dev.tsv",
-        "--output_dir",
-        out,
-    )
+    said = _Lines()
+    logging.getLogger("transformers").addHandler(said)
+    try:
+        summary = run_cola(
+            "--model_name_or_path",
+            out_mlm,
+            "--train_file",
+            shared_data / "cola/train.tsv",
+            "--validation_file",
+            shared_data / "cola/dev.tsv",
+            "--output_dir",
+            out,
+        )
+    finally:
+        logging.getLogger("transformers").removeHandler(said)
+    # The new classifier head is reported once, not once per seed.
+    assert sum("LOAD REPORT" in line for line in said.lines) == 1, said.lines
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved["seeds"] == [42, 43] and len(saved["per_seed"]) == 2
     assert -1 <= saved["median_matthews_correlation"] <= 1 and 0 < saved["median_accuracy"] <= 1

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import transformers
 from datasets import Dataset
+from transformers import AutoModelForSequenceClassification
 
 from .errors import ScratchError
 
@@ -73,6 +75,21 @@ def load_classification_file(path: str | Path, flag: str) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------
+def load_classifier(model_name_or_path: str, trust_remote_code: bool, report: bool):
+    """A two-label sequence classifier on a pretrained model. transformers reports, on every load, the
+    pretraining head it leaves out and the classifier it starts afresh: `report=False` keeps a later seed's
+    identical load quiet."""
+    verbosity = transformers.logging.get_verbosity()
+    if not report:
+        transformers.logging.set_verbosity_error()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_name_or_path, num_labels=2, trust_remote_code=trust_remote_code
+        )
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
 def matthews_correlation(labels, predictions) -> float:
     from sklearn.metrics import matthews_corrcoef
 
