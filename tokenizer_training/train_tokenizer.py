@@ -19,6 +19,7 @@ from scratchlm.errors import run_cli
 from scratchlm.tokenizer import train_tokenizer_on_corpus
 
 DEFAULT_CONFIG = Path(__file__).parent / "config_zh_demo.yaml"
+logger = logging.getLogger("scratchlm")
 
 
 @dataclass
@@ -39,7 +40,7 @@ def main(tokenizer_args: TokenizerArguments, data_args: DataArguments, output_ar
 
     # ----- Corpus: the same loader the recipes use, so the held-out split is the same --------
     corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)
-    logging.info(
+    logger.info(
         "training on %s (%d documents; %d held out for the report)",
         corpus.description,
         len(corpus.train),
