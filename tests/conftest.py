@@ -1,3 +1,5 @@
+import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -84,6 +86,20 @@ def gpt_tokenizer_dir(tmp_path_factory, zh_docs):
     out = tmp_path_factory.mktemp("tok") / "gpt"
     train_tokenizer(zh_docs[:300], TokenizerArguments(vocab_size=600), out, heldout_texts=zh_docs[300:])
     return out
+
+
+@contextlib.contextmanager
+def logged_lines(logger_name: str):
+    """The messages a logger and its children emit within the block, as a list; transformers' loggers do not
+    reach the root logger that caplog listens to."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger(logger_name).addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logging.getLogger(logger_name).removeHandler(handler)
 
 
 def recipe_argv(config, train_files, tokenizer, output_dir, *extra) -> list[str]:

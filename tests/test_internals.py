@@ -3,7 +3,6 @@ with the parameters we use, and the pieces built on them still work. A release t
 by name."""
 
 import inspect
-import logging
 import re
 from collections import namedtuple
 
@@ -23,6 +22,8 @@ from scratchlm.internals import (
 )
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer, RunCallbacks
+
+from conftest import logged_lines
 
 
 def _trainer(tmp_path, **overrides):
@@ -59,15 +60,6 @@ def test_every_step_reports_its_gradient_norm_before_clipping(tmp_path):
     assert len(seen) == 3 and all(norm > 1e-6 and max_norm == 1e-6 for norm, max_norm in seen)
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 def test_a_resume_warns_of_no_tied_weight_and_of_every_key_really_missing(tmp_path):
     data = [{"input_ids": torch.arange(16) % 64, "labels": torch.arange(16) % 64}] * 8
     first = _trainer(tmp_path, max_steps=2, per_device_train_batch_size=2, save_steps=2)
@@ -75,19 +67,15 @@ def test_a_resume_warns_of_no_tied_weight_and_of_every_key_really_missing(tmp_pa
     first.train()
     checkpoint = tmp_path / "checkpoint-2"
     assert "lm_head.weight" not in load_file(checkpoint / "model.safetensors")  # stored once, as the embedding
-    said = _Lines()
-    logging.getLogger("transformers.trainer").addHandler(said)
-    try:
+    with logged_lines("transformers.trainer") as said:
         resumed = _trainer(tmp_path, max_steps=3, per_device_train_batch_size=2, save_steps=3)
         resumed.train_dataset = data
         resumed.train(resume_from_checkpoint=str(checkpoint))
         assert resumed.state.global_step == 3
-        assert not [line for line in said.lines if "missing keys" in line], said.lines
+        assert not [line for line in said if "missing keys" in line], said
         load_result = namedtuple("LoadResult", "missing_keys unexpected_keys")
         resumed._issue_warnings_after_load(load_result(["lm_head.weight", "transformer.ln_f.bias"], []))
-        assert said.lines[-1] == "There were missing keys in the checkpoint model loaded: ['transformer.ln_f.bias']."
-    finally:
-        logging.getLogger("transformers.trainer").removeHandler(said)
+        assert said[-1] == "There were missing keys in the checkpoint model loaded: ['transformer.ln_f.bias']."
 
 
 def test_a_wrapped_optimizer_step_is_skipped_when_asked_and_wrapped_once():

@@ -1,7 +1,6 @@
 """The BERT MLM recipe on its debug config, for both model families, then CoLA on top of it."""
 
 import json
-import logging
 import math
 
 import numpy as np
@@ -16,7 +15,7 @@ from scratchlm.objectives import OBJECTIVES
 
 import finetune_cola
 import pretrain_bert_mlm
-from conftest import ROOT
+from conftest import ROOT, logged_lines
 
 DEBUG = str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")
 COLA_DEBUG = str(ROOT / "recipes/finetune_cola/config_debug.yaml")
@@ -114,21 +113,10 @@ def run_cola(*flags):
     )
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 def test_cola_end_to_end_on_shared_tsv(shared_data, mlm_checkpoint, tmp_path):
     out_mlm, _ = mlm_checkpoint
     out = tmp_path / "cola"
-    said = _Lines()
-    logging.getLogger("transformers").addHandler(said)
-    try:
+    with logged_lines("transformers") as said:
         summary = run_cola(
             "--model_name_or_path",
             out_mlm,
@@ -139,10 +127,8 @@ def test_cola_end_to_end_on_shared_tsv(shared_data, mlm_checkpoint, tmp_path):
             "--output_dir",
             out,
         )
-    finally:
-        logging.getLogger("transformers").removeHandler(said)
     # The new classifier head is reported once, not once per seed.
-    assert sum("LOAD REPORT" in line for line in said.lines) == 1, said.lines
+    assert sum("LOAD REPORT" in line for line in said) == 1, said
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved["seeds"] == [42, 43] and len(saved["per_seed"]) == 2
     assert -1 <= saved["median_matthews_correlation"] <= 1 and 0 < saved["median_accuracy"] <= 1
