@@ -9,6 +9,7 @@ import time
 import pytest
 import transformers
 
+from scratchlm.cli import build_parser, config_flag_first
 from scratchlm.cli import main as scratchlm
 from scratchlm.errors import ScratchError, run_cli
 
@@ -417,13 +418,14 @@ def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt
     scratchlm(
         [
             "find-lr",
-            DEBUG,
             "--steps",
             "40",
             "--out",
             str(out),
             "--train_files",
             str(zh_file),
+            "--config",  # as the recipes take it, after a setting flag with a value
+            DEBUG,
             "--tokenizer_name_or_path",
             str(gpt_tokenizer_dir),
             "--output_dir",
@@ -440,6 +442,19 @@ def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt
     assert 1e-7 < result["suggested_lr"] < 1e-1
     assert "suggested learning_rate" in capsys.readouterr().out
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["overfit", "c.yaml", "--text", "t.txt", "--train_files", "x.txt"],
+        ["overfit", "--text", "t.txt", "--train_files", "x.txt", "--config", "c.yaml"],
+        ["overfit", "--train_files", "x.txt", "--config=c.yaml", "--text", "t.txt"],
+    ],
+)
+def test_a_config_comes_first_or_as_the_flag_the_recipes_take(argv):
+    args, settings = build_parser().parse_known_args(config_flag_first(argv))
+    assert str(args.config) == "c.yaml" and str(args.text) == "t.txt" and settings == ["--train_files", "x.txt"]
 
 
 def test_find_lr_sweeps_adamw_for_a_muon_config_and_says_so(tmp_path, zh_file, gpt_tokenizer_dir, caplog):

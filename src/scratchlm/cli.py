@@ -354,7 +354,7 @@ def inspect_tokenizer_arguments(inspect: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------
 # The command table: one entry per subcommand, one dispatch
 # ---------------------------------------------------------------------------------------------
-OVERRIDES = "Other flags ({}) override the config, as in the recipes."
+OVERRIDES = "The config may also be given as --config FILE. Other flags ({}) override it, as in the recipes."
 
 
 @dataclass(frozen=True)
@@ -432,9 +432,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_flag_first(argv: list[str]) -> list[str]:
+    """`find-lr --config FILE ...`, as the recipes take it, is `find-lr FILE ...`: the config must come first,
+    or argparse takes the value of the first setting flag passed on (such as --train_files F) for it."""
+    if not argv or argv[0] not in BY_NAME or not BY_NAME[argv[0]].overrides:  # the commands that take a config
+        return argv
+    rest = argv[1:]
+    for index, token in enumerate(rest):
+        if token == "--config" and index + 1 < len(rest):
+            return [argv[0], rest[index + 1], *rest[:index], *rest[index + 2 :]]
+        if token.startswith("--config="):
+            return [argv[0], token.split("=", 1)[1], *rest[:index], *rest[index + 1 :]]
+    return argv
+
+
 def _main(argv: list[str]) -> None:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(config_flag_first(list(argv)))
     command = BY_NAME[args.command]
     if extra and not command.overrides:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
