@@ -35,11 +35,12 @@ def test_the_debug_decoder_memorises_a_small_text(tmp_path, verdict_opening, pla
     assert result["prompt"] and result["greedy"] and result["sampled_t1"]
 
 
-def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys):
+def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys, caplog):
     out = tmp_path / "overfit.json"
     argv = ["overfit", str(DEBUG), "--text", str(verdict_opening), "--steps", "3", "--json", str(out)]
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info, caplog.at_level("WARNING"):
         scratchlm([*argv, "--tokenizer_name_or_path", str(tmp_path / "tok")])
+    assert not [r for r in caplog.records if "--validation_files" in r.getMessage()]  # its own held-out set on purpose
     assert exit_info.value.code == ScratchError.exit_code
     assert "did not memorise verdict-5k.txt in 3 steps" in capsys.readouterr().err
     assert json.loads(out.read_text())["memorised"] is False

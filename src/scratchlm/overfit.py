@@ -27,6 +27,13 @@ from .training import setup_run
 logger = logging.getLogger("scratchlm")
 
 
+class _TextIsItsOwnHeldOutSet(logging.Filter):
+    """A run warns when its held-out files are training files; here that is the point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "--validation_files" not in record.getMessage()
+
+
 def overfit(
     config: Path,
     text: Path,
@@ -48,7 +55,12 @@ def overfit(
             settings.tokenizer.tokenizer_name_or_path = f"{tmp}/tokenizer"  # the user's path stays untouched
         setup_run(settings.training)
         set_seed(settings.training.seed)
-        run = build_run(settings)  # the run's own tokenizer, blocks and fresh model; its trainer is not used
+        sources, quiet = logging.getLogger("scratchlm.data.sources"), _TextIsItsOwnHeldOutSet()
+        sources.addFilter(quiet)
+        try:
+            run = build_run(settings)  # the run's own tokenizer, blocks and fresh model; its trainer is not used
+        finally:
+            sources.removeFilter(quiet)
         tokenizer, data, model = run.tokenizer, run.data, run.model
     blocks = data.train.with_format("torch")[:]["input_ids"]  # (n_blocks, block): the whole text, every step
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.training.learning_rate, weight_decay=0.0)
