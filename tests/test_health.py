@@ -8,8 +8,11 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerCallback
 
+from scratchlm.arguments import PretrainingArguments
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
+from scratchlm.training import RunCallbacks
+from scratchlm.training.health import data_wait_verdict
 from scratchlm.training.run import log_final_summary
 
 import pretrain_gpt2_zh
@@ -94,6 +97,22 @@ def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplo
     verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir), caplog, sleepy)
     assert verdicts["data_wait"] == "warn"
     assert any("waiting for data" in w and "--dataloader_num_workers" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    "workers, prepared, said, not_said",
+    [
+        (0, False, ["--dataloader_num_workers 2-8", "`scratchlm prepare`"], ["more than"]),
+        (4, False, ["more than its 4 --dataloader_num_workers", "`scratchlm prepare`"], ["2-8"]),
+        (4, True, ["more than its 4 --dataloader_num_workers"], ["prepare"]),
+    ],
+)
+def test_the_data_wait_warning_suggests_only_what_the_run_does_not_do(tmp_path, workers, prepared, said, not_said):
+    args = PretrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=workers, report_to="none")
+    health = RunCallbacks.for_run(args, tokens_per_step=16, prepared_data=prepared).health
+    verdict = data_wait_verdict(0.5, 1.0, health.data_wait_fix)
+    assert verdict.verdict == "warn" and verdict.message.startswith("50.0% of training time waiting for data: ")
+    assert all(s in verdict.message for s in said) and not any(s in verdict.message for s in not_said)
 
 
 class HalvesTheRate(TrainerCallback):

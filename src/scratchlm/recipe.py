@@ -137,6 +137,7 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         manifest=manifest,
         samples=objective.causal,
         train_dataset=train,
+        prepared_data=bool(settings.data.prepared_data),
     )
     return PretrainingTrainer(
         model=model,

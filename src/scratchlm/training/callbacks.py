@@ -21,7 +21,7 @@ from ..data.windows import ShiftedWindows
 from ..generation import Samples, generate_samples
 from ..provenance import ManifestCallback
 from .guard import LossGuard
-from .health import HealthMonitor
+from .health import HealthMonitor, data_wait_fix
 from .preemption import PreemptionCallback
 
 logger = logging.getLogger("scratchlm")
@@ -219,6 +219,7 @@ class RunCallbacks:
         manifest: dict | None = None,
         samples: bool = True,
         train_dataset=None,
+        prepared_data: bool = False,
     ) -> RunCallbacks:
         """The callbacks that `args` ask for; `samples` for objectives that generate (causal ones)."""
         return cls(
@@ -231,7 +232,11 @@ class RunCallbacks:
             else None,
             guard=LossGuard(args.bad_loss, args.bad_loss_spike_factor),
             preemption=PreemptionCallback(args.save_every_minutes),
-            health=HealthMonitor(tokens_per_step, args.health_unigram_tokens),
+            health=HealthMonitor(
+                tokens_per_step,
+                args.health_unigram_tokens,
+                data_wait_fix(args.dataloader_num_workers, prepared_data),
+            ),
             samples=SampleCallback(args.sample_prompts or [], args.sample_max_new_tokens, args.seed)
             if samples
             else None,

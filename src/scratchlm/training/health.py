@@ -84,19 +84,26 @@ def clipping_verdict(clipped: int, steps: int, max_grad_norm: float, mean_norm: 
     return Verdict("clipping", "ok", line, share)
 
 
-def data_wait_verdict(wait_seconds: float, wall_seconds: float) -> Verdict:
+def data_wait_fix(workers: int, prepared: bool) -> str:
+    """What shortens the wait for data, given what the run already does."""
+    if workers == 0:
+        fixes = ["give the loader --dataloader_num_workers 2-8 (and --dataloader_prefetch_factor)"]
+    else:
+        fixes = [
+            f"give the loader more than its {workers} --dataloader_num_workers or a larger --dataloader_prefetch_factor"
+        ]
+    if not prepared:
+        fixes.append("`scratchlm prepare` the data once so that training only reads blocks")
+    return ", or ".join(fixes)
+
+
+def data_wait_verdict(wait_seconds: float, wall_seconds: float, fix: str) -> Verdict:
     if wall_seconds <= 0:
         return Verdict("data_wait", "n/a", "no training time since the last report")
     share = wait_seconds / wall_seconds
     line = f"{share:.1%} of training time waiting for data"
     if share > DATA_WAIT_WARN_SHARE:
-        return Verdict(
-            "data_wait",
-            "warn",
-            line + ": give the loader --dataloader_num_workers 2-8 (and --dataloader_prefetch_factor), or "
-            "`scratchlm prepare` the data once so that training only reads blocks",
-            share,
-        )
+        return Verdict("data_wait", "warn", f"{line}: {fix}", share)
     return Verdict("data_wait", "ok", line, share)
 
 
@@ -162,8 +169,9 @@ def minimal_pairs_verdict(accuracy: float, unigram_accuracy: float | None) -> Ve
 class HealthMonitor(TrainerCallback):
     """Collects the counts between evaluations and reports the five verdicts at each one."""
 
-    def __init__(self, tokens_per_step: int, unigram_tokens: int):
+    def __init__(self, tokens_per_step: int, unigram_tokens: int, data_wait_fix: str):
         self.tokens_per_step = tokens_per_step
+        self.data_wait_fix = data_wait_fix
         # Judged after this many tokens, or at the end of a shorter run: small models (BERT's above all) can sit
         # on the unigram bar for a while before they pass it (the BERT demo's held-out loss at half its run).
         self.unigram_tokens = unigram_tokens
@@ -238,7 +246,7 @@ class HealthMonitor(TrainerCallback):
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
             clipping_verdict(clipped, steps, args.max_grad_norm, norm_sum / max(steps, 1)),
-            data_wait_verdict(self.data_wait, wall),
+            data_wait_verdict(self.data_wait, wall, self.data_wait_fix),
             learning_rate_verdict(optimizer, self.schedule, step),
         ]
         if steps == 0 and self.verdicts:  # an evaluation right after another: keep what the steps showed
