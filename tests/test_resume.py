@@ -266,6 +266,26 @@ def test_a_checkpoint_at_the_last_step_finishes_the_run_without_training_more(
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
 
 
+def test_a_checkpoint_of_another_folder_does_not_write_over_a_full_output_dir(
+    tmp_path, zh_file, gpt_tokenizer_dir, reference, capsys
+):
+    ref_out, _ = reference
+    out = tmp_path / "another-run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"another run's model")
+    checkpoint = ref_out / "checkpoint-9"
+    with pytest.raises(SystemExit) as refused:
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, "--resume_from_checkpoint", checkpoint))
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: output_dir {out} already exists and is not empty: pass --output_dir {ref_out} to continue there, "
+        "--overwrite_output_dir true to write over it, or choose another --output_dir"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"another run's model"
+
+
 def test_a_longer_resume_of_a_cosine_run_warns_how_far_the_rate_jumps(
     tmp_path, zh_file, gpt_tokenizer_dir, reference, caplog
 ):

@@ -137,6 +137,8 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
                 f"--resume_from_checkpoint {resume} cannot be resumed from: {problem}; pass "
                 "--resume_from_checkpoint true to take the newest complete checkpoint instead"
             )
+        if Path(resume).resolve().parent != out.resolve():  # a checkpoint of another folder's run
+            guard_output_dir(out, args.overwrite_output_dir, f"--output_dir {Path(resume).parent} to continue there, ")
         return str(resume)
     guard_output_dir(out, args.overwrite_output_dir, "--resume_from_checkpoint true to continue that run, ")
     return None
