@@ -139,6 +139,7 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
             )
         if Path(resume).resolve().parent != out.resolve():  # a checkpoint of another folder's run
             guard_output_dir(out, args.overwrite_output_dir, f"--output_dir {Path(resume).parent} to continue there, ")
+        logger.info("resuming from %s", resume)
         return str(resume)
     guard_output_dir(out, args.overwrite_output_dir, "--resume_from_checkpoint true to continue that run, ")
     return None
