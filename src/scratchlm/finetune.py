@@ -1,4 +1,4 @@
-"""Sequence-classification fine-tuning pieces: CoLA files, Matthews correlation, the model card note."""
+"""Sequence-classification fine-tuning pieces: CoLA files, the classifier, Matthews correlation, the card note."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def load_classification_file(path: str | Path, flag: str) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics
+# The classifier
 # ---------------------------------------------------------------------------------------------
 def load_classifier(model_name_or_path: str, trust_remote_code: bool, report: bool):
     """A two-label sequence classifier on a pretrained model. transformers reports, on every load, the
@@ -90,6 +90,9 @@ def load_classifier(model_name_or_path: str, trust_remote_code: bool, report: bo
         transformers.logging.set_verbosity(verbosity)
 
 
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
 def matthews_correlation(labels, predictions) -> float:
     from sklearn.metrics import matthews_corrcoef
 
