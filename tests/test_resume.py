@@ -308,12 +308,12 @@ WSD = ["--lr_scheduler_type", "warmup_stable_decay", "--save_total_limit", 5]
 
 
 def test_a_warmup_stable_decay_run_extends_from_before_its_decay(tmp_path, zh_file, gpt_tokenizer_dir, caplog, capsys):
-    """With num_decay_steps a fraction, 12 steps decay over the last 3 and 16 over the last 4: a checkpoint
-    from the flat stretch resumes at the peak rate, and the decay moves to the end of the longer run."""
+    """With num_decay_steps a fraction, 12 steps decay over the last 3 (from step 9) and 16 over the last 4 (from
+    step 12): the checkpoint where the first decay starts resumes at the peak rate, and the decay moves to the
+    end of the longer run."""
     out = tmp_path / "run"
     decay = ["--lr_scheduler_kwargs", '{"num_decay_steps": 0.25}']
     run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *WSD, *decay))
-    shutil.rmtree(out / "checkpoint-9")
     shutil.rmtree(out / "checkpoint-12")
     with pytest.raises(SystemExit):  # another fraction is another schedule
         run_cli(
@@ -329,13 +329,13 @@ def test_a_warmup_stable_decay_run_extends_from_before_its_decay(tmp_path, zh_fi
             flags(zh_file, gpt_tokenizer_dir, out, *WSD, *decay)
             + ["--resume_from_checkpoint", "true", "--max_steps", "16", "--overwrite_output_dir", "true"]
         )
-    assert "resuming at step 6 for 16 steps in all (the checkpoint's run had 12): the schedule is laid out over " in (
+    assert "resuming at step 9 for 16 steps in all (the checkpoint's run had 12): the schedule is laid out over " in (
         caplog.text
     )
     assert "the learning rate at the resume stays at 100% of its peak" in caplog.text
     rates = per_step(out, "learning_rate")
-    peak = rates[6]
-    assert [rates[step] for step in range(7, 14)] == [peak] * 7  # flat until the new decay, over steps 14-16
+    peak = rates[9]
+    assert [rates[step] for step in range(3, 14)] == [peak] * 11  # flat until the new decay, over steps 14-16
     assert rates[14] < peak and rates[16] < rates[14]
 
 

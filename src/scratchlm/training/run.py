@@ -4,6 +4,7 @@ and finish it (model, results, the run's own files from `scratchlm.outputs`, Hub
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import dataclasses
 import enum
@@ -170,8 +171,8 @@ def check_schedule_length(args: PretrainingArguments, checkpoint: Path, state: T
     rate at the resume unless it is on a flat stretch (a warmup-stable-decay run before its decay): said with the
     rates. one_cycle keeps the length its checkpoint saved, and would fail at the step after it: refused."""
     saved = state.max_steps
+    config = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))["config"]
     if args.max_steps <= 0:  # `steps` then estimates Trainer's count from the epochs: trust it only for a change
-        config = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))["config"]
         if config.get("max_steps", -1) <= 0 and config.get("num_train_epochs") == args.num_train_epochs:
             return
     if saved == steps:
@@ -182,7 +183,9 @@ def check_schedule_length(args: PretrainingArguments, checkpoint: Path, state: T
             f"one_cycle keeps that length (this command asks for {steps:,}): resume with --max_steps {saved}, or use "
             "--lr_scheduler_type warmup_stable_decay in a new --output_dir for a run that can be extended"
         )
-    before = ShadowSchedule(args, saved).factor(state.global_step)
+    saved_args = copy.copy(args)  # a num_decay_steps given as a fraction was resolved against the saved length
+    saved_args.lr_scheduler_kwargs = config.get("lr_scheduler_kwargs", args.lr_scheduler_kwargs)
+    before = ShadowSchedule(saved_args, saved).factor(state.global_step)
     after = ShadowSchedule(args, steps).factor(state.global_step)
     if before is None or after is None:
         return
