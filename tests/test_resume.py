@@ -297,11 +297,13 @@ def test_a_longer_resume_of_a_cosine_run_warns_how_far_the_rate_jumps(
     (warning,) = [r.getMessage() for r in caplog.records if "the schedule is laid out over" in r.getMessage()]
     assert warning.startswith("resuming at step 9 for 16 steps in all (the checkpoint's run had 12)")
     before, after = (float(x) for x in re.search(r"jumps from ([\d.]+)% to ([\d.]+)% of its peak", warning).groups())
-    assert before < after
     rates = per_step(out, "learning_rate")
     # Step 10 runs at the rate the checkpoint saved; the longer schedule sets the rate from step 11 on.
     assert max(rates) == 16 and rates[10] == per_step(ref_out, "learning_rate")[10]
     assert rates[11] > per_step(ref_out, "learning_rate")[11]
+    peak = 1e-3  # the debug config's
+    assert rates[10] == pytest.approx(peak * before / 100, rel=5e-3)  # the warning's figures are the rates applied
+    assert rates[11] == pytest.approx(peak * after / 100, rel=5e-3) and before < after
 
 
 WSD = ["--lr_scheduler_type", "warmup_stable_decay", "--save_total_limit", 5]

@@ -145,9 +145,10 @@ def latest_complete_checkpoint(output_dir: Path, is_main_process: bool = True) -
     return None
 
 
-def check_checkpoint_matches(checkpoint: Path, model, run: dict) -> None:
+def check_checkpoint_matches(checkpoint: Path, model, run: dict) -> dict:
     """Refuse to resume a model from a checkpoint of another family or shape, trained with another tokenizer, on
-    another corpus or with other optimizer, schedule or batch settings. `run` is this run's manifest."""
+    another corpus or with other optimizer, schedule or batch settings. `run` is this run's manifest; returns
+    the checkpoint's."""
     tokenizer_fingerprint = run["tokenizer_fingerprint"]
     try:
         saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
@@ -181,6 +182,7 @@ def check_checkpoint_matches(checkpoint: Path, model, run: dict) -> None:
             "text; resume with --tokenizer_name_or_path set to the tokenizer it was trained with"
         )
     check_resume_settings(checkpoint, manifest, run)
+    return manifest
 
 
 def check_resume_settings(checkpoint: Path, saved: dict, run: dict) -> None:

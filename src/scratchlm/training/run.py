@@ -9,7 +9,6 @@ import ctypes
 import dataclasses
 import enum
 import errno
-import json
 import logging
 import math
 import os
@@ -36,7 +35,7 @@ from ..data import LMData
 from ..errors import ScratchError
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
-from ..provenance import MANIFEST_FILE, require_clean_git
+from ..provenance import require_clean_git
 from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
 from .schedules import ShadowSchedule
@@ -157,24 +156,27 @@ def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None
 def train(trainer: PretrainingTrainer, resume_from: str | None, steps: int):
     """Train for `steps` optimizer steps in all, from `resume_from`'s step when given."""
     if resume_from is not None:
-        check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_callbacks.manifest.manifest)
+        saved = check_checkpoint_matches(Path(resume_from), trainer.model, trainer.run_callbacks.manifest.manifest)
         state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE_NAME))
         if 0 < trainer.args.max_steps <= state.global_step:
             return nothing_left_to_train(trainer, Path(resume_from), state)
-        check_schedule_length(trainer.args, Path(resume_from), state, steps)
+        check_schedule_length(trainer.args, Path(resume_from), state, saved["config"], steps)
     with stops_on_a_full_disk(trainer):
         return trainer.train(resume_from_checkpoint=resume_from)
 
 
-def check_schedule_length(args: PretrainingArguments, checkpoint: Path, state: TrainerState, steps: int) -> None:
+def check_schedule_length(
+    args: PretrainingArguments, checkpoint: Path, state: TrainerState, config: dict, steps: int
+) -> None:
     """A resume for another number of steps lays the schedule out over the new length, which moves the learning
     rate at the resume unless it is on a flat stretch (a warmup-stable-decay run before its decay): said with the
-    rates. one_cycle keeps the length its checkpoint saved, and would fail at the step after it: refused."""
+    rates. one_cycle keeps the length its checkpoint saved, and would fail at the step after it: refused.
+    `config` is the checkpoint's resolved settings."""
     saved = state.max_steps
-    config = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))["config"]
-    if args.max_steps <= 0:  # `steps` then estimates Trainer's count from the epochs: trust it only for a change
-        if config.get("max_steps", -1) <= 0 and config.get("num_train_epochs") == args.num_train_epochs:
-            return
+    # By epochs, `steps` estimates Trainer's count: trust it only where the length was changed.
+    by_the_same_epochs = config.get("max_steps", -1) <= 0 and config.get("num_train_epochs") == args.num_train_epochs
+    if args.max_steps <= 0 and by_the_same_epochs:
+        return
     if saved == steps:
         return
     if args.lr_scheduler_type == "one_cycle":
@@ -185,8 +187,9 @@ def check_schedule_length(args: PretrainingArguments, checkpoint: Path, state: T
         )
     saved_args = copy.copy(args)  # a num_decay_steps given as a fraction was resolved against the saved length
     saved_args.lr_scheduler_kwargs = config.get("lr_scheduler_kwargs", args.lr_scheduler_kwargs)
+    # The first step after the resume runs at the rate the checkpoint saved; the new schedule sets the next one.
     before = ShadowSchedule(saved_args, saved).factor(state.global_step)
-    after = ShadowSchedule(args, steps).factor(state.global_step)
+    after = ShadowSchedule(args, steps).factor(state.global_step + 1)
     if before is None or after is None:
         return
     if abs(after - before) <= 0.01 * max(before, after):
