@@ -64,6 +64,28 @@ def test_invalid_utf8_names_file_and_offset_and_replace_works(capsys, tmp_path, 
     assert "caf\ufffd au lait" in texts
 
 
+def test_compressed_corpus_files_that_are_not_utf8_cut_short_or_parquet(capsys, tmp_path, zh_docs):
+    import gzip
+
+    good = "\n".join(zh_docs[:100]).encode("utf-8")
+    (tmp_path / "latin.txt.gz").write_bytes(gzip.compress(good + b"\ncaf\xe9 au lait\n"))
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "latin.txt.gz")
+    assert f"not valid UTF-8 at byte offset {len(good) + 4} of its decompressed text" in err
+    whole = gzip.compress(good)
+    (tmp_path / "cut.txt.gz").write_bytes(whole[: len(whole) // 2])
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "cut.txt.gz")
+    assert "cut.txt.gz cannot be decompressed" in err and "whole gz file" in err
+    (tmp_path / "blocks.parquet.gz").write_bytes(whole)
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "blocks.parquet.gz")
+    assert "blocks.parquet.gz has an unsupported extension" in err and ".jsonl.gz" in err
+    lines = [json.dumps({"text": f"第{i}行"}, ensure_ascii=False) for i in range(20)]
+    lines[6] = '{"text": "broken'
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress("\n".join(lines).encode("utf-8")))
+    assert "c.jsonl.gz line 7 is not valid JSON" in fails_with(
+        capsys, tmp_path, "--train_files", tmp_path / "c.jsonl.gz"
+    )
+
+
 def test_jsonl_line_that_is_not_json(capsys, tmp_path):
     lines = [json.dumps({"text": f"第{i}行"}, ensure_ascii=False) for i in range(20)]
     lines[6] = '{"text": "broken'
@@ -89,6 +111,12 @@ def test_block_size_larger_than_positions(capsys, tmp_path, zh_file):
 
 def test_unknown_builtin_corpus(capsys, tmp_path):
     assert "zh_demo" in fails_with(capsys, tmp_path, "--corpus", "wikipedia_zh")
+
+
+def test_no_corpus_is_named_before_a_tokenizer_is_trained(capsys, tmp_path, caplog):
+    caplog.set_level("INFO", logger="scratchlm")
+    assert "no corpus given" in fails_with(capsys, tmp_path)
+    assert "training a bytelevel_bpe tokenizer" not in caplog.text
 
 
 def test_hub_dataset_while_offline_fails_fast(capsys, tmp_path):

@@ -35,6 +35,27 @@ def test_packed_blocks_are_full_and_split_by_document(zh_file, gpt_tokenizer_dir
     assert not set(corpus.validation["text"]) & set(corpus.train["text"])
 
 
+def test_compressed_corpus_files_read_as_their_text(tmp_path, zh_file, zh_docs, gpt_tokenizer_dir):
+    import bz2
+    import gzip
+    import lzma
+
+    plain = load_corpus(DataArguments(train_files=[str(zh_file)]))
+    (tmp_path / "zh.txt.gz").write_bytes(gzip.compress(zh_file.read_bytes()))
+    (tmp_path / "zh.txt.bz2").write_bytes(bz2.compress(zh_file.read_bytes()))
+    for name in ("zh.txt.gz", "zh.txt.bz2"):
+        corpus = load_corpus(DataArguments(train_files=[str(tmp_path / name)]))
+        assert list(corpus.train["text"]) == list(plain.train["text"]), name
+        assert list(corpus.validation["text"]) == list(plain.validation["text"]), name
+    records = "".join(json.dumps({"text": doc}, ensure_ascii=False) + "\n" for doc in zh_docs)
+    (tmp_path / "zh.jsonl.xz").write_bytes(lzma.compress(records.encode("utf-8")))
+    data = _prepare(DataArguments(train_files=[str(tmp_path / "zh.jsonl.xz")]), gpt_tokenizer_dir)
+    assert (
+        data.train["input_ids"][:5].tolist()
+        == _prepare(DataArguments(train_files=[str(zh_file)]), gpt_tokenizer_dir).train["input_ids"][:5].tolist()
+    )
+
+
 def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):
     args = DataArguments(train_files=[str(zh_file)])
     first = _prepare(args, gpt_tokenizer_dir)

@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 
 import pytest
 import transformers
@@ -139,7 +140,7 @@ def test_plot_writes_pngs(tensorboard_run, capsys):
     written = capsys.readouterr().out.split()
     assert sorted(os.path.basename(p) for p in written) == ["learning_rate.png", "loss.png", "throughput.png"]
     for path in written:
-        assert open(path, "rb").read(8) == PNG
+        assert Path(path).read_bytes()[:8] == PNG
 
 
 def test_plot_compares_runs_by_tokens_and_draws_a_matching_reference(
@@ -173,7 +174,7 @@ def test_plot_compares_runs_by_tokens_and_draws_a_matching_reference(
     )
     printed = capsys.readouterr().out
     assert "reference curve of config_debug" in printed
-    assert open(out / "loss.png", "rb").read(8) == PNG
+    assert (out / "loss.png").read_bytes()[:8] == PNG
     assert plotting.load_curve(tmp_path / "c.json")["train"] == ran["train"]
 
 

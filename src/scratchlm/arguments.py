@@ -28,7 +28,10 @@ class DataArguments:
     )
     train_files: list[str] | None = field(
         default=None,
-        metadata={"help": "Local training files: paths or globs of .txt, .jsonl/.json, .parquet or .csv."},
+        metadata={
+            "help": "Local training files: paths or globs of .txt, .jsonl/.json, .parquet or .csv (all but parquet "
+            "may be compressed: .gz, .bz2, .xz)."
+        },
     )
     validation_files: list[str] | None = field(
         default=None,

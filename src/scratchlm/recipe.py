@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase, set_seed
 
 from .arguments import DataArguments, TokenizerArguments
 from .data import Corpus, LMData, load_corpus, load_lm_data, training_windows
+from .data.sources import source_of
 from .errors import Preempted, ScratchError
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
@@ -190,11 +191,13 @@ def ensure_tokenizer(
     path = Path(tok_args.tokenizer_name_or_path)
     if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
         return load_tokenizer(tok_args.tokenizer_name_or_path, required=required), None
+    source = source_of(data_args)  # a corpus that is not named is refused before the tokenizer is announced
     logger.info(
-        "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split",
+        "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split of %s",
         path,
         tok_args.tokenizer_type,
         tok_args.vocab_size,
+        source.describe().rstrip("."),
     )
     if data_args.streaming and tok_args.max_tokenizer_train_bytes is None:
         logger.warning(

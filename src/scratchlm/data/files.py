@@ -1,11 +1,15 @@
 """Local corpus files: expanded from globs, checked (exists, not empty, UTF-8, unchanged while read) and hashed
-in one streaming pass, then read with the `datasets` builder of their kind."""
+in one streaming pass, then read with the `datasets` builder of their kind. Text, JSON and CSV files may be
+compressed (`.gz`, `.bz2`, `.xz`): they are hashed as stored and checked as decompressed."""
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import glob
+import gzip
 import json
+import lzma
 import os
 from pathlib import Path
 
@@ -18,6 +22,24 @@ from ..errors import ScratchError
 TEXT = "text"
 _READ_CHUNK = 1 << 22
 _LOADERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# The compressions the standard library reads and `datasets` decompresses by the name's ending.
+_DECOMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def kind_suffix(path: Path) -> str:
+    """The ending that says what the file holds: `.jsonl` for `a.jsonl.gz` as for `a.jsonl`."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix in _DECOMPRESSORS else suffix
+
+
+def open_decompressed(path: Path):
+    """The file's bytes as its text was written: decompressed when its name ends in a compression."""
+    return _DECOMPRESSORS.get(path.suffix.lower(), open)(path, "rb")
+
+
+def _supported_endings() -> str:
+    compressed = [kind + compression for kind in (".txt", ".jsonl") for compression in _DECOMPRESSORS]
+    return f"{', '.join(sorted(_LOADERS))} (or compressed, e.g. {', '.join(compressed)})"
 
 
 def expand_files(patterns: list[str], flag: str) -> list[Path]:
@@ -30,12 +52,11 @@ def expand_files(patterns: list[str], flag: str) -> list[Path]:
             path = Path(match)
             if path.is_dir():
                 raise ScratchError(f"{flag}: {path} is a directory; give the files in it, e.g. {path}/*.txt")
-            if path.suffix.lower() not in _LOADERS:
-                raise ScratchError(
-                    f"{flag}: {path} has an unsupported extension; use one of {', '.join(sorted(_LOADERS))}"
-                )
+            kind = kind_suffix(path)
+            if kind not in _LOADERS or (kind == ".parquet" and kind != path.suffix.lower()):
+                raise ScratchError(f"{flag}: {path} has an unsupported extension; use one of {_supported_endings()}")
             files.append(path)
-    kinds = {_LOADERS[p.suffix.lower()] for p in files}
+    kinds = {_LOADERS[kind_suffix(p)] for p in files}
     if len(kinds) > 1:
         raise ScratchError(f"{flag}: mixes file kinds ({', '.join(sorted(kinds))}); give files of one kind")
     return files
@@ -56,38 +77,31 @@ class FileChecker:
         self.stats_when_hashed: dict[Path, tuple[int, int]] = {}
 
     def hash(self, path: Path, hasher) -> None:
-        """Feed the file to `hasher`; raise at the first byte that is not UTF-8 when errors are strict."""
+        """Feed the file as stored to `hasher`; raise at the first byte of its text that is not UTF-8 when errors
+        are strict (for a compressed file, one more pass reads the text decompressed)."""
         stats = file_stats(path)
-        size = stats[0]
-        if size == 0:
+        if stats[0] == 0:
             raise ScratchError(f"corpus file {path} is empty; remove it from the file list or add text to it")
-        check_utf8 = self.encoding_errors == "strict" and path.suffix.lower() != ".parquet"
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        offset = 0
+        check_utf8 = self.encoding_errors == "strict" and kind_suffix(path) != ".parquet"
+        compressed = path.suffix.lower() in _DECOMPRESSORS
         with open(path, "rb") as f:
-            while chunk := f.read(_READ_CHUNK):
-                hasher.update(chunk)
-                if check_utf8:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError as err:
-                        raise ScratchError(
-                            f"corpus file {path} is not valid UTF-8 at byte offset "
-                            f"{offset - len(decoder.getstate()[0]) + err.start}: "
-                            "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
-                        ) from None
-                offset += len(chunk)
+            if check_utf8 and not compressed:
+                _check_utf8(path, f, hasher.update)
+            else:
+                while chunk := f.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        if check_utf8 and compressed:
+            try:
+                with open_decompressed(path) as f:
+                    _check_utf8(path, f, lambda chunk: None, " of its decompressed text")
+            except (OSError, EOFError, lzma.LZMAError) as err:
+                raise ScratchError(
+                    f"corpus file {path} cannot be decompressed ({err}): check that it is a whole "
+                    f"{path.suffix.lower()[1:]} file, or decompress it and pass the result"
+                ) from None
         if file_stats(path) != stats:
             raise _changed_while_read(path)
         self.stats_when_hashed[path.resolve()] = stats
-        if check_utf8:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                raise ScratchError(
-                    f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {size}): "
-                    "convert it to UTF-8, or pass --encoding_errors replace"
-                ) from None
 
     def require_unchanged(self, files: list[Path], before: dict[Path, tuple[int, int]]) -> None:
         """Each file still has the stats it had when it was hashed (or, if it was not, those in `before`)."""
@@ -95,6 +109,30 @@ class FileChecker:
             seen = self.stats_when_hashed.get(path.resolve(), before.get(path))
             if seen is not None and file_stats(path) != seen:
                 raise _changed_while_read(path)
+
+
+def _check_utf8(path: Path, f, consume, where: str = "") -> None:
+    """Read `f` to its end, passing each chunk to `consume`; raise at the first byte that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    while chunk := f.read(_READ_CHUNK):
+        consume(chunk)
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as err:
+            raise ScratchError(
+                f"corpus file {path} is not valid UTF-8 at byte offset "
+                f"{offset - len(decoder.getstate()[0]) + err.start}{where}: "
+                "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
+            ) from None
+        offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ScratchError(
+            f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {offset}{where}): "
+            "convert it to UTF-8, or pass --encoding_errors replace"
+        ) from None
 
 
 def _changed_while_read(path: Path) -> ScratchError:
@@ -105,8 +143,9 @@ def _changed_while_read(path: Path) -> ScratchError:
 
 
 def _first_bad_json_line(path: Path) -> int | None:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
+    with open_decompressed(path) as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.decode("utf-8", errors="replace")
             if line.strip():
                 try:
                     json.loads(line)
@@ -117,7 +156,7 @@ def _first_bad_json_line(path: Path) -> int | None:
 
 def local_loader(files: list[Path], args: DataArguments) -> tuple[str, dict]:
     """The `datasets` builder for these files and its options, for `load_dataset` (in memory or streamed)."""
-    loader = _LOADERS[files[0].suffix.lower()]
+    loader = _LOADERS[kind_suffix(files[0])]
     kwargs: dict = {} if loader == "parquet" else {"encoding_errors": args.encoding_errors}
     if loader == "text":
         kwargs["sample_by"] = args.text_sample_by
@@ -131,7 +170,7 @@ def load_local(files: list[Path], args: DataArguments, flag: str) -> Dataset:
     except Exception as err:  # datasets wraps parser errors in several exception types
         if loader == "json":
             for path in files:
-                if (line := _first_bad_json_line(path)) is not None and path.suffix.lower() == ".jsonl":
+                if (line := _first_bad_json_line(path)) is not None and kind_suffix(path) == ".jsonl":
                     raise ScratchError(f"{path} line {line} is not valid JSON: fix or remove that line") from None
         raise ScratchError(f"{flag}: could not read {', '.join(map(str, files))}: {err}".replace("\n", " ")) from None
     if args.text_column not in ds.column_names:
