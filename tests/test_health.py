@@ -137,9 +137,20 @@ def test_a_learning_rate_off_its_schedule_warns(tmp_path, zh_file, gpt_tokenizer
 
 
 def test_a_loss_stuck_above_the_unigram_bar_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
-    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e-7), caplog)
+    stuck = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e-7, "--health_unigram_tokens", 10_240)
+    verdicts, warnings = train(stuck, caplog)
     assert verdicts["unigram"] == "warn" and verdicts["learning_rate"] == "ok"
-    assert any("has not learned token frequencies" in w for w in warnings)
+    assert any("after 40,960 tokens" in w and "has not learned token frequencies" in w for w in warnings)
+
+
+def test_a_run_that_ends_above_the_unigram_bar_before_it_is_judged_says_to_train_longer(
+    tmp_path, zh_file, gpt_tokenizer_dir, caplog
+):
+    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--learning_rate", 1e-7), caplog)
+    assert verdicts["unigram"] == "warn"
+    (warning,) = [w for w in warnings if "unigram bar" in w]
+    assert "the run ended after 81,920 tokens" in warning and "train longer" in warning
+    assert "after 10,000,000 tokens (--health_unigram_tokens) has a bug" in warning
 
 
 @pytest.mark.slow

@@ -44,10 +44,12 @@ class Verdict:
     value: float | None = None
 
 
-def unigram_verdict(eval_loss: float, unigram_loss: float, tokens_seen: int, tokens_needed: int) -> Verdict:
+def unigram_verdict(eval_loss: float, unigram_loss: float, tokens_seen: int, budget: int, run_tokens: int) -> Verdict:
+    """Judged once the run has seen `budget` tokens, or at its end when it is shorter than that."""
     margin = unigram_loss - eval_loss
     if margin >= UNIGRAM_MARGIN:
         return Verdict("unigram", "ok", f"held-out loss {margin:.2f} nats below the unigram bar", margin)
+    tokens_needed = min(budget, run_tokens)
     if tokens_seen < tokens_needed:
         return Verdict(
             "unigram",
@@ -55,14 +57,19 @@ def unigram_verdict(eval_loss: float, unigram_loss: float, tokens_seen: int, tok
             f"held-out loss {-margin:+.2f} nats from the unigram bar; judged after {tokens_needed:,} tokens",
             margin,
         )
-    return Verdict(
-        "unigram",
-        "warn",
-        f"after {tokens_seen:,} tokens the held-out loss {eval_loss:.3f} is not {UNIGRAM_MARGIN} nats below the "
-        f"unigram bar {unigram_loss:.3f}: a model that has not learned token frequencies by now has a bug or a bad "
-        "learning rate (try `scratchlm find-lr`)",
-        margin,
-    )
+    stuck = f"is not {UNIGRAM_MARGIN} nats below the unigram bar {unigram_loss:.3f}"
+    if tokens_seen < budget:  # a short run (a first try, a debug config) may simply have ended too soon
+        message = (
+            f"the run ended after {tokens_seen:,} tokens and its held-out loss {eval_loss:.3f} {stuck}: train "
+            f"longer; a model still above the bar after {budget:,} tokens (--health_unigram_tokens) has a bug or "
+            "a bad learning rate (try `scratchlm find-lr`)"
+        )
+    else:
+        message = (
+            f"after {tokens_seen:,} tokens the held-out loss {eval_loss:.3f} {stuck}: a model that has not learned "
+            "token frequencies by now has a bug or a bad learning rate (try `scratchlm find-lr`)"
+        )
+    return Verdict("unigram", "warn", message, margin)
 
 
 def clipping_verdict(clipped: int, steps: int, max_grad_norm: float, mean_norm: float) -> Verdict:
@@ -241,7 +248,8 @@ class HealthMonitor(TrainerCallback):
                 eval_loss,
                 unigram_loss,
                 step * self.tokens_per_step,
-                min(self.unigram_tokens, total * self.tokens_per_step),
+                self.unigram_tokens,
+                total * self.tokens_per_step,
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
