@@ -15,8 +15,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .arguments import DataArguments, TokenizerArguments
-from .data import Corpus, LMData, load_corpus, load_lm_data, training_windows
-from .data.sources import source_of
+from .data import Corpus, LMData, corpus_name, load_corpus, load_lm_data, source_of, training_windows
 from .errors import Preempted, ScratchError
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
@@ -197,7 +196,7 @@ def ensure_tokenizer(
         path,
         tok_args.tokenizer_type,
         tok_args.vocab_size,
-        source.describe().rstrip("."),
+        corpus_name(source.describe()),
     )
     if data_args.streaming and tok_args.max_tokenizer_train_bytes is None:
         logger.warning(

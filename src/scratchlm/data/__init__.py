@@ -21,13 +21,23 @@ from ..tokenizer import tokenizer_fingerprint
 from .cached import load_cached
 from .packing import DataStats, LMData, PackingSpec
 from .prepared import load_prepared
-from .sources import Corpus, load_corpus
+from .sources import Corpus, corpus_name, load_corpus, source_of
 from .streamed import load_streamed
 from .windows import training_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Corpus", "DataStats", "LMData", "PackingSpec", "load_corpus", "load_lm_data", "training_windows"]
+__all__ = [
+    "Corpus",
+    "DataStats",
+    "LMData",
+    "PackingSpec",
+    "corpus_name",
+    "load_corpus",
+    "load_lm_data",
+    "source_of",
+    "training_windows",
+]
 
 
 def load_lm_data(

@@ -256,6 +256,11 @@ class BuiltinSource:
         return [[self.name]]
 
 
+def corpus_name(description: str) -> str:
+    """A source's description without its details, for one-line messages ("built-in corpus zh_demo")."""
+    return description.split(":")[0]
+
+
 def source_of(args: DataArguments) -> Source:
     """The one place that decides where the corpus comes from: local files, a Hub dataset or a built-in corpus."""
     if args.train_files:

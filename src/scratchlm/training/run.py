@@ -31,7 +31,7 @@ from ..checkpoints import (
     latest_complete_checkpoint,
     out_of_space,
 )
-from ..data import LMData
+from ..data import LMData, corpus_name
 from ..errors import ScratchError
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
@@ -311,7 +311,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         f"{steps:,}",
         f"{steps * per_step * block:,}",
         share,
-        data.corpus_description.split(":")[0],
+        corpus_name(data.corpus_description),
         args.bf16,
     )
     dropped = data.stats.train_dropped_tokens
