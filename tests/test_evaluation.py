@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
@@ -15,6 +16,7 @@ from scratchlm.evaluation import (
     EVAL_FILE,
     UNIGRAM_COUNTS_FILE,
     causal_log_probs,
+    format_table,
     load_minimal_pairs,
     masked_log_probs,
     run_eval,
@@ -147,6 +149,24 @@ def test_text_bits_count_the_documents_characters_not_the_end_of_text_markers(ru
     assert bits["bits_per_char"] == pytest.approx(
         bits["nats_per_token"] * bits["tokens"] / math.log(2) / bits["characters"]
     )
+
+
+def test_text_bits_stand_beside_the_unigram_bar_of_the_training_tokens(runs, tmp_path):
+    out = shutil.copytree(runs["causal"], tmp_path / "run")
+    text = tmp_path / "short.txt"
+    text.write_text("中国经济发展很快。", encoding="utf-8")  # shorter than the debug context: one window
+    bits = run_eval(out, text=text)["text"]
+    counts = np.load(out / UNIGRAM_COUNTS_FILE).astype(np.float64)
+    ids = AutoTokenizer.from_pretrained(out)(text.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    expected = -np.mean(np.log(counts[ids[1:]] + 1) - np.log(counts.sum() + len(counts)))
+    assert bits["unigram_nats_per_token"] == pytest.approx(expected)
+    assert bits["unigram_bits_per_byte"] == pytest.approx(expected * len(ids) / math.log(2) / bits["bytes"])
+    line = format_table({"text": bits}).splitlines()[1]
+    gap = abs(bits["unigram_bits_per_byte"] - bits["bits_per_byte"])
+    assert line.startswith(f"unigram bar (the training tokens' frequencies): {bits['unigram_bits_per_byte']:.4f}")
+    assert f"the model is {gap:.4f} bits/byte" in line
+    (out / UNIGRAM_COUNTS_FILE).unlink()
+    assert "unigram_bits_per_byte" not in run_eval(out, text=text)["text"]
 
 
 QUIET_PROBE = """

@@ -317,10 +317,11 @@ class MinimalPairsMetric:
 # Bits per byte of a text
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def text_bits(model, tokenizer, text: str) -> dict:
+def text_bits(model, tokenizer, text: str, unigram_counts: np.ndarray | None = None) -> dict:
     """The causal model's bits per byte and per character on `text`, cut into context-long windows. Special
     tokens in it (documents joined by end-of-text) are predicted like any token, but their letters are
-    markup, not text: they are left out of the characters and bytes."""
+    markup, not text: they are left out of the characters and bytes. With the training run's token counts,
+    the same figures for a unigram model of them (the bar of the run's held-out loss) on the same tokens."""
     counted = text
     for special in tokenizer.all_special_tokens:
         counted = counted.replace(special, "")
@@ -338,17 +339,24 @@ def text_bits(model, tokenizer, text: str) -> dict:
         tensor = torch.tensor([row], device=device)
         nats += model(input_ids=tensor, labels=tensor).loss.float().item() * (len(row) - 1)
         predicted += len(row) - 1
-    # Each window's first token is not predicted: the figure is per predicted token, scaled to the whole text.
-    nats_per_token = nats / max(predicted, 1)
-    total_bits = nats_per_token * len(ids) / math.log(2)
-    return {
-        "tokens": len(ids),
-        "characters": len(counted),
-        "bytes": len(counted.encode("utf-8")),
-        "nats_per_token": nats_per_token,
-        "bits_per_char": total_bits / len(counted),
-        "bits_per_byte": total_bits / len(counted.encode("utf-8")),
-    }
+    characters, size = len(counted), len(counted.encode("utf-8"))
+
+    def per_text(nats_per_token: float, prefix: str = "") -> dict:
+        # Each window's first token is not predicted: the figure is per predicted token, scaled to the whole text.
+        total_bits = nats_per_token * len(ids) / math.log(2)
+        return {
+            f"{prefix}nats_per_token": nats_per_token,
+            f"{prefix}bits_per_char": total_bits / characters,
+            f"{prefix}bits_per_byte": total_bits / size,
+        }
+
+    result = {"tokens": len(ids), "characters": characters, "bytes": size, **per_text(nats / max(predicted, 1))}
+    if unigram_counts is not None:
+        counts = unigram_counts.astype(np.float64)
+        log_probs = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))  # add-one, as the unigram bar
+        predicted_ids = np.concatenate([np.asarray(row[1:]) for row in windows]) if windows else np.zeros(0, int)
+        result |= per_text(float(-log_probs[predicted_ids].mean()) if len(predicted_ids) else 0.0, "unigram_")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +432,7 @@ def run_eval(
             content = text.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ScratchError(f"--text {text} is not UTF-8 text") from None
-        results["text"] = {"file": str(text), **text_bits(model, tokenizer, content)}
+        results["text"] = {"file": str(text), **text_bits(model, tokenizer, content, _find_unigram_counts(model_dir))}
     out = model_dir / EVAL_FILE
     previous = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
     merged = {**previous, **results}
@@ -456,6 +464,13 @@ def format_table(results: dict) -> str:
             f"{text['file']}: {text['bits_per_byte']:.4f} bits/byte, {text['bits_per_char']:.4f} bits/char "
             f"({text['tokens']:,} tokens, {text['nats_per_token']:.4f} nats/token)"
         )
+        if "unigram_bits_per_byte" in text:
+            gap = text["unigram_bits_per_byte"] - text["bits_per_byte"]
+            lines.append(
+                f"unigram bar (the training tokens' frequencies): {text['unigram_bits_per_byte']:.4f} bits/byte; "
+                f"the model is {abs(gap):.4f} bits/byte {'below' if gap >= 0 else 'above'} it"
+                + ("" if gap >= 0 else ": it predicts this text worse than token frequencies alone")
+            )
     return "\n".join(lines)
 
 
