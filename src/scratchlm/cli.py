@@ -326,7 +326,11 @@ def eval_arguments(ev: argparse.ArgumentParser) -> None:
         "--minimal_pairs",
         help="Minimal pairs: a folder of jsonl files (one per paradigm, as BLiMP), one jsonl file, or a Hub dataset.",
     )
-    ev.add_argument("--text", type=Path, help="A UTF-8 text file: the model's bits per byte and per character on it.")
+    ev.add_argument(
+        "--text",
+        type=Path,
+        help="A UTF-8 text file: the model's bits per byte and per character on it, beside the unigram bar.",
+    )
     ev.add_argument("--per_paradigm", type=positive_int, help="Score a seeded sample of this many pairs per paradigm.")
     ev.add_argument("--seed", type=int, default=0, help="Seed of that sample (default 0).")
     ev.add_argument("--trust_remote_code", action="store_true", help="For checkpoints that carry their own code.")
