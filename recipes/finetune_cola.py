@@ -33,6 +33,7 @@ from scratchlm.finetune import (
     keep_median_seed,
     load_classification_file,
     load_classifier,
+    one_class_warning,
     summarise_seeds,
 )
 from scratchlm.hub import require_hub, upload_folder
@@ -142,6 +143,8 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
         trainer.save_model()
         per_seed.append({"seed": seed, **{k: metrics[k] for k in ("eval_matthews_correlation", "eval_accuracy")}})
         logger.info("seed %d: MCC %.4f, accuracy %.4f", seed, *list(per_seed[-1].values())[1:])
+        if warning := one_class_warning(seed, metrics):
+            logger.warning(warning)
 
     # ----- Keep the median seed's model; write results and the model card ----------------------
     summary = summarise_seeds(per_seed)

@@ -6,11 +6,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModelForMaskedLM, AutoTokenizer, EvalPrediction
 
 from scratchlm.config import parse_config
 from scratchlm.errors import ScratchError, run_cli
-from scratchlm.finetune import load_classification_file, matthews_correlation
+from scratchlm.finetune import (
+    classification_metrics,
+    load_classification_file,
+    matthews_correlation,
+    one_class_warning,
+)
 from scratchlm.objectives import OBJECTIVES
 
 import finetune_cola
@@ -144,6 +149,16 @@ def test_mcc_matches_hand_computed_confusion_matrix():
     tp, tn, fp, fn = 5, 2, 2, 1
     expected = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     assert math.isclose(matthews_correlation(labels, preds), expected, rel_tol=1e-12)
+
+
+def test_a_classifier_that_gives_every_sentence_one_label_is_named():
+    labels = np.array([1, 1, 0, 1, 0])
+    one_label = EvalPrediction(predictions=np.tile([[0.2, 0.9]], (5, 1)), label_ids=labels)
+    metrics = {f"eval_{k}": v for k, v in classification_metrics()(one_label).items()}
+    assert metrics["eval_matthews_correlation"] == 0 and metrics["eval_predicted_acceptable_share"] == 1
+    assert one_class_warning(7, metrics).startswith("seed 7 labels every dev sentence acceptable: its MCC of 0")
+    mixed = EvalPrediction(predictions=np.array([[0, 1], [0, 1], [1, 0], [0, 1], [0, 1]]), label_ids=labels)
+    assert one_class_warning(7, {f"eval_{k}": v for k, v in classification_metrics()(mixed).items()}) is None
 
 
 @pytest.mark.parametrize(

@@ -106,9 +106,24 @@ def classification_metrics():
         return {
             "matthews_correlation": matthews_correlation(labels, predictions),
             "accuracy": float((predictions == labels).mean()),
+            # 0 or 1: one class for every sentence, the majority-class bar's MCC of 0 whatever the accuracy
+            "predicted_acceptable_share": float((predictions == 1).mean()),
         }
 
     return compute
+
+
+def one_class_warning(seed: int, metrics: dict) -> str | None:
+    """Why a seed's MCC is 0 when its classifier gave every dev sentence the same label."""
+    share = metrics["eval_predicted_acceptable_share"]
+    if 0.0 < share < 1.0:
+        return None
+    label = "acceptable" if share == 1.0 else "unacceptable"
+    return (
+        f"seed {seed} labels every dev sentence {label}: its MCC of 0 is the majority-class bar, so the pretrained "
+        "model gave the classifier nothing to tell sentences apart by; pretrain it longer, or try another "
+        "--learning_rate"
+    )
 
 
 def summarise_seeds(per_seed: list[dict]) -> dict:
