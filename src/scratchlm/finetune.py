@@ -120,9 +120,9 @@ def one_class_warning(seed: int, metrics: dict) -> str | None:
         return None
     label = "acceptable" if share == 1.0 else "unacceptable"
     return (
-        f"seed {seed} labels every dev sentence {label}: its MCC of 0 is the majority-class bar, so the pretrained "
-        "model gave the classifier nothing to tell sentences apart by; pretrain it longer, or try another "
-        "--learning_rate"
+        f"seed {seed} labels every dev sentence {label}: its MCC of 0 is the majority-class bar, not a measure of "
+        "syntax; the classifier found nothing to tell sentences apart by: fine-tune longer or at another "
+        "--learning_rate, or pretrain the model longer"
     )
 
 
