@@ -15,7 +15,7 @@ from pathlib import Path
 from scratchlm.arguments import DataArguments, TokenizerArguments
 from scratchlm.config import parse_config
 from scratchlm.data import load_corpus
-from scratchlm.errors import run_cli
+from scratchlm.errors import quiet_progress_bars_off_a_terminal, run_cli
 from scratchlm.tokenizer import train_tokenizer_on_corpus
 
 DEFAULT_CONFIG = Path(__file__).parent / "config_zh_demo.yaml"
@@ -37,6 +37,7 @@ def main(tokenizer_args: TokenizerArguments, data_args: DataArguments, output_ar
         stream=sys.stdout,
         level=logging.INFO,
     )
+    quiet_progress_bars_off_a_terminal()
 
     # ----- Corpus: the same loader the recipes use, so the held-out split is the same --------
     corpus = load_corpus(data_args, num_proc=data_args.preprocessing_num_workers)

@@ -10,15 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import transformers
-
-from .errors import ScratchError, run_cli
+from .errors import ScratchError, quiet_progress_bars_off_a_terminal, run_cli
 
 
 def _log_to_stdout() -> None:
     logging.basicConfig(format="%(message)s", handlers=[logging.StreamHandler(sys.stdout)], level=logging.INFO)
-    if not sys.stderr.isatty():  # as in a run: "Loading weights" bars flood output that goes to a file or pipe
-        transformers.utils.logging.disable_progress_bar()
+    quiet_progress_bars_off_a_terminal()  # as in a run: "Loading weights" bars, say
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,19 @@ def writable_folder(path: Path | str, argument: str, fix: str | None = None) -> 
     return path
 
 
+def quiet_progress_bars_off_a_terminal() -> bool:
+    """Progress bars redrawn with carriage returns flood output that goes to a file or a pipe: off there
+    (datasets' and transformers', e.g. "Writing model shards" on every save). Returns whether they were."""
+    if sys.stderr.isatty():
+        return False
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    return True
+
+
 class Preempted(ScratchError):
     """The run was asked to stop (SIGTERM, SIGINT, SIGUSR1) and saved a checkpoint to resume from."""
 

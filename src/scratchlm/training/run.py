@@ -32,7 +32,7 @@ from ..checkpoints import (
     out_of_space,
 )
 from ..data import LMData, corpus_name
-from ..errors import ScratchError
+from ..errors import ScratchError, quiet_progress_bars_off_a_terminal
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
 from ..provenance import require_clean_git
@@ -59,10 +59,8 @@ def setup_run(args: PretrainingArguments) -> None:
     logger.setLevel(level)
     datasets.utils.logging.set_verbosity_warning()
     transformers.utils.logging.set_verbosity_warning()
-    if not sys.stderr.isatty():  # progress bars flood logs that are files; Trainer then prints plain log lines
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()  # e.g. "Writing model shards" on every save
-        args.disable_tqdm = True
+    if quiet_progress_bars_off_a_terminal():
+        args.disable_tqdm = True  # Trainer then prints plain log lines
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1, which halves a 2-core CPU run: share the cores out.
         share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
