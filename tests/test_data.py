@@ -56,6 +56,19 @@ def test_compressed_corpus_files_read_as_their_text(tmp_path, zh_file, zh_docs, 
     )
 
 
+def test_a_corpus_of_one_document_holds_out_its_last_lines(tmp_path, zh_docs):
+    novel = tmp_path / "novel.txt"
+    text = "\n".join(zh_docs) + "\n"
+    novel.write_text(text, encoding="utf-8")
+    corpus = load_corpus(DataArguments(train_files=[str(novel)], text_sample_by="document"))
+    (train,), (held_out,) = corpus.train["text"], corpus.validation["text"]
+    assert train + held_out == text and train.endswith("\n")  # the held-out text starts at a line
+    assert 0.04 < len(held_out) / len(text) < 0.06
+    (tmp_path / "short.txt").write_text("一", encoding="utf-8")
+    with pytest.raises(ScratchError, match="one document too short to hold some of it out"):
+        load_corpus(DataArguments(train_files=[str(tmp_path / "short.txt")]))
+
+
 def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):
     args = DataArguments(train_files=[str(zh_file)])
     first = _prepare(args, gpt_tokenizer_dir)

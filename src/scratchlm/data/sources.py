@@ -315,13 +315,36 @@ def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
 
 
 def _carve_validation(ds: Dataset, percentage: float) -> tuple[Dataset, Dataset]:
-    if len(ds) < 2:
-        raise ScratchError(
-            "the corpus has fewer than 2 documents, too few to hold some out: add text or give --validation_files"
-        )
+    if len(ds) == 1:
+        return _carve_the_end(ds[0][TEXT], percentage, ds.features)
     n_val = min(len(ds) - 1, max(1, round(len(ds) * percentage / 100)))
     parts = ds.train_test_split(test_size=n_val, seed=SPLIT_SEED, shuffle=True)
     return parts["train"], parts["test"]
+
+
+def _carve_the_end(text: str, percentage: float, features) -> tuple[Dataset, Dataset]:
+    """One document (a novel in one file, `--text_sample_by document`): its last `percentage`% is held out, from
+    the line (or else the word) that starts there, as nanoGPT's character-level data does."""
+    cut = round(len(text) * (1 - percentage / 100))
+    for separator in ("\n", " "):
+        boundary = text.find(separator, cut)
+        if boundary != -1 and text[:boundary].strip():
+            cut = boundary + 1
+            break
+    train, held_out = text[:cut], text[cut:]
+    if not train.strip() or not held_out.strip():
+        raise ScratchError(
+            "the corpus is one document too short to hold some of it out: add text or give --validation_files"
+        )
+    logger.info(
+        "the corpus is one document: its last %s characters (%.1f%%) are held out",
+        f"{len(held_out):,}",
+        100 * len(held_out) / len(text),
+    )
+    return (
+        Dataset.from_dict({TEXT: [train]}, features=features),
+        Dataset.from_dict({TEXT: [held_out]}, features=features),
+    )
 
 
 def load_corpus(
