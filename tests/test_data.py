@@ -69,6 +69,26 @@ def test_a_corpus_of_one_document_holds_out_its_last_lines(tmp_path, zh_docs):
         load_corpus(DataArguments(train_files=[str(tmp_path / "short.txt")]))
 
 
+def test_a_local_dataset_folder_needs_no_hub(tmp_path, zh_docs):
+    from datasets import DatasetDict
+
+    saved = tmp_path / "saved"
+    splits = {"train": zh_docs[:300], "validation": zh_docs[300:]}
+    DatasetDict({name: Dataset.from_dict({"body": docs}) for name, docs in splits.items()}).save_to_disk(saved)
+    corpus = load_corpus(DataArguments(dataset_name=str(saved), text_column="body"))
+    assert list(corpus.train["text"]) == zh_docs[:300] and list(corpus.validation["text"]) == zh_docs[300:]
+    assert corpus.description == f"dataset folder {saved}"
+    one = tmp_path / "one"
+    Dataset.from_dict({"text": zh_docs}).save_to_disk(one)  # a Dataset, not a DatasetDict: its split is "train"
+    corpus = load_corpus(DataArguments(dataset_name=str(one)))
+    assert sorted([*corpus.train["text"], *corpus.validation["text"]]) == sorted(zh_docs)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in zh_docs), encoding="utf-8")
+    corpus = load_corpus(DataArguments(dataset_name=str(files)))
+    assert len(corpus.train) + len(corpus.validation) == len(zh_docs)
+
+
 def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):
     args = DataArguments(train_files=[str(zh_file)])
     first = _prepare(args, gpt_tokenizer_dir)

@@ -39,7 +39,13 @@ class DataArguments:
             "help": "Local held-out files; when absent, validation_split_percentage of the documents are held out."
         },
     )
-    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id (needs the internet)."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A Hub dataset id (needs the internet), or a local folder: of data files, or written by "
+            "save_to_disk."
+        },
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's config."})
     dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to train on."})
     dataset_revision: str | None = field(default=None, metadata={"help": "The Hub dataset's revision (commit)."})

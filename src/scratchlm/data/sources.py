@@ -147,27 +147,48 @@ class LocalFiles:
         ]
 
 
+def _saved_to_disk(path: Path) -> bool:
+    """A folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
 class HubDataset:
+    """A Hub dataset, or a local folder that `datasets` reads as one: a folder of data files (as `load_dataset`
+    takes it) or one written by `save_to_disk`. A local folder needs no Hub."""
+
     def __init__(self, args: DataArguments):
         self.args = args
+        self.folder = Path(args.dataset_name) if Path(args.dataset_name).is_dir() else None
 
     def describe(self) -> str:
         args = self.args
-        return f"Hub dataset {args.dataset_name}" + (
-            f" ({args.dataset_config_name})" if args.dataset_config_name else ""
-        )
+        kind = "dataset folder" if self.folder else "Hub dataset"
+        return f"{kind} {args.dataset_name}" + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")
 
     def fingerprint(self) -> None:
         return None  # datasets hashes the files once it has them: known after `load`
 
     def _require(self) -> None:
-        require_hub(f"--dataset_name {self.args.dataset_name}")
+        if self.folder is None:
+            require_hub(
+                f"--dataset_name {self.args.dataset_name} (no such local folder)",
+                fix="check the path, use local files (--train_files) or a built-in corpus (--corpus)",
+            )
+
+    def _load_all(self) -> datasets.DatasetDict:
+        args = self.args
+        if self.folder is not None and _saved_to_disk(self.folder):
+            saved = datasets.load_from_disk(str(self.folder))
+            return (
+                saved if isinstance(saved, datasets.DatasetDict) else datasets.DatasetDict({args.dataset_split: saved})
+            )
+        return datasets.load_dataset(args.dataset_name, args.dataset_config_name, revision=args.dataset_revision)
 
     def load(self, fingerprint: str | None = None) -> Loaded:
         args = self.args
         self._require()
         try:
-            full = datasets.load_dataset(args.dataset_name, args.dataset_config_name, revision=args.dataset_revision)
+            full = self._load_all()
         except Exception as err:
             raise ScratchError(
                 f"--dataset_name {args.dataset_name}: could not load it: {err}".replace("\n", " ")
@@ -191,6 +212,8 @@ class HubDataset:
 
     def _stream_split(self, split: str) -> datasets.IterableDataset:
         args = self.args
+        if self.folder is not None and _saved_to_disk(self.folder):
+            return self._load_all()[split].to_iterable_dataset()
         return datasets.load_dataset(
             args.dataset_name, args.dataset_config_name, revision=args.dataset_revision, split=split, streaming=True
         )
@@ -207,9 +230,12 @@ class HubDataset:
     def stream_validation(self) -> list[str] | None:
         args = self.args
         try:
-            names = datasets.get_dataset_split_names(
-                args.dataset_name, args.dataset_config_name, revision=args.dataset_revision
-            )
+            if self.folder is not None and _saved_to_disk(self.folder):
+                names = list(self._load_all())
+            else:
+                names = datasets.get_dataset_split_names(
+                    args.dataset_name, args.dataset_config_name, revision=args.dataset_revision
+                )
         except Exception:
             names = []
         if "validation" not in names or args.dataset_split == "validation":
