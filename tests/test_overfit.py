@@ -35,12 +35,18 @@ def test_the_debug_decoder_memorises_a_small_text(tmp_path, verdict_opening, pla
     assert result["prompt"] and result["greedy"] and result["sampled_t1"]
 
 
-def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys, caplog):
+def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys, caplog, monkeypatch):
+    monkeypatch.setattr("scratchlm.overfit.PROGRESS_SECONDS", 0)  # a line every step, not every 15 s
     out = tmp_path / "overfit.json"
     argv = ["overfit", str(DEBUG), "--text", str(verdict_opening), "--steps", "3", "--json", str(out)]
-    with pytest.raises(SystemExit) as exit_info, caplog.at_level("WARNING"):
+    with pytest.raises(SystemExit) as exit_info, caplog.at_level("INFO"):
         scratchlm([*argv, "--tokenizer_name_or_path", str(tmp_path / "tok")])
     assert not [r for r in caplog.records if "--validation_files" in r.getMessage()]  # its own held-out set on purpose
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        line.startswith("training on all ") and "until the loss is below 0.1 or 3 steps" in line for line in said
+    )
+    assert [line.split(":")[0] for line in said if line.startswith("step ")] == ["step 1", "step 2", "step 3"]
     assert exit_info.value.code == ScratchError.exit_code
     assert "did not memorise verdict-5k.txt in 3 steps" in capsys.readouterr().err
     assert json.loads(out.read_text())["memorised"] is False

@@ -25,6 +25,7 @@ from .recipe import build_run
 from .training import setup_run
 
 logger = logging.getLogger("scratchlm")
+PROGRESS_SECONDS = 15
 
 
 class _TextIsItsOwnHeldOutSet(logging.Filter):
@@ -65,8 +66,17 @@ def overfit(
     blocks = data.train.with_format("torch")[:]["input_ids"]  # (n_blocks, block): the whole text, every step
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.training.learning_rate, weight_decay=0.0)
     model.train()
+    logger.info(
+        "training on all %s tokens of %s (%d blocks) in every step, until the loss is below %s or %d steps",
+        f"{blocks.numel():,}",
+        text.name,
+        len(blocks),
+        target,
+        max_steps,
+    )
     losses, start = [], time.perf_counter()
-    for _ in range(max_steps):
+    last_report = start
+    for step in range(1, max_steps + 1):
         loss = model(input_ids=blocks, labels=blocks).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -75,6 +85,9 @@ def overfit(
         losses.append(loss.item())
         if not math.isfinite(losses[-1]) or losses[-1] < target:
             break
+        if time.perf_counter() - last_report >= PROGRESS_SECONDS:  # a CPU full-batch step can take seconds
+            last_report = time.perf_counter()
+            logger.info("step %d: loss %.3f (%.0f s)", step, losses[-1], last_report - start)
     model.eval()
     new_tokens = min(new_tokens, data.block_size - prompt_tokens)  # a learned-position model ends at its block
     opening = blocks[0, :prompt_tokens].unsqueeze(0)
