@@ -35,6 +35,12 @@ def test_the_debug_decoder_memorises_a_small_text(tmp_path, verdict_opening, pla
     assert result["prompt"] and result["greedy"] and result["sampled_t1"]
 
 
+def test_overfit_trains_with_the_configs_optimizer_without_weight_decay(tmp_path, verdict_opening):
+    flags = ["--optim", "muon", "--tokenizer_name_or_path", str(tmp_path / "tok")]  # the default decay is 0.1
+    result = overfit(DEBUG, verdict_opening, flags, max_steps=2)
+    assert result["optimizer"] == "MuonWithAdamW" and result["weight_decay"] == 0 and result["steps"] == 2
+
+
 def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys, caplog, monkeypatch):
     monkeypatch.setattr("scratchlm.overfit.PROGRESS_SECONDS", 0)  # a line every step, not every 15 s
     out = tmp_path / "overfit.json"

@@ -2,9 +2,9 @@
 
 A model that cannot memorise 20 KB of text in a few hundred full-batch steps has a bug: in its blocks,
 its initialisation, its loss or its labels. Every block of the text is in every step (no held-out split,
-no dropout, no weight decay), the rate is the config's, and training stops when the loss is below the
-target. Then the model continues the text's opening words greedily (temperature 0), which should
-reproduce the text, and at temperature 1.0.
+no dropout, no weight decay), the optimizer and its peak rates are the config's (AdamW, or Muon with AdamW
+beside it) held constant, and training stops when the loss is below the target. Then the model continues
+the text's opening words greedily (temperature 0), which should reproduce the text, and at temperature 1.0.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def overfit(
         raise ScratchError(f"--text {text}: no such file; give a small text file (about 20 KB)")
     with tempfile.TemporaryDirectory(prefix="scratchlm-overfit-") as tmp:
         argv = ["--config", str(config), "--train_files", str(text), "--validation_files", str(text)]
-        argv += ["--output_dir", f"{tmp}/out", "--dropout", "0.0", *overrides]
+        argv += ["--output_dir", f"{tmp}/out", "--dropout", "0.0", "--weight_decay", "0.0", *overrides]
         settings = parse_run_settings(argv)
         if not settings.objective.causal:
             raise ScratchError(f"{config}: overfit checks causal models; this config is {settings.objective.name}")
@@ -63,8 +63,8 @@ def overfit(
         finally:
             sources.removeFilter(quiet)
         tokenizer, data, model = run.tokenizer, run.data, run.model
+        optimizer = run.trainer.create_optimizer()  # the run's own: AdamW alone would not memorise a Muon config
     blocks = data.train.with_format("torch")[:]["input_ids"]  # (n_blocks, block): the whole text, every step
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.training.learning_rate, weight_decay=0.0)
     model.train()
     logger.info(
         "training on all %s tokens of %s (%d blocks) in every step, until the loss is below %s or %d steps",
@@ -107,6 +107,8 @@ def overfit(
         "text": str(text),
         "model_type": model.config.model_type,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "optimizer": type(optimizer).__name__,
+        "weight_decay": max(group.get("weight_decay", 0.0) for group in optimizer.param_groups),
         "tokens": int(blocks.numel()),
         "steps": len(losses),
         "first_loss": losses[0],
