@@ -64,6 +64,9 @@ def test_a_corpus_of_one_document_holds_out_its_last_lines(tmp_path, zh_docs):
     (train,), (held_out,) = corpus.train["text"], corpus.validation["text"]
     assert train + held_out == text and train.endswith("\n")  # the held-out text starts at a line
     assert 0.04 < len(held_out) / len(text) < 0.06
+    (tmp_path / "one-line.txt").write_text(" ".join(zh_docs) + "\n", encoding="utf-8")  # its only newline ends it
+    corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "one-line.txt")], text_sample_by="document"))
+    assert 0.04 < len(corpus.validation["text"][0]) / len(corpus.train["text"][0]) < 0.06
     (tmp_path / "short.txt").write_text("一", encoding="utf-8")
     with pytest.raises(ScratchError, match="one document too short to hold some of it out"):
         load_corpus(DataArguments(train_files=[str(tmp_path / "short.txt")]))

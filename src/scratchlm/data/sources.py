@@ -354,7 +354,7 @@ def _carve_the_end(text: str, percentage: float, features) -> tuple[Dataset, Dat
     cut = round(len(text) * (1 - percentage / 100))
     for separator in ("\n", " "):
         boundary = text.find(separator, cut)
-        if boundary != -1 and text[:boundary].strip():
+        if boundary != -1 and text[:boundary].strip() and text[boundary + 1 :].strip():
             cut = boundary + 1
             break
     train, held_out = text[:cut], text[cut:]
