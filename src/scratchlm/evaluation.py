@@ -216,10 +216,16 @@ def masked_log_probs(model, tokenizer, sentences: Sequence[str], batch_size: int
     return [(totals[s], len(row) - 2) for s, row in enumerate(rows)]
 
 
-def unigram_log_probs(counts: np.ndarray, tokenizer, sentences: Sequence[str]) -> list[tuple[float, int]]:
-    """The same sentences under a unigram model of the training tokens (add-one smoothed, as the unigram bar)."""
+def unigram_token_log_probs(counts: np.ndarray) -> np.ndarray:
+    """Each token's log-probability under a unigram model of the training tokens (add-one smoothed, as the
+    unigram bar of the held-out loss)."""
     counts = counts.astype(np.float64)
-    log_probs = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))
+    return np.log(counts + 1.0) - math.log(counts.sum() + len(counts))
+
+
+def unigram_log_probs(counts: np.ndarray, tokenizer, sentences: Sequence[str]) -> list[tuple[float, int]]:
+    """The same sentences under the unigram model of the training tokens."""
+    log_probs = unigram_token_log_probs(counts)
     return [(float(log_probs[ids].sum()), len(ids)) for ids in _encode(tokenizer, sentences)]
 
 
@@ -352,8 +358,7 @@ def text_bits(model, tokenizer, text: str, unigram_counts: np.ndarray | None = N
 
     result = {"tokens": len(ids), "characters": characters, "bytes": size, **per_text(nats / max(predicted, 1))}
     if unigram_counts is not None:
-        counts = unigram_counts.astype(np.float64)
-        log_probs = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))  # add-one, as the unigram bar
+        log_probs = unigram_token_log_probs(unigram_counts)
         predicted_ids = np.concatenate([np.asarray(row[1:]) for row in windows]) if windows else np.zeros(0, int)
         result |= per_text(float(-log_probs[predicted_ids].mean()) if len(predicted_ids) else 0.0, "unigram_")
     return result

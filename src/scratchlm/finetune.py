@@ -106,7 +106,7 @@ def classification_metrics():
         return {
             "matthews_correlation": matthews_correlation(labels, predictions),
             "accuracy": float((predictions == labels).mean()),
-            # 0 or 1: one class for every sentence, the majority-class bar's MCC of 0 whatever the accuracy
+            # 0 or 1: one label for every sentence, which scores MCC 0 whatever the accuracy
             "predicted_acceptable_share": float((predictions == 1).mean()),
         }
 
@@ -120,9 +120,9 @@ def one_class_warning(seed: int, metrics: dict) -> str | None:
         return None
     label = "acceptable" if share == 1.0 else "unacceptable"
     return (
-        f"seed {seed} labels every dev sentence {label}: its MCC of 0 is the majority-class bar, not a measure of "
-        "syntax; the classifier found nothing to tell sentences apart by: fine-tune longer or at another "
-        "--learning_rate, or pretrain the model longer"
+        f"seed {seed} labels every dev sentence {label}: a constant label scores MCC 0 whatever its accuracy, so "
+        "this measures no syntax; the classifier found nothing to tell sentences apart by: fine-tune longer or "
+        "at another --learning_rate, or pretrain the model longer"
     )
 
 
