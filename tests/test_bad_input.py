@@ -71,6 +71,8 @@ def test_compressed_corpus_files_that_are_not_utf8_cut_short_or_parquet(capsys, 
     (tmp_path / "latin.txt.gz").write_bytes(gzip.compress(good + b"\ncaf\xe9 au lait\n"))
     err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "latin.txt.gz")
     assert f"not valid UTF-8 at byte offset {len(good) + 4} of its decompressed text" in err
+    err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "latin.txt.gz", "--encoding_errors", "replace")
+    assert "decompress it and pass the result with --encoding_errors replace" in err  # datasets would fail later
     whole = gzip.compress(good)
     (tmp_path / "cut.txt.gz").write_bytes(whole[: len(whole) // 2])
     err = fails_with(capsys, tmp_path, "--train_files", tmp_path / "cut.txt.gz")

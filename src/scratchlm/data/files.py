@@ -78,12 +78,13 @@ class FileChecker:
 
     def hash(self, path: Path, hasher) -> None:
         """Feed the file as stored to `hasher`; raise at the first byte of its text that is not UTF-8 when errors
-        are strict (for a compressed file, one more pass reads the text decompressed)."""
+        are strict. A compressed file's text is read in one more pass, and checked whatever the errors setting:
+        `datasets` substitutes bad bytes in plain files only."""
         stats = file_stats(path)
         if stats[0] == 0:
             raise ScratchError(f"corpus file {path} is empty; remove it from the file list or add text to it")
-        check_utf8 = self.encoding_errors == "strict" and kind_suffix(path) != ".parquet"
         compressed = path.suffix.lower() in _DECOMPRESSORS
+        check_utf8 = (self.encoding_errors == "strict" or compressed) and kind_suffix(path) != ".parquet"
         with open(path, "rb") as f:
             if check_utf8 and not compressed:
                 _check_utf8(path, f, hasher.update)
@@ -91,9 +92,15 @@ class FileChecker:
                 while chunk := f.read(_READ_CHUNK):
                     hasher.update(chunk)
         if check_utf8 and compressed:
+            fix = (
+                "convert it to UTF-8, or decompress it and pass the result with --encoding_errors "
+                f"{self.encoding_errors} (which does not reach inside compressed files)"
+                if self.encoding_errors != "strict"
+                else None
+            )
             try:
                 with open_decompressed(path) as f:
-                    _check_utf8(path, f, lambda chunk: None, " of its decompressed text")
+                    _check_utf8(path, f, lambda chunk: None, " of its decompressed text", fix)
             except (OSError, EOFError, lzma.LZMAError) as err:
                 raise ScratchError(
                     f"corpus file {path} cannot be decompressed ({err}): check that it is a whole "
@@ -111,8 +118,9 @@ class FileChecker:
                 raise _changed_while_read(path)
 
 
-def _check_utf8(path: Path, f, consume, where: str = "") -> None:
+def _check_utf8(path: Path, f, consume, where: str = "", fix: str | None = None) -> None:
     """Read `f` to its end, passing each chunk to `consume`; raise at the first byte that is not UTF-8."""
+    fix = fix or "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     while chunk := f.read(_READ_CHUNK):
@@ -122,16 +130,14 @@ def _check_utf8(path: Path, f, consume, where: str = "") -> None:
         except UnicodeDecodeError as err:
             raise ScratchError(
                 f"corpus file {path} is not valid UTF-8 at byte offset "
-                f"{offset - len(decoder.getstate()[0]) + err.start}{where}: "
-                "convert it to UTF-8, or pass --encoding_errors replace to substitute bad bytes"
+                f"{offset - len(decoder.getstate()[0]) + err.start}{where}: {fix}"
             ) from None
         offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise ScratchError(
-            f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {offset}{where}): "
-            "convert it to UTF-8, or pass --encoding_errors replace"
+            f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {offset}{where}): {fix}"
         ) from None
 
 
