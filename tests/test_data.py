@@ -56,7 +56,7 @@ def test_compressed_corpus_files_read_as_their_text(tmp_path, zh_file, zh_docs, 
     )
 
 
-def test_a_corpus_of_one_document_holds_out_its_last_lines(tmp_path, zh_docs):
+def test_a_corpus_of_one_or_a_few_documents_holds_out_their_last_lines(tmp_path, zh_docs):
     novel = tmp_path / "novel.txt"
     text = "\n".join(zh_docs) + "\n"
     novel.write_text(text, encoding="utf-8")
@@ -67,6 +67,15 @@ def test_a_corpus_of_one_document_holds_out_its_last_lines(tmp_path, zh_docs):
     (tmp_path / "one-line.txt").write_text(" ".join(zh_docs) + "\n", encoding="utf-8")  # its only newline ends it
     corpus = load_corpus(DataArguments(train_files=[str(tmp_path / "one-line.txt")], text_sample_by="document"))
     assert 0.04 < len(corpus.validation["text"][0]) / len(corpus.train["text"][0]) < 0.06
+    books = [tmp_path / f"book{i}.txt" for i in range(3)]  # three long documents, of 400, 200 and 100 lines
+    for book, lines in zip(books, (zh_docs, zh_docs[:200], zh_docs[:100])):
+        book.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = load_corpus(DataArguments(train_files=[str(b) for b in books], text_sample_by="document"))
+    assert len(corpus.train) == len(corpus.validation) == 3  # not one whole book of three held out
+    assert all(
+        len(tail) / (len(head) + len(tail)) < 0.06
+        for head, tail in zip(corpus.train["text"], corpus.validation["text"])
+    )
     (tmp_path / "short.txt").write_text("一", encoding="utf-8")
     with pytest.raises(ScratchError, match="one document too short to hold some of it out"):
         load_corpus(DataArguments(train_files=[str(tmp_path / "short.txt")]))

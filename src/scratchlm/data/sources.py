@@ -340,37 +340,55 @@ def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
     )
 
 
+# Below this many documents the held-out documents' share of the text is checked: a few long ones (books read
+# with --text_sample_by document) could put far more than the percentage asked for into the held-out set.
+FEW_DOCUMENTS = 100
+
+
 def _carve_validation(ds: Dataset, percentage: float) -> tuple[Dataset, Dataset]:
     if len(ds) == 1:
-        return _carve_the_end(ds[0][TEXT], percentage, ds.features)
+        return _carve_the_ends(ds[TEXT], percentage, ds.features)
     n_val = min(len(ds) - 1, max(1, round(len(ds) * percentage / 100)))
     parts = ds.train_test_split(test_size=n_val, seed=SPLIT_SEED, shuffle=True)
+    if len(ds) < FEW_DOCUMENTS:
+        held_out = sum(map(len, parts["test"][TEXT])) / sum(map(len, ds[TEXT]))
+        if held_out > 2 * percentage / 100:
+            logger.info(
+                "%d whole documents held out would be %.0f%% of the text, not %s%%: the end of each is held out",
+                n_val,
+                100 * held_out,
+                percentage,
+            )
+            return _carve_the_ends(ds[TEXT], percentage, ds.features)
     return parts["train"], parts["test"]
 
 
-def _carve_the_end(text: str, percentage: float, features) -> tuple[Dataset, Dataset]:
-    """One document (a novel in one file, `--text_sample_by document`): its last `percentage`% is held out, from
-    the line (or else the word) that starts there, as nanoGPT's character-level data does."""
-    cut = round(len(text) * (1 - percentage / 100))
-    for separator in ("\n", " "):
-        boundary = text.find(separator, cut)
-        if boundary != -1 and text[:boundary].strip() and text[boundary + 1 :].strip():
-            cut = boundary + 1
-            break
-    train, held_out = text[:cut], text[cut:]
-    if not train.strip() or not held_out.strip():
+def _carve_the_ends(texts: list[str], percentage: float, features) -> tuple[Dataset, Dataset]:
+    """The last `percentage`% of each document is held out, from the line (or else the word) that starts there,
+    as nanoGPT's character-level data does with its one text."""
+    heads, tails = [], []
+    for text in texts:
+        cut = round(len(text) * (1 - percentage / 100))
+        for separator in ("\n", " "):
+            boundary = text.find(separator, cut)
+            if boundary != -1 and text[:boundary].strip() and text[boundary + 1 :].strip():
+                cut = boundary + 1
+                break
+        heads.append(text[:cut])
+        tails.append(text[cut:])
+    heads, tails = [t for t in heads if t.strip()], [t for t in tails if t.strip()]
+    if not heads or not tails:
         raise ScratchError(
             "the corpus is one document too short to hold some of it out: add text or give --validation_files"
         )
+    held_out = sum(map(len, tails))
     logger.info(
-        "the corpus is one document: its last %s characters (%.1f%%) are held out",
-        f"{len(held_out):,}",
-        100 * len(held_out) / len(text),
+        "the last %s characters of %s (%.1f%% of the text) are held out",
+        f"{held_out:,}",
+        "the corpus's one document" if len(texts) == 1 else f"each of its {len(texts)} documents",
+        100 * held_out / sum(map(len, texts)),
     )
-    return (
-        Dataset.from_dict({TEXT: [train]}, features=features),
-        Dataset.from_dict({TEXT: [held_out]}, features=features),
-    )
+    return Dataset.from_dict({TEXT: heads}, features=features), Dataset.from_dict({TEXT: tails}, features=features)
 
 
 def load_corpus(
