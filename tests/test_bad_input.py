@@ -64,6 +64,17 @@ def test_invalid_utf8_names_file_and_offset_and_replace_works(capsys, tmp_path, 
     assert "caf\ufffd au lait" in texts
 
 
+@pytest.mark.parametrize("encoding", ["GB18030", "BIG5", "UTF-16"])
+def test_a_chinese_corpus_in_a_legacy_encoding_is_named_with_the_command_that_converts_it(
+    capsys, tmp_path, zh_docs, encoding
+):
+    path = tmp_path / "novel.txt"
+    path.write_bytes("\n".join(zh_docs[:200]).encode(encoding, errors="ignore"))
+    err = fails_with(capsys, tmp_path, "--train_files", path)
+    assert f"it reads as {encoding}: convert it to UTF-8, e.g. `iconv -f {encoding} -t UTF-8 {path} >" in err
+    assert "--encoding_errors replace" not in err  # it would turn the whole text into replacement characters
+
+
 def test_compressed_corpus_files_that_are_not_utf8_cut_short_or_parquet(capsys, tmp_path, zh_docs):
     import gzip
 

@@ -128,6 +128,10 @@ def _check_utf8(path: Path, f, consume, where: str = "", fix: str | None = None)
         try:
             decoder.decode(chunk)
         except UnicodeDecodeError as err:
+            encoding = _other_encoding(chunk)
+            if encoding is not None:
+                convert = f"`iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}`"
+                fix = f"it reads as {encoding}: convert it to UTF-8" + ("" if where else f", e.g. {convert}")
             raise ScratchError(
                 f"corpus file {path} is not valid UTF-8 at byte offset "
                 f"{offset - len(decoder.getstate()[0]) + err.start}{where}: {fix}"
@@ -139,6 +143,27 @@ def _check_utf8(path: Path, f, consume, where: str = "", fix: str | None = None)
         raise ScratchError(
             f"corpus file {path} ends in the middle of a UTF-8 character (byte offset {offset}{where}): {fix}"
         ) from None
+
+
+# Characters common in any Chinese text, simplified or traditional: the legacy encoding that decodes a sample
+# into more of them is the one it was written in (GB18030 and Big5 both decode most of each other's bytes).
+_COMMON_CHINESE = "的一是不了在人有我他这中大来上个们到说国和"
+
+
+def _other_encoding(sample: bytes) -> str | None:
+    """The encoding a file that is not UTF-8 was most likely written in, where that is clear: UTF-16 (with its
+    byte-order mark, as Windows Notepad's "Unicode"), or GB18030 or Big5 for Chinese text."""
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    hits = {}
+    for encoding in ("GB18030", "BIG5"):
+        try:
+            text = codecs.getincrementaldecoder(encoding)().decode(sample)  # a character cut at the end waits
+        except UnicodeDecodeError:
+            continue
+        hits[encoding] = sum(text.count(c) for c in _COMMON_CHINESE)
+    best = max(hits, key=hits.get, default=None)
+    return best if best is not None and hits[best] > 0 else None
 
 
 def _changed_while_read(path: Path) -> ScratchError:
