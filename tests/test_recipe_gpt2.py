@@ -188,3 +188,21 @@ def test_samples_longer_than_the_positions_slide_the_context(tmp_path, zh_file, 
     long = generate_samples(model, tokenizer, ["中国"], max_new_tokens=100, seed=0, eos_token_id=None)
     assert len(long.tokens[0]) == 100  # past the 32 positions, without an IndexError
     scratchlm(["generate", str(out), "--prompt", "中国", "--max_new_tokens", "80"])
+
+
+def test_an_existing_tokenizer_trained_to_other_settings_is_named(tmp_path, zh_file, caplog):
+    tok = tmp_path / "tok"
+
+    def warnings(*flags):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="scratchlm"):
+            build_run(
+                parse_run_settings(recipe_argv(DEBUG, zh_file, tok, tmp_path / "out", *flags), objective="causal")
+            )
+        return [r.getMessage() for r in caplog.records if "is used as it was trained" in r.getMessage()]
+
+    assert warnings() == []  # trains it to the debug settings
+    assert warnings() == []  # the same settings find it as they would train it
+    (warning,) = warnings("--vocab_size", 500, "--normalization", "nfkc")
+    assert "(normalization none, not nfkc; vocab_size 400, not 500)" in warning
+    assert "give a --tokenizer_name_or_path that does not exist yet" in warning

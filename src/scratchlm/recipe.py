@@ -22,7 +22,7 @@ from .flops import model_flops_per_token, peak_tflops
 from .objectives import RunSettings, parse_run_settings
 from .provenance import run_manifest
 from .runlock import hold_output_dir
-from .tokenizer import load_tokenizer, train_tokenizer_on_corpus
+from .tokenizer import load_tokenizer, settings_it_was_not_trained_with, train_tokenizer_on_corpus
 from .training import (
     PretrainingTrainer,
     RunCallbacks,
@@ -189,7 +189,15 @@ def ensure_tokenizer(
     """
     path = Path(tok_args.tokenizer_name_or_path)
     if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
-        return load_tokenizer(tok_args.tokenizer_name_or_path, required=required), None
+        tokenizer = load_tokenizer(tok_args.tokenizer_name_or_path, required=required)
+        if differences := settings_it_was_not_trained_with(path, tok_args):
+            logger.warning(
+                "tokenizer %s is used as it was trained (%s): to train one to this run's settings, give a "
+                "--tokenizer_name_or_path that does not exist yet",
+                path,
+                "; ".join(differences),
+            )
+        return tokenizer, None
     source = source_of(data_args)  # a corpus that is not named is refused before the tokenizer is announced
     logger.info(
         "tokenizer %s does not exist yet: training a %s tokenizer (vocab %d) on the training split of %s",

@@ -183,6 +183,32 @@ def is_cjk(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
 
 
+# The settings a trained tokenizer's report records, which a run's settings can disagree with.
+REPORTED_SETTINGS = {
+    "tokenizer_type": "tokenizer_type",
+    "special_tokens_style": "special_tokens_style",
+    "normalization": "normalization",
+    "requested_vocab_size": "vocab_size",
+}
+
+
+def settings_it_was_not_trained_with(path: str | Path, args: TokenizerArguments) -> list[str]:
+    """Where a saved tokenizer's report disagrees with `args` ("vocab_size 400, not 1000"); empty for a
+    tokenizer without a report (a stock one)."""
+    report_file = Path(path) / REPORT_FILE
+    if not report_file.is_file():
+        return []
+    try:
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [
+        f"{setting} {report[key]}, not {getattr(args, setting)}"
+        for key, setting in REPORTED_SETTINGS.items()
+        if key in report and report[key] != getattr(args, setting)
+    ]
+
+
 def tokenizer_report(
     tok: PreTrainedTokenizerBase, tally: _Tally, seconds: float, heldout: list[str], args: TokenizerArguments
 ) -> dict:
@@ -195,6 +221,8 @@ def tokenizer_report(
         "training_seconds": round(seconds, 2),
         "training_mb_per_second": round(tally.bytes / 1e6 / max(seconds, 1e-9), 2),
     }
+    if args.tokenizer_type != "char":  # BPE stops below the size asked for when a corpus runs out of merges
+        report["requested_vocab_size"] = args.vocab_size
     if heldout:
         n_tokens = sum(len(ids) for ids in tok(heldout, add_special_tokens=False)["input_ids"])
         n_chars = sum(len(t) for t in heldout)
