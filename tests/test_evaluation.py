@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from scratchlm.cli import main as scratchlm
+from scratchlm.errors import ScratchError
 from scratchlm.evaluation import (
     EVAL_FILE,
     UNIGRAM_COUNTS_FILE,
@@ -167,6 +168,15 @@ def test_text_bits_stand_beside_the_unigram_bar_of_the_training_tokens(runs, tmp
     assert f"the model is {gap:.4f} bits/byte" in line
     (out / UNIGRAM_COUNTS_FILE).unlink()
     assert "unigram_bits_per_byte" not in run_eval(out, text=text)["text"]
+
+
+def test_a_text_in_gbk_is_named_with_the_command_that_converts_it(runs, tmp_path):
+    text = tmp_path / "gbk.txt"
+    text.write_bytes("中国经济发展很快。今天天气很好。这本书很有意思。\n".encode("gb18030") * 20)
+    with pytest.raises(
+        ScratchError, match=r"--text .*gbk.txt is not UTF-8 text: it reads as GB18030: .*iconv -f GB18030"
+    ):
+        run_eval(runs["causal"], text=text)
 
 
 QUIET_PROBE = """

@@ -128,10 +128,7 @@ def _check_utf8(path: Path, f, consume, where: str = "", fix: str | None = None)
         try:
             decoder.decode(chunk)
         except UnicodeDecodeError as err:
-            encoding = _other_encoding(chunk)
-            if encoding is not None:
-                convert = f"`iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}`"
-                fix = f"it reads as {encoding}: convert it to UTF-8" + ("" if where else f", e.g. {convert}")
+            fix = conversion_advice(path, chunk, with_command=not where) or fix
             raise ScratchError(
                 f"corpus file {path} is not valid UTF-8 at byte offset "
                 f"{offset - len(decoder.getstate()[0]) + err.start}{where}: {fix}"
@@ -150,7 +147,16 @@ def _check_utf8(path: Path, f, consume, where: str = "", fix: str | None = None)
 _COMMON_CHINESE = "的一是不了在人有我他这中大来上个们到说国和"
 
 
-def _other_encoding(sample: bytes) -> str | None:
+def conversion_advice(path: Path, sample: bytes, with_command: bool = True) -> str | None:
+    """How to convert a file that is not UTF-8, when `sample` of its bytes shows which encoding it is in."""
+    encoding = likely_encoding(sample)
+    if encoding is None:
+        return None
+    command = f", e.g. `iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}`" if with_command else ""
+    return f"it reads as {encoding}: convert it to UTF-8{command}"
+
+
+def likely_encoding(sample: bytes) -> str | None:
     """The encoding a file that is not UTF-8 was most likely written in, where that is clear: UTF-16 (with its
     byte-order mark, as Windows Notepad's "Unicode"), or GB18030 or Big5 for Chinese text."""
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
