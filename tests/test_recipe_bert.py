@@ -177,6 +177,13 @@ def test_bad_cola_files(tmp_path, content, suffix, message):
         load_classification_file(path, "--train_file")
 
 
+def test_a_cola_file_in_gbk_is_named_with_the_command_that_converts_it(tmp_path):
+    path = tmp_path / "cola.tsv"
+    path.write_bytes("这句话很好\t1\n这句话不好\t0\n".encode("gb18030") * 30)
+    with pytest.raises(ScratchError, match=r"cola.tsv is not UTF-8 text: it reads as GB18030: .*cola.utf8.tsv"):
+        load_classification_file(path, "--train_file")
+
+
 def test_cola_formats(tmp_path):
     (tmp_path / "glue.tsv").write_text(
         "gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"

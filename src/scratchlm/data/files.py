@@ -152,7 +152,8 @@ def conversion_advice(path: Path, sample: bytes, with_command: bool = True) -> s
     encoding = likely_encoding(sample)
     if encoding is None:
         return None
-    command = f", e.g. `iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}`" if with_command else ""
+    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    command = f", e.g. `iconv -f {encoding} -t UTF-8 {path} > {converted}`" if with_command else ""
     return f"it reads as {encoding}: convert it to UTF-8{command}"
 
 
