@@ -99,6 +99,7 @@ def test_a_local_dataset_folder_needs_no_hub(tmp_path, zh_docs):
     (files / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in zh_docs), encoding="utf-8")
     corpus = load_corpus(DataArguments(dataset_name=str(files)))
     assert len(corpus.train) + len(corpus.validation) == len(zh_docs)
+    assert corpus.description == f"dataset folder {files}"
 
 
 def test_cache_hit_skips_loading_and_tokenizing(zh_file, gpt_tokenizer_dir, monkeypatch):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.files import conversion_advice
+from .data.files import not_utf8_advice
 from .errors import ScratchError
 
 logger = logging.getLogger("scratchlm")
@@ -437,8 +437,7 @@ def run_eval(
         try:
             content = text.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            advice = conversion_advice(text, text.read_bytes()[: 1 << 22]) or "convert it to UTF-8"
-            raise ScratchError(f"--text {text} is not UTF-8 text: {advice}") from None
+            raise ScratchError(f"--text {text} is not UTF-8 text: {not_utf8_advice(text)}") from None
         results["text"] = {"file": str(text), **text_bits(model, tokenizer, content, _find_unigram_counts(model_dir))}
     out = model_dir / EVAL_FILE
     previous = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}

@@ -14,7 +14,7 @@ import transformers
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 
-from .data.files import conversion_advice
+from .data.files import not_utf8_advice
 from .errors import ScratchError
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def load_classification_file(path: str | Path, flag: str) -> Dataset:
     try:
         frame = _read_table(path)
     except UnicodeDecodeError:
-        advice = conversion_advice(path, path.read_bytes()[: 1 << 22]) or "convert it to UTF-8"
-        raise ScratchError(f"{flag} {path} is not UTF-8 text: {advice}") from None
+        raise ScratchError(f"{flag} {path} is not UTF-8 text: {not_utf8_advice(path)}") from None
     except (ValueError, pd.errors.ParserError) as err:
         raise ScratchError(f"{flag} {path} could not be parsed: {err}".replace("\n", " ")) from None
     missing = [c for c in (SENTENCE, LABEL) if c not in frame.columns]

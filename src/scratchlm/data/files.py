@@ -157,6 +157,13 @@ def conversion_advice(path: Path, sample: bytes, with_command: bool = True) -> s
     return f"it reads as {encoding}: convert it to UTF-8{command}"
 
 
+def not_utf8_advice(path: Path) -> str:
+    """What to do about a file that is not UTF-8 (a table, a text to score), from the first bytes of it."""
+    with open(path, "rb") as f:
+        head = f.read(_READ_CHUNK)
+    return conversion_advice(path, head) or "convert it to UTF-8"
+
+
 def likely_encoding(sample: bytes) -> str | None:
     """The encoding a file that is not UTF-8 was most likely written in, where that is clear: UTF-16 (with its
     byte-order mark, as Windows Notepad's "Unicode"), or GB18030 or Big5 for Chinese text."""

@@ -159,6 +159,7 @@ class HubDataset:
     def __init__(self, args: DataArguments):
         self.args = args
         self.folder = Path(args.dataset_name) if Path(args.dataset_name).is_dir() else None
+        self.saved = self.folder is not None and _saved_to_disk(self.folder)
 
     def describe(self) -> str:
         args = self.args
@@ -177,7 +178,7 @@ class HubDataset:
 
     def _load_all(self) -> datasets.DatasetDict:
         args = self.args
-        if self.folder is not None and _saved_to_disk(self.folder):
+        if self.saved:
             saved = datasets.load_from_disk(str(self.folder))
             return (
                 saved if isinstance(saved, datasets.DatasetDict) else datasets.DatasetDict({args.dataset_split: saved})
@@ -212,7 +213,7 @@ class HubDataset:
 
     def _stream_split(self, split: str) -> datasets.IterableDataset:
         args = self.args
-        if self.folder is not None and _saved_to_disk(self.folder):
+        if self.saved:
             return self._load_all()[split].to_iterable_dataset()
         return datasets.load_dataset(
             args.dataset_name, args.dataset_config_name, revision=args.dataset_revision, split=split, streaming=True
@@ -230,7 +231,7 @@ class HubDataset:
     def stream_validation(self) -> list[str] | None:
         args = self.args
         try:
-            if self.folder is not None and _saved_to_disk(self.folder):
+            if self.saved:
                 names = list(self._load_all())
             else:
                 names = datasets.get_dataset_split_names(
