@@ -26,10 +26,15 @@ from pathlib import Path
 
 import torch
 
-from scratchlm.internals import muon_orthogonalises_cpu_updates_with
+from scratchlm.internals import muon_orthogonalises_updates_with
 from scratchlm.models.registry import FAMILIES
 from scratchlm.objectives import parse_run_settings
-from scratchlm.training.muon import MuonWithAdamW, muon_parameter_groups, newton_schulz_float32
+from scratchlm.training.muon import (
+    MuonWithAdamW,
+    muon_parameter_groups,
+    newton_schulz_float32,
+    on_a_device_that_emulates_bf16,
+)
 from scratchlm.training.run import keep_freed_memory_in_the_heap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +63,7 @@ def orthogonalised(grad: torch.Tensor, in_float32: bool) -> torch.Tensor:
     weight.grad = grad.clone()
     muon = torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0)
     if in_float32:
-        with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+        with muon_orthogonalises_updates_with(newton_schulz_float32, wanted=on_a_device_that_emulates_bf16):
             muon.step()
     else:
         muon.step()

@@ -48,6 +48,7 @@ from transformers import (
 from scratchlm.data import DataStats, LMData
 from scratchlm.flops import model_flops_per_token, peak_tflops
 from scratchlm.objectives import parse_run_settings
+from scratchlm.precision import cuda_computes_bf16
 from scratchlm.recipe import build_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
             logging_steps=LOGGING_STEPS,
             report_to="none",
             save_strategy="no",
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+            bf16=cuda_computes_bf16(),
             use_cpu=not torch.cuda.is_available(),
         )
         stock = Trainer(

@@ -166,6 +166,17 @@ def test_a_small_corpus_seen_many_times_warns_of_overfitting(tmp_path, zh_docs, 
     assert rising and all("epochs: the model is memorising its corpus" in w and "--dropout 0.1" in w for w in rising)
 
 
+def test_steps_that_fp16_loss_scaling_skips_count_neither_as_clipped_nor_in_the_mean_norm():
+    import torch
+
+    from scratchlm.training.health import HealthMonitor
+
+    monitor = HealthMonitor(tokens_per_step=64, unigram_tokens=10**6, data_wait_fix="")
+    for norm in (0.5, float("inf"), 2.0, float("nan")):  # an overflowing fp16 step has a non-finite norm
+        monitor.count_clipping(torch.tensor(norm), max_norm=1.0)
+    assert (int(monitor.clipped), float(monitor.norm_sum), int(monitor.overflowed)) == (1, 2.5, 2)
+
+
 def test_the_overfitting_verdict_needs_two_rises_while_training_loss_falls():
     from scratchlm.training.health import overfitting_verdict
 

@@ -16,7 +16,7 @@ from scratchlm.arguments import PretrainingArguments
 from scratchlm.internals import (
     PRIVATE_NAMES,
     dataset_fingerprint,
-    muon_orthogonalises_cpu_updates_with,
+    muon_orthogonalises_updates_with,
     skip_steps_when,
     torch_muon,
 )
@@ -92,7 +92,7 @@ def test_a_wrapped_optimizer_step_is_skipped_when_asked_and_wrapped_once():
 
 
 @pytest.mark.skipif(torch_muon is None, reason="torch.optim.Muon needs torch 2.9 or newer")
-def test_muon_hands_cpu_updates_to_ours_and_others_to_its_own_within_the_block_only():
+def test_muon_hands_the_updates_we_want_to_ours_and_others_to_its_own_within_the_block_only():
     from scratchlm.training.muon import newton_schulz_float32
 
     own = torch_muon._zeropower_via_newtonschulz
@@ -100,7 +100,8 @@ def test_muon_hands_cpu_updates_to_ours_and_others_to_its_own_within_the_block_o
     coefficients = (3.4445, -4.7750, 2.0315)
     weight = torch.nn.Parameter(torch.zeros_like(grad))
     weight.grad = grad.clone()
-    with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+    on_the_cpu = lambda update: update.device.type == "cpu"  # noqa: E731
+    with muon_orthogonalises_updates_with(newton_schulz_float32, wanted=on_the_cpu):
         torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0).step()
     ratio = (96 / 32) ** 0.5  # Muon's shape factor for a tall matrix
     ours, torchs = -weight.detach() / ratio, own(grad, coefficients, 5, 1e-7).float()
@@ -108,10 +109,12 @@ def test_muon_hands_cpu_updates_to_ours_and_others_to_its_own_within_the_block_o
     assert not torch.equal(ours, torchs)  # torch's own runs in bfloat16
     assert (ours - torchs).abs().max() < 0.05 * ours.abs().max()  # the same iteration, at two precisions
     assert torch_muon._zeropower_via_newtonschulz is own
-    with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+    with muon_orthogonalises_updates_with(newton_schulz_float32, wanted=on_the_cpu):
         on_cpu = torch_muon._zeropower_via_newtonschulz(grad, coefficients, 5, 1e-7)
         elsewhere = torch_muon._zeropower_via_newtonschulz(grad.to("meta"), coefficients, 5, 1e-7)
-    assert on_cpu.dtype == torch.float32 and elsewhere.dtype == torch.bfloat16  # a GPU's update keeps torch's bf16
+    assert (
+        on_cpu.dtype == torch.float32 and elsewhere.dtype == torch.bfloat16
+    )  # an update not wanted keeps torch's bf16
 
 
 def test_a_dataset_fingerprint_follows_its_content():

@@ -495,6 +495,20 @@ def test_plan_for_gpt2_small_budget():
     assert l4_fused.micro_batch >= 2 * l4.micro_batch
 
 
+def test_plan_for_a_gpu_named_in_short_or_without_bf16(capsys):
+    from scratchlm.planner import format_plan, make_plan
+
+    rtx = make_plan(gpu="4090", hours=1, flops=None)  # the only table entry with 4090 in its name
+    assert rtx.throughput_source.startswith("RTX 4090: 165 TFLOP/s bf16 peak")
+    assert rtx.micro_batch < make_plan(gpu="H100", hours=1, flops=None).micro_batch  # 24 GB, not 80
+    t4 = make_plan(gpu="T4", hours=1, flops=None)
+    assert t4.fp16 and "fp16 peak" in t4.throughput_source
+    assert format_plan(t4).endswith("--fp16 true")
+    assert "--fp16" not in format_plan(rtx)
+    with pytest.raises(ScratchError, match="--gpu RTX: unknown GPU"):  # two RTX cards fit it
+        make_plan(gpu="RTX", hours=1, flops=None)
+
+
 def test_plan_command_measures_and_writes_json(tmp_path, capsys):
     scratchlm(
         [

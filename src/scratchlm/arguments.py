@@ -13,6 +13,7 @@ from transformers import TrainingArguments
 
 from .errors import ScratchError
 from .models.registry import FAMILIES, family_help, family_names
+from .precision import cuda_computes_bf16
 
 logger = logging.getLogger("scratchlm")
 
@@ -324,10 +325,6 @@ def _plain_name(value) -> str:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def bf16_available() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 @dataclass
 class _ScratchTrainingArguments(TrainingArguments):
     """What every scratchlm run adds to TrainingArguments: an output guard, bf16 where it exists, input checks."""
@@ -336,7 +333,10 @@ class _ScratchTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Allow writing into an existing, non-empty output_dir."}
     )
     bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; default: on where the CUDA device supports it."}
+        default=None,
+        metadata={
+            "help": "bf16 mixed precision; default: on where the CUDA GPU has bf16 tensor cores (Ampere or newer)."
+        },
     )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
     require_clean_git: bool = field(
@@ -371,11 +371,11 @@ class _ScratchTrainingArguments(TrainingArguments):
             # Accelerate only starts a CPU process group (gloo) under a multi-process launch when told it runs on CPU.
             self.use_cpu = True
         if self.bf16 is None:
-            self.bf16 = bf16_available() and not self.use_cpu
-        elif self.bf16 and not bf16_available():
+            self.bf16 = cuda_computes_bf16() and not self.use_cpu and not self.fp16
+        elif self.bf16 and not torch.cuda.is_available():
             raise ScratchError(
-                "--bf16 true needs a CUDA device with bf16 support and none was found: "
-                "drop the flag (bf16 is then used automatically where available) or pass --bf16 false"
+                "--bf16 true needs a CUDA device and none was found: "
+                "drop the flag (bf16 is then used automatically where a GPU computes it) or pass --bf16 false"
             )
         if self.fp16 and not torch.cuda.is_available():  # Trainer would ignore it and the records would say fp16
             raise ScratchError("--fp16 true needs a CUDA device and none was found: drop the flag (CPU runs in fp32)")

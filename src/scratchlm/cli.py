@@ -110,6 +110,7 @@ def cmd_generate(args, overrides: list[str]) -> None:
 
     from .evaluation import load_for_eval
     from .generation import generate_samples
+    from .precision import cuda_computes_bf16
 
     if Path(args.model_dir).exists():
         model, tokenizer, causal = load_for_eval(Path(args.model_dir), args.trust_remote_code)
@@ -124,8 +125,8 @@ def cmd_generate(args, overrides: list[str]) -> None:
         require_hub(f"model {args.model_dir} (not a local directory)", fix="check the path")
         tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
         model = AutoModelForCausalLM.from_pretrained(args.model_dir, trust_remote_code=args.trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda", dtype=torch.bfloat16)
+    if torch.cuda.is_available():  # bf16 only where the GPU computes it; emulated, it is slower than float32
+        model = model.to("cuda", dtype=torch.bfloat16 if cuda_computes_bf16() else torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     sampling = {"do_sample": not args.greedy, "repetition_penalty": args.repetition_penalty}

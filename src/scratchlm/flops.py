@@ -22,13 +22,26 @@ PEAK_BF16_TFLOPS = {
 }
 
 
+# GPUs without bf16 tensor cores: their peak above is fp16's, which a run reaches with --fp16 true.
+FP16_ONLY = ("V100", "T4")
+
+
+def gpu_in_table(name: str) -> str | None:
+    """The table's key for a CUDA device name such as 'NVIDIA H100 80GB HBM3', or for a name a user types
+    that fits one key only ('4090'); None if unknown."""
+    upper = name.upper()
+    keys = sorted(PEAK_BF16_TFLOPS, key=len, reverse=True)  # 'H100 PCIe' before 'H100'
+    for key in keys:
+        if all(part.upper() in upper for part in key.split()):
+            return key
+    partial = [key for key in keys if upper.split() and all(part in key.upper() for part in upper.split())]
+    return partial[0] if len(partial) == 1 else None
+
+
 def peak_tflops(device_name: str) -> float | None:
-    """The table's peak for a CUDA device name such as 'NVIDIA H100 80GB HBM3', or None if unknown."""
-    name = device_name.upper()
-    for key in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):  # 'H100 PCIe' before 'H100'
-        if all(part.upper() in name for part in key.split()):
-            return PEAK_BF16_TFLOPS[key]
-    return None
+    """The table's peak for a GPU name (see `gpu_in_table`), or None if unknown."""
+    key = gpu_in_table(device_name)
+    return None if key is None else PEAK_BF16_TFLOPS[key]
 
 
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, context: int) -> float:

@@ -12,6 +12,7 @@ import contextlib
 import types
 from collections.abc import Callable, Iterator
 
+import torch
 from datasets import Dataset
 from transformers import Trainer
 
@@ -93,14 +94,15 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 
 
 @contextlib.contextmanager
-def muon_orthogonalises_cpu_updates_with(orthogonalise: Callable) -> Iterator[None]:
-    """Within the block, torch's Muon hands updates that live on the CPU to `orthogonalise` (same arguments as
-    its own Newton-Schulz function); others, on a GPU, keep torch's bfloat16 iteration. torch.optim.Muon has
-    no parameter for this, so its module-level function is swapped for the block and restored after it."""
+def muon_orthogonalises_updates_with(orthogonalise: Callable, wanted: Callable[[torch.Tensor], bool]) -> Iterator[None]:
+    """Within the block, torch's Muon hands the updates for which `wanted(update)` is true to `orthogonalise`
+    (same arguments as its own Newton-Schulz function); the others keep torch's bfloat16 iteration.
+    torch.optim.Muon has no parameter for this, so its module-level function is swapped for the block and
+    restored after it."""
     own = torch_muon._zeropower_via_newtonschulz
 
     def dispatch(grad, ns_coefficients, ns_steps, eps):
-        if grad.device.type == "cpu":
+        if wanted(grad):
             return orthogonalise(grad, ns_coefficients, ns_steps, eps)
         return own(grad, ns_coefficients, ns_steps, eps)
 

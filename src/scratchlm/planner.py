@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .errors import ScratchError
-from .flops import PEAK_BF16_TFLOPS, flops_per_token, peak_tflops
+from .flops import FP16_ONLY, PEAK_BF16_TFLOPS, flops_per_token, gpu_in_table
+from .precision import cuda_computes_bf16
 
 TOKENS_PER_PARAMETER = 20.0
 GPU_MEMORY_GB = {
@@ -108,6 +109,7 @@ class Plan:
     epochs: float | None
     warnings: list[str]
     fused_loss: bool = False
+    fp16: bool = False  # the GPU has no bf16 tensor cores: plan the run in fp16 mixed precision
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,11 +133,12 @@ def make_plan(
         raise ScratchError("give a budget as --gpu and --hours, or as --flops (not both)")
     if not 0 < mfu <= 1:
         raise ScratchError(f"--mfu must be in (0, 1], got {mfu}")
-    peak = None
+    peak, key = None, None
     if gpu is not None:
-        peak = peak_tflops(gpu)
-        if peak is None:
+        key = gpu_in_table(gpu)
+        if key is None:
             raise ScratchError(f"--gpu {gpu}: unknown GPU; known: {', '.join(PEAK_BF16_TFLOPS)} (or give --flops)")
+        peak = PEAK_BF16_TFLOPS[key]
         flops = hours * 3600 * num_gpus * peak * 1e12 * mfu
     if flops <= 0:
         raise ScratchError("the compute budget must be positive")
@@ -145,14 +148,16 @@ def make_plan(
     per_token = flops_per_token(shape.parameters, shape.n_layer, shape.n_embd, context)
     tokens = flops / per_token
     global_sequences = max(1, round(global_batch_tokens / context))
-    memory = next((gb for name, gb in GPU_MEMORY_GB.items() if gpu and all(p in gpu.upper() for p in name.split())), 80)
+    memory = next((gb for name, gb in GPU_MEMORY_GB.items() if key and all(p in key.upper() for p in name.split())), 80)
     micro = micro_batch_that_fits(shape, context, vocab, memory, global_sequences, num_gpus, fused_loss)
     accumulation = max(1, global_sequences // (micro * num_gpus))
     steps = max(1, math.ceil(tokens / (micro * accumulation * num_gpus * context)))
     if measured_tokens_per_second:
         tokens_per_second, source = measured_tokens_per_second * num_gpus, "measured on this machine"
     elif peak is not None:
-        tokens_per_second, source = num_gpus * peak * 1e12 * mfu / per_token, f"{peak:.0f} TFLOP/s peak x MFU {mfu}"
+        precision = "fp16" if key in FP16_ONLY else "bf16"
+        tokens_per_second = num_gpus * peak * 1e12 * mfu / per_token
+        source = f"{key}: {peak:.0f} TFLOP/s {precision} peak x MFU {mfu}"
     else:
         tokens_per_second, source = float("nan"), "unknown (give --gpu or --measure)"
     warnings = []
@@ -181,11 +186,13 @@ def make_plan(
         epochs,
         warnings,
         fused_loss,
+        fp16=key in FP16_ONLY,
     )
 
 
 def measure_tokens_per_second(shape: Shape, context: int, vocab: int, micro_batch: int, steps: int = 5) -> float:
-    """Train steps of the planned GPT-2 shape on random tokens on this machine's device (bf16 on CUDA)."""
+    """Train steps of the planned GPT-2 shape on random tokens on this machine's device (on CUDA, bf16 or fp16
+    where the GPU has no bf16 tensor cores)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -198,7 +205,9 @@ def measure_tokens_per_second(shape: Shape, context: int, vocab: int, micro_batc
     ids = torch.randint(0, vocab, (micro_batch, context), device=device)
 
     def step():
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        with torch.autocast(
+            device, dtype=torch.bfloat16 if cuda_computes_bf16() else torch.float16, enabled=device == "cuda"
+        ):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimizer.step()
@@ -244,5 +253,6 @@ def format_plan(plan: Plan) -> str:
         f"--per_device_train_batch_size {plan.micro_batch} --gradient_accumulation_steps "
         f"{plan.gradient_accumulation_steps} --max_steps {plan.steps}"
         + (" --fused_loss true" if plan.fused_loss else "")
+        + (" --fp16 true" if plan.fp16 else "")
     )
     return "\n".join(lines)

@@ -184,6 +184,7 @@ class HealthMonitor(TrainerCallback):
         self.unigram_tokens = unigram_tokens
         self.clipped: torch.Tensor | int = 0
         self.norm_sum: torch.Tensor | float = 0.0
+        self.overflowed: torch.Tensor | int = 0  # fp16 loss scaling skips these steps: no norm to count
         self.data_wait = 0.0
         self.window_start: float | None = None
         self.window_end: float | None = None
@@ -199,8 +200,11 @@ class HealthMonitor(TrainerCallback):
     # -- counting, called by PretrainingTrainer ------------------------------------------------
     def count_clipping(self, grad_norm: torch.Tensor, max_norm: float) -> None:
         if torch.is_tensor(grad_norm) and math.isfinite(max_norm):  # both sums stay on the device
-            self.clipped = self.clipped + (grad_norm.detach() > max_norm).to(torch.int32)
-            self.norm_sum = self.norm_sum + grad_norm.detach().float()
+            norm = grad_norm.detach().float()
+            finite = torch.isfinite(norm)
+            self.clipped = self.clipped + (finite & (norm > max_norm)).to(torch.int32)
+            self.norm_sum = self.norm_sum + torch.where(finite, norm, 0.0)
+            self.overflowed = self.overflowed + (~finite).to(torch.int32)
 
     @contextmanager
     def fetching(self, step: int):
@@ -240,6 +244,7 @@ class HealthMonitor(TrainerCallback):
         steps = step - self.window_first_step
         clipped = int(self.clipped.item()) if torch.is_tensor(self.clipped) else int(self.clipped)
         norm_sum = float(self.norm_sum.item()) if torch.is_tensor(self.norm_sum) else float(self.norm_sum)
+        counted = steps - (int(self.overflowed.item()) if torch.is_tensor(self.overflowed) else int(self.overflowed))
         wall = (self.window_end or 0.0) - (self.window_start or 0.0)
         if self.schedule is None or self.schedule.num_training_steps != total:
             self.schedule = ShadowSchedule(args, total)
@@ -253,7 +258,7 @@ class HealthMonitor(TrainerCallback):
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
-            clipping_verdict(clipped, steps, args.max_grad_norm, norm_sum / max(steps, 1)),
+            clipping_verdict(clipped, counted, args.max_grad_norm, norm_sum / max(counted, 1)),
             data_wait_verdict(self.data_wait, wall, self.data_wait_fix),
             learning_rate_verdict(optimizer, self.schedule, step),
         ]
@@ -267,7 +272,8 @@ class HealthMonitor(TrainerCallback):
             self.last_evaluated_step = step
         verdicts.append(overfitting_verdict(self.evaluations, state.epoch))
         self.verdicts = verdicts
-        self.clipped, self.norm_sum, self.data_wait, self.window_start, self.window_end = 0, 0.0, 0.0, None, None
+        self.clipped, self.norm_sum, self.overflowed = 0, 0.0, 0
+        self.data_wait, self.window_start, self.window_end = 0.0, None, None
         self.window_first_step = step
         if state.is_world_process_zero:
             summary = "; ".join(f"{v.check} {v.verdict}" for v in verdicts)

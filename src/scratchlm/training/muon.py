@@ -5,17 +5,19 @@ Muon (Jordan et al. 2024, the optimizer of the GPT-2 speedrun records) orthogona
 Trainer expects one optimizer whose `param_groups` the LR scheduler scales and whose `state_dict` a
 checkpoint saves, so `MuonWithAdamW` holds the two and shares their parameter groups.
 
-torch's Muon orthogonalises each update in bfloat16, right for a GPU. A CPU without bf16 matrix units
-(AVX2, the common laptop and cloud core) emulates those matmuls 20 to 40 times slower than float32 at a
-small model's shapes, which made the demo's whole step about 5 times slower; updates on the CPU are
-orthogonalised in float32 instead (`benchmarks/muon_step.py` measures both).
+torch's Muon orthogonalises each update in bfloat16, right for a GPU with bf16 tensor cores. A CPU without
+bf16 matrix units (AVX2, the common laptop and cloud core) emulates those matmuls 20 to 40 times slower than
+float32 at a small model's shapes, which made the demo's whole step about 5 times slower; updates on the
+CPU, and on GPUs that emulate bf16 too (V100, T4: `scratchlm.precision`), are orthogonalised in float32
+instead (`benchmarks/muon_step.py` measures both on a CPU).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..internals import muon_orthogonalises_cpu_updates_with
+from ..internals import muon_orthogonalises_updates_with
+from ..precision import emulates_bf16
 
 
 def muon_parameter_groups(model, decay_names: list[str], weight_decay: float) -> tuple[list[dict], list[dict]]:
@@ -55,6 +57,10 @@ def newton_schulz_float32(grad: torch.Tensor, ns_coefficients: tuple, ns_steps: 
     return wide.T if tall else wide
 
 
+def on_a_device_that_emulates_bf16(update: torch.Tensor) -> bool:
+    return emulates_bf16(update.device)
+
+
 class MuonWithAdamW(torch.optim.Optimizer):
     """One optimizer over two: `param_groups` are the Muon groups then the AdamW groups (the very dicts the
     two update from, so the LR scheduler reaches both); `state_dict` holds both states."""
@@ -74,7 +80,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with muon_orthogonalises_cpu_updates_with(newton_schulz_float32):
+        with muon_orthogonalises_updates_with(newton_schulz_float32, wanted=on_a_device_that_emulates_bf16):
             self.muon.step()
         self.adamw.step()
         return loss

@@ -35,6 +35,7 @@ from ..data import LMData, corpus_name
 from ..errors import ScratchError, quiet_progress_bars_off_a_terminal
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
+from ..precision import precision_advice, precision_name
 from ..provenance import require_clean_git
 from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
@@ -71,6 +72,8 @@ def setup_run(args: PretrainingArguments) -> None:
             logger.info(
                 "CPU run: glibc malloc keeps freed memory for the next step (any MALLOC_* variable turns this off)"
             )
+    if advice := precision_advice(args.bf16, args.fp16):
+        logger.warning(advice)
     if args.require_clean_git:
         require_clean_git()
     check_push_possible(args)
@@ -299,7 +302,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
     share = "streamed: length unknown" if epochs is None else f"{epochs:.2f} epochs"
     logger.info(
         "run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
-        "%s tokens/step x %s steps = %s tokens (%s of %s); bf16=%s",
+        "%s tokens/step x %s steps = %s tokens (%s of %s); %s",
         f"{params:,}",
         per_step,
         args.per_device_train_batch_size,
@@ -310,7 +313,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         f"{steps * per_step * block:,}",
         share,
         corpus_name(data.corpus_description),
-        args.bf16,
+        precision_name(args.bf16, args.fp16),
     )
     dropped = data.stats.train_dropped_tokens
     if dropped and not data.streaming:

@@ -1,0 +1,54 @@
+"""Which GPUs compute in bf16, for every choice that depends on it: the runs' mixed precision, where Muon
+orthogonalises its updates, the dtype of `scratchlm generate` and the planner's flags.
+
+`torch.cuda.is_bf16_supported()` (and transformers' check, which calls it) also says yes on GPUs that only
+emulate bf16: Volta and Turing (V100, T4, the RTX 20 series; compute capability below 8.0). They store bf16
+tensors but have no bf16 tensor cores, so a bf16 run there is slower than float32. Their tensor cores
+compute fp16, which needs loss scaling: Trainer's `--fp16 true`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+BF16_COMPUTE_CAPABILITY = (8, 0)  # Ampere (A100, RTX 30) and newer
+
+
+@functools.lru_cache(maxsize=16)
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def cuda_computes_bf16(index: int | None = None) -> bool:
+    """Whether CUDA device `index` (default: the current one) has bf16 tensor cores; ROCm GPUs all compute bf16."""
+    if not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return True
+    return _capability(torch.cuda.current_device() if index is None else index) >= BF16_COMPUTE_CAPABILITY
+
+
+def emulates_bf16(device: torch.device) -> bool:
+    """A device whose bf16 matrix products are emulated: any CPU without AMX, taken as all CPUs here, and
+    CUDA GPUs older than Ampere."""
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and not cuda_computes_bf16(device.index)
+
+
+def precision_name(bf16: bool, fp16: bool) -> str:
+    return "bf16 mixed" if bf16 else "fp16 mixed" if fp16 else "fp32"
+
+
+def precision_advice(bf16: bool, fp16: bool) -> str | None:
+    """A warning for a run on a CUDA GPU without bf16 tensor cores that does not use their fp16 ones, else None."""
+    if fp16 or not torch.cuda.is_available() or cuda_computes_bf16():
+        return None
+    major, minor = _capability(torch.cuda.current_device())
+    gpu = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+    fp16_run = "fp16 mixed precision with loss scaling, on its fp16 tensor cores"
+    if bf16:
+        return f"--bf16 true: {gpu} emulates bf16, slower than fp32; --bf16 false --fp16 true trains in {fp16_run}"
+    return f"{gpu} has no bf16 tensor cores, so this run trains in fp32; --fp16 true trains in {fp16_run}"

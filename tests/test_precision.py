@@ -1,0 +1,72 @@
+"""Mixed precision follows what the GPU computes, not what torch's bf16 check says: that check also says yes
+on GPUs that only emulate bf16 (V100, T4), where bf16 runs slower than fp32. No GPU is needed: the device's
+answers are stood in for."""
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from scratchlm import precision
+from scratchlm.training.muon import on_a_device_that_emulates_bf16
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A stand-in CUDA device: call it with a compute capability and a name."""
+
+    def make(capability: tuple[int, int], name: str):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
+        monkeypatch.setattr(torch.version, "hip", None)
+        monkeypatch.setattr(precision, "_capability", lambda index: capability)
+
+    return make
+
+
+def test_a_gpu_older_than_ampere_is_not_given_bf16(gpu):
+    gpu((7, 5), "Tesla T4")
+    assert not precision.cuda_computes_bf16()
+    assert precision.emulates_bf16(torch.device("cuda", 0))
+    gpu((8, 0), "NVIDIA A100-SXM4-80GB")
+    assert precision.cuda_computes_bf16()
+    assert not precision.emulates_bf16(torch.device("cuda", 0))
+
+
+def test_muon_orthogonalises_in_float32_on_the_cpu_and_on_gpus_that_emulate_bf16(gpu):
+    assert on_a_device_that_emulates_bf16(torch.zeros(2, 2))
+    update_on_the_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # the predicate reads only its device
+    gpu((7, 0), "Tesla V100-SXM2-32GB")
+    assert on_a_device_that_emulates_bf16(update_on_the_gpu)
+    gpu((9, 0), "NVIDIA H100 80GB HBM3")
+    assert not on_a_device_that_emulates_bf16(update_on_the_gpu)
+
+
+def test_a_run_on_a_gpu_without_bf16_tensor_cores_is_told_about_fp16(gpu):
+    gpu((7, 5), "Tesla T4")
+    fp32 = precision.precision_advice(bf16=False, fp16=False)
+    assert "Tesla T4 (compute capability 7.5) has no bf16 tensor cores, so this run trains in fp32" in fp32
+    assert "--fp16 true" in fp32
+    assert "--bf16 false --fp16 true" in precision.precision_advice(bf16=True, fp16=False)
+    assert precision.precision_advice(bf16=False, fp16=True) is None
+    gpu((9, 0), "NVIDIA H100 80GB HBM3")
+    assert precision.precision_advice(bf16=True, fp16=False) is None
+
+
+def test_no_precision_advice_on_a_cpu_and_the_run_says_it_trains_in_fp32(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    from scratchlm.objectives import parse_run_settings
+    from scratchlm.recipe import build_run
+    from scratchlm.training.run import log_run_summary
+
+    from conftest import ROOT, recipe_argv
+
+    argv = recipe_argv(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml", zh_file, gpt_tokenizer_dir, tmp_path / "o")
+    settings = parse_run_settings(argv, objective="causal")
+    assert precision.precision_advice(settings.training.bf16, settings.training.fp16) is None
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        run = build_run(settings)
+        log_run_summary(run.trainer, run.data)
+    assert not settings.training.bf16
+    assert any(r.getMessage().startswith("run: ") and r.getMessage().endswith("; fp32") for r in caplog.records)
