@@ -82,3 +82,14 @@ def test_a_cpu_step_orthogonalises_in_float32():
     optimizer.step()
     expected = -((48 / 16) ** 0.5) * newton_schulz_float32(weight.grad, (3.4445, -4.7750, 2.0315), 5, 1e-7)
     assert torch.allclose(weight.detach(), expected)  # torch's bf16 iteration differs by ~1e-2
+
+
+def test_muon_under_deepspeed_is_refused_before_anything_runs(monkeypatch):
+    from scratchlm.errors import ScratchError
+
+    demo = str(ROOT / "recipes/pretrain_gpt2_zh/config_demo.yaml")  # Muon, as both demo configs
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets for a DeepSpeed config
+    with pytest.raises(ScratchError, match="--optim muon cannot run under DeepSpeed.*multi_gpu_ddp.yaml"):
+        parse_run_settings(["--config", demo, "--output_dir", "x"], objective="causal")
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    assert parse_run_settings(["--config", demo, "--output_dir", "x"], objective="causal").training.optim == "muon"

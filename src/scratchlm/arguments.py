@@ -6,6 +6,7 @@ import enum
 import importlib.util
 import logging
 import math
+import os
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -590,6 +591,14 @@ class PretrainingArguments(_ScratchTrainingArguments):
             )
         if self.optim == "muon" and not hasattr(torch.optim, "Muon"):
             raise ScratchError(f"--optim muon needs torch 2.9 or newer (torch.optim.Muon); this is {torch.__version__}")
+        if self.optim == "muon" and (
+            self.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        ):
+            raise ScratchError(
+                "--optim muon cannot run under DeepSpeed: its ZeRO optimizer hands the optimizer flat 1-D shards of "
+                "the weights, and Muon orthogonalises whole matrices; launch with "
+                "recipes/accelerate_configs/multi_gpu_ddp.yaml, or pass --optim adamw_torch_fused"
+            )
         if self.fused_loss and self.use_liger_kernel:
             raise ScratchError(
                 "--fused_loss and --use_liger_kernel both replace the loss: Liger's kernels fuse it already, "
