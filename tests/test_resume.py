@@ -592,3 +592,56 @@ def test_a_run_of_several_epochs_resumes_to_the_same_shifted_windows(tmp_path, z
         flags(zh_file, gpt_tokenizer_dir, tmp_path / "fixed", "--max_train_samples", 16, "--window_order", "fixed")
     )
     assert fixed["eval_loss"] != pytest.approx(ref_metrics["eval_loss"], abs=1e-6)  # the windows did move
+
+
+def test_running_out_of_gpu_memory_is_one_line_with_the_same_global_batch_in_smaller_pieces(
+    tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch, capsys
+):
+    """torch.OutOfMemoryError at step 5 of a training run, then at an evaluation: each is one line with the
+    batch that fits the same global batch, and checkpoint-3 resumes with it to the end."""
+    import torch
+
+    from scratchlm.training import PretrainingTrainer
+
+    out = tmp_path / "oom"
+    real_step, real_predict = PretrainingTrainer.training_step, PretrainingTrainer.prediction_step
+
+    def step(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(PretrainingTrainer, "training_step", step)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "error: the accelerator ran out of memory in a training step at --per_device_train_batch_size 4: pass "
+        "--per_device_train_batch_size 2 --gradient_accumulation_steps 2 (the same global batch); or add "
+        "--fused_loss true"
+    )
+    assert err.endswith(f"{out / 'checkpoint-3'} is kept: resume from it with --resume_from_checkpoint true")
+    assert "\n" not in err
+    monkeypatch.setattr(PretrainingTrainer, "training_step", real_step)
+
+    def predict(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(PretrainingTrainer, "prediction_step", predict)
+    smaller = ["--per_device_train_batch_size", 2, "--gradient_accumulation_steps", 2]
+    with pytest.raises(SystemExit):
+        run_cli(
+            pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, *smaller, "--resume_from_checkpoint", "true")
+        )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith(
+            "error: the accelerator ran out of memory in an evaluation at --per_device_eval_batch_size 4: pass "
+            "--per_device_eval_batch_size 2"
+        )
+    )
+    monkeypatch.setattr(PretrainingTrainer, "prediction_step", real_predict)
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *smaller, "--resume_from_checkpoint", "true"))
+    assert max(per_step(out, "loss")) == 12

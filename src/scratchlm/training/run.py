@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import datasets
@@ -162,7 +163,7 @@ def train(trainer: PretrainingTrainer, resume_from: str | None, steps: int):
         if 0 < trainer.args.max_steps <= state.global_step:
             return nothing_left_to_train(trainer, Path(resume_from), state)
         check_schedule_length(trainer.args, Path(resume_from), state, saved["config"], steps)
-    with stops_on_a_full_disk(trainer):
+    with stops_with_the_fix_when_disk_or_memory_runs_out(trainer):
         return trainer.train(resume_from_checkpoint=resume_from)
 
 
@@ -238,8 +239,9 @@ def nothing_left_to_train(trainer: PretrainingTrainer, checkpoint: Path, state: 
 
 
 @contextlib.contextmanager
-def stops_on_a_full_disk(trainer: PretrainingTrainer):
-    """A full disk while saving becomes one line with the space needed; the checkpoints before stay as they were."""
+def stops_with_the_fix_when_disk_or_memory_runs_out(trainer: PretrainingTrainer):
+    """A full disk while saving, or a step or evaluation that does not fit in the accelerator's memory, becomes
+    one line with the fix; the checkpoints saved before stay as they were."""
     out = Path(trainer.args.output_dir)
     try:
         yield
@@ -251,6 +253,38 @@ def stops_on_a_full_disk(trainer: PretrainingTrainer):
         if "code: 28," not in str(err):
             raise
         raise out_of_space(out, OSError(errno.ENOSPC, "No space left on device"), trainer.model) from None
+    except torch.OutOfMemoryError as err:
+        raise out_of_memory(trainer.args, err) from None
+
+
+def out_of_memory(args: PretrainingArguments, err: torch.OutOfMemoryError) -> ScratchError:
+    """What to change when a batch does not fit: the same global batch in smaller pieces, then what holds less."""
+    evaluating = any(frame.name == "evaluation_loop" for frame in traceback.extract_tb(err.__traceback__))
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GB)"
+    else:
+        device = "the accelerator"
+    if evaluating:
+        batch = args.per_device_eval_batch_size
+        where = f"an evaluation at --per_device_eval_batch_size {batch}"
+        fixes = [f"pass --per_device_eval_batch_size {batch // 2}"] if batch > 1 else []
+    else:
+        batch, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        where = f"a training step at --per_device_train_batch_size {batch}"
+        fixes = []
+        if batch > 1:
+            same = " (the same global batch)" if batch % 2 == 0 else ""
+            halves = f"--per_device_train_batch_size {batch // 2} --gradient_accumulation_steps {accumulation * 2}"
+            fixes.append(f"pass {halves}{same}")
+        if not args.fused_loss and not args.use_liger_kernel:
+            fixes.append("add --fused_loss true (the full logits are never held)")
+        if not args.gradient_checkpointing:
+            fixes.append("add --gradient_checkpointing true (activations recomputed in the backward pass)")
+    fixes.append("train a smaller model or a shorter --block_size (`scratchlm plan` sizes one for a GPU)")
+    out = Path(args.output_dir)
+    saved = checkpoints_newest_first(out) if out.is_dir() else []
+    kept = f"; {saved[0]} is kept: resume from it with --resume_from_checkpoint true" if saved else ""
+    return ScratchError(f"{device} ran out of memory in {where}: {'; or '.join(fixes)}{kept}")
 
 
 # Above this many epochs a warmup-stable-decay run that decays for longer than the default ended worse: the
@@ -432,14 +466,15 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram_counts=None) -> dict:
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
-    with stops_on_a_full_disk(trainer):
+    with stops_with_the_fix_when_disk_or_memory_runs_out(trainer):
         trainer.save_model_without_push()  # the card and results must be written before a push
     if trainer.is_world_process_zero():
         make_portable(trainer.args.output_dir)
     metrics = dict(train_result.metrics)
     metrics.update({k: summary[k] for k in ("parameters", "total_tokens", "initial_loss")})
     trainer.save_metrics("train", metrics)
-    eval_metrics = last_evaluation(trainer) or trainer.evaluate()
+    with stops_with_the_fix_when_disk_or_memory_runs_out(trainer):
+        eval_metrics = last_evaluation(trainer) or trainer.evaluate()
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
     callbacks = trainer.run_callbacks
