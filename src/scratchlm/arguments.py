@@ -221,6 +221,16 @@ class _TransformerShape:
         default=64, metadata={"help": "Round the model's vocabulary up to a multiple of this (faster matmuls)."}
     )
     dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals."})
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start from the weights of a trained model instead of random ones: a run's output_dir (or a "
+            "checkpoint-N in it, or a Hub id online) of this objective. Its tokenizer, family, shape and "
+            "dropout are used, and the settings above are not; the optimizer, schedule and step count start "
+            "afresh, on this run's corpus (continued pretraining, or adapting a model to new text). To carry "
+            "on the same run, use --resume_from_checkpoint instead."
+        },
+    )
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "pad_vocab_to_multiple_of"):

@@ -20,7 +20,7 @@ CARD = """---
 
 # {name}
 
-A {kind} language model pretrained from scratch with scratchlm.
+A {kind} language model {origin} with scratchlm.
 
 ## Model
 
@@ -115,6 +115,14 @@ def _corpus_line(manifest: dict) -> str:
     return re.sub(r"(?<!\S)(?:~|\.{1,2})?/\S*/([^/\s]+)", r"\1", manifest.get("corpus", ""))
 
 
+def _model_name(init_from: str) -> str:
+    """A Hub id as it is; a local folder by its name (and its run's, for a checkpoint-N): its path is the user's."""
+    path = Path(init_from)
+    if not path.exists():
+        return init_from
+    return f"{path.parent.name}/{path.name}" if path.name.startswith("checkpoint-") else path.name
+
+
 def _language(config: dict) -> str | None:
     corpus = BUILTIN_CORPORA.get(config.get("corpus") or "")
     if corpus is not None and not config.get("train_files") and not config.get("dataset_name"):
@@ -165,10 +173,11 @@ def pretraining_card(
     """README.md with Hub metadata for a pretrained model: what it is, how it was made, how good, how to load."""
     config, model_type = manifest["config"], model.config.model_type
     ours = FAMILIES[model_type].ours
+    init_from = config.get("init_from")
     metadata = {
         "library_name": "transformers",
         "pipeline_tag": objective.pipeline_tag,
-        "tags": ["scratchlm", "pretrained-from-scratch", model_type],
+        "tags": ["scratchlm", "continued-pretraining" if init_from else "pretrained-from-scratch", model_type],
     }
     if _language(config):
         metadata["language"] = [_language(config)]
@@ -250,6 +259,9 @@ def pretraining_card(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
         name=Path(config.get("output_dir", "model")).name,
         kind="causal" if objective.causal else "masked",
+        origin=f"pretrained further from the weights of `{_model_name(init_from)}`"
+        if init_from
+        else "pretrained from scratch",
         model_type=model_type,
         model_class=type(model).__name__,
         parameters=summary["parameters"],

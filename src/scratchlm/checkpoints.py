@@ -34,6 +34,7 @@ _VOLATILE_CONFIG_KEYS = {
 # (The global batch is compared as a whole: changing the number of processes while keeping it is a resume.)
 RESUME_MUST_MATCH = (
     "objective",
+    "init_from",
     "optim",
     "optim_args",
     "learning_rate",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
@@ -26,7 +27,7 @@ from .config import load_yaml_config, parse_config, split_config_flag
 from .data import LMData, PackingSpec
 from .data.packing import unigram_cross_entropy
 from .errors import ScratchError
-from .models import build_model, name_the_causal_loss
+from .models import build_model, load_model_to_train, name_the_causal_loss
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Objective(ABC):
         """Settings this objective cannot train with, refused before anything runs."""
 
     def build_model(self, model_args, tokenizer: PreTrainedTokenizerBase, block_size: int):
+        """A fresh model of the configured family, or the trained one `--init_from` names."""
+        if model_args.init_from:
+            return load_model_to_train(model_args, self.name, tokenizer, block_size)
         return build_model(model_args, tokenizer, block_size)
 
     @abstractmethod
@@ -227,4 +231,14 @@ def parse_run_settings(
     if settings.training.prediction_loss_only is None:
         settings.training.prediction_loss_only = chosen.loss_only_evaluation
     chosen.check(settings)
+    init_from, output_dir = settings.model.init_from, Path(settings.training.output_dir)
+    if (
+        init_from
+        and Path(init_from).exists()
+        and output_dir.resolve() in (Path(init_from).resolve(), *Path(init_from).resolve().parents)
+    ):
+        raise ScratchError(
+            f"--init_from {init_from} is in --output_dir {output_dir}: the run would write over the model it starts "
+            "from; choose another --output_dir"
+        )
     return settings

@@ -57,6 +57,9 @@ def write_run_outputs(
         written.append(HEALTH_FILE)
     report_file = Path(config.get("tokenizer_name_or_path", "")) / REPORT_FILE
     report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else None
+    if report is not None and report_file.parent.resolve() != out.resolve():
+        # Beside the tokenizer saved with the model: a run that starts from this one (--init_from) describes it.
+        (out / REPORT_FILE).write_text(report_file.read_text(encoding="utf-8"), encoding="utf-8")
     card = pretraining_card(
         objective,
         manifest,

@@ -19,10 +19,16 @@ from .data import Corpus, LMData, corpus_name, load_corpus, load_lm_data, source
 from .errors import Preempted, ScratchError
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
+from .models import config_to_train
 from .objectives import RunSettings, parse_run_settings
 from .provenance import run_manifest
 from .runlock import hold_output_dir
-from .tokenizer import load_tokenizer, settings_it_was_not_trained_with, train_tokenizer_on_corpus
+from .tokenizer import (
+    load_tokenizer,
+    settings_it_was_not_trained_with,
+    tokenizer_fingerprint,
+    train_tokenizer_on_corpus,
+)
 from .training import (
     PretrainingTrainer,
     RunCallbacks,
@@ -82,12 +88,29 @@ def build_run(
     corpus: Corpus | None = None
     if tokenizer is None:
         with args.main_process_first(desc="tokenizer"):
-            tokenizer, corpus = ensure_tokenizer(settings.tokenizer, settings.data, objective.required_special_tokens)
+            if settings.model.init_from:
+                tokenizer = tokenizer_of_the_model(settings.model.init_from, settings.tokenizer, objective)
+            else:
+                tokenizer, corpus = ensure_tokenizer(
+                    settings.tokenizer, settings.data, objective.required_special_tokens
+                )
     if data is None:
         spec = objective.packing(tokenizer, settings.data.block_size, settings.data.packing == "aligned")
         with args.main_process_first(desc="tokenizing and packing"):
             data = load_lm_data(settings.data, tokenizer, spec, corpus, seed=args.seed)
     model = objective.build_model(settings.model, tokenizer, data.block_size)
+    if settings.model.init_from:
+        objective.check(settings)  # against the settings of the model it loaded
+        logger.info(
+            "starting from the weights of %s: %s, %d layers x %d wide x %d heads, %s parameters; a new optimizer "
+            "and schedule from step 0",
+            settings.model.init_from,
+            settings.model.model_type,
+            settings.model.n_layer,
+            settings.model.n_embd,
+            settings.model.n_head,
+            f"{sum(p.numel() for p in model.parameters()):,}",
+        )
     tokenizer.model_max_length = settings.model.n_positions or data.block_size
     return Run(settings, tokenizer, data, model, build_trainer(settings, model, tokenizer, data))
 
@@ -177,6 +200,23 @@ def minimal_pairs_metric(settings: RunSettings, tokenizer, data: LMData) -> Mini
         metric.pairs,
     )
     return metric
+
+
+def tokenizer_of_the_model(init_from: str, tok_args: TokenizerArguments, objective) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the model `--init_from` names: its embeddings were learned for those ids. A
+    configured tokenizer that exists must be the same one; the run records the model's."""
+    config_to_train(init_from, objective.name)  # a model of the wrong objective is named as such first
+    tokenizer = load_tokenizer(init_from, required=objective.required_special_tokens, argument="--init_from")
+    configured = Path(tok_args.tokenizer_name_or_path)
+    if configured.exists() and configured.resolve() != Path(init_from).resolve():
+        other = load_tokenizer(str(configured), required=objective.required_special_tokens)
+        if tokenizer_fingerprint(other) != tokenizer_fingerprint(tokenizer):
+            raise ScratchError(
+                f"--tokenizer_name_or_path {configured} is not the tokenizer the model in --init_from {init_from} "
+                f"was trained with (the one saved beside it): pass --tokenizer_name_or_path {init_from}"
+            )
+    tok_args.tokenizer_name_or_path = init_from
+    return tokenizer
 
 
 def ensure_tokenizer(

@@ -5,9 +5,13 @@ Importing `scratchlm` registers our own families with the Auto classes (see `scr
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from ..errors import ScratchError
+from ..hub import require_hub
 from .registry import FAMILIES, Family, family_names
 from .scratch import (
     ScratchDecoderConfig,
@@ -30,7 +34,9 @@ __all__ = [
     "ScratchEncoderForSequenceClassification",
     "ScratchEncoderModel",
     "build_model",
+    "config_to_train",
     "check_tokenizer_fits",
+    "load_model_to_train",
     "family_names",
     "name_the_causal_loss",
     "padded_vocab_size",
@@ -63,6 +69,61 @@ def build_model(args, tokenizer: PreTrainedTokenizerBase, block_size: int):
     special = {"bos_token_id": bos, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     config = family.make_config(args, padded_vocab_size(tokenizer, args.pad_vocab_to_multiple_of), n_positions, special)
     return family.model_class(config)
+
+
+def config_to_train(init_from: str, objective: str):
+    """The config of the model `--init_from` names (a local folder, or a Hub id while the Hub can be reached),
+    once it is known to be of a family this objective trains."""
+    where = f"--init_from {init_from}"
+    local = Path(init_from)
+    if local.is_file() or (local.exists() and not (local / "config.json").is_file()):
+        raise ScratchError(f"{where} holds no model (no config.json): point it at a run's output_dir or a checkpoint-N")
+    if not local.exists():
+        require_hub(f"{where} (not a local folder)", fix="check the path")
+    config = AutoConfig.from_pretrained(init_from)
+    family = FAMILIES.get(config.model_type)
+    if family is None:
+        raise ScratchError(
+            f"{where} is a {config.model_type} model, a family scratchlm does not train: start from a model of "
+            f"one of {', '.join(family_names(objective))}"
+        )
+    if family.objective != objective:
+        raise ScratchError(
+            f"{where} is a {config.model_type} model, a {family.objective} LM, and this run trains a {objective} "
+            f"LM: start from a {objective} model, or train it with the {family.objective} recipe"
+        )
+    return config
+
+
+def load_model_to_train(args, objective: str, tokenizer: PreTrainedTokenizerBase, block_size: int):
+    """The trained model `args.init_from` names, in float32 for mixed-precision training, checked against this
+    run; `args` then records its family and shape (the run's config and card describe the model it trains)."""
+    where = f"--init_from {args.init_from}"
+    config = config_to_train(args.init_from, objective)
+    family = FAMILIES[config.model_type]
+    if block_size > config.max_position_embeddings:
+        raise ScratchError(
+            f"--block_size {block_size} is larger than the {config.max_position_embeddings} positions of the model "
+            f"in {where}: pass --block_size {config.max_position_embeddings} or less"
+        )
+    check_tokenizer_fits(tokenizer, config, where)
+    model = family.model_class.from_pretrained(args.init_from, dtype=torch.float32)
+    args.model_type = config.model_type
+    args.n_layer, args.n_head = config.num_hidden_layers, config.num_attention_heads
+    args.n_embd, args.n_positions = config.hidden_size, config.max_position_embeddings
+    for name in STOCK_DROPOUT_NAMES + ("dropout",):
+        if isinstance(getattr(config, name, None), float):
+            args.dropout = getattr(config, name)
+    if family.ours:  # our configs keep these options under the settings' own names
+        for name in ("norm_placement", "position_embedding", *SCRATCH_OPTIONS):
+            if hasattr(args, name) and hasattr(config, name):
+                setattr(args, name, getattr(config, name))
+    return model
+
+
+# Where the stock families' configs keep the dropout `build_model` set from --dropout (gpt2, llama/qwen3, bert).
+STOCK_DROPOUT_NAMES = ("resid_pdrop", "attention_dropout", "hidden_dropout_prob")
+SCRATCH_OPTIONS = ("hidden_act", "qk_norm", "zero_init_projections", "tie_word_embeddings", "logit_softcap", "bias")
 
 
 def name_the_causal_loss(model):

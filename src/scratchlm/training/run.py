@@ -312,6 +312,7 @@ def warn_of_a_long_decay_over_repeats(args: PretrainingArguments, steps: int, ep
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
     """Sizes, token budget and the bars to clear; warns when the first loss, the warmup or the decay is off."""
     args, model = trainer.args, trainer.model
+    init_from = trainer.run_callbacks.manifest.manifest.get("config", {}).get("init_from")
     params = sum(p.numel() for p in model.parameters())
     block = data.block_size
     per_step = args.tokens_per_step(block) // block  # blocks per optimizer step
@@ -362,10 +363,11 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
             "give it workers (e.g. 4) so the accelerator does not wait for text"
         )
     logger.info(
-        "initial loss %.3f vs ln(vocab) %.3f; unigram baseline on held-out %.3f nats/token "
+        "initial loss %.3f vs ln(vocab) %.3f%s; unigram baseline on held-out %.3f nats/token "
         "(the model must go well below it)",
         initial,
         math.log(vocab),
+        f" (the weights of {init_from})" if init_from else "",
         trainer.eval_unigram_loss,
     )
     short = getattr(args, "curriculum_block_size", None)
@@ -386,7 +388,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         )
     if epochs is not None:
         warn_of_a_long_decay_over_repeats(args, steps, epochs)
-    if abs(initial - math.log(vocab)) > 1.0:
+    if abs(initial - math.log(vocab)) > 1.0 and not init_from:  # a trained model starts well below it
         logger.warning(
             "initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
             initial,
