@@ -92,7 +92,7 @@ def build_run(
                 tokenizer = tokenizer_of_the_model(settings.model.init_from, settings.tokenizer, objective)
             else:
                 tokenizer, corpus = ensure_tokenizer(
-                    settings.tokenizer, settings.data, objective.required_special_tokens
+                    settings.tokenizer, settings.data, objective.required_special_tokens, announce=args.should_log
                 )
     if data is None:
         spec = objective.packing(tokenizer, settings.data.block_size, settings.data.packing == "aligned")
@@ -220,7 +220,7 @@ def tokenizer_of_the_model(init_from: str, tok_args: TokenizerArguments, objecti
 
 
 def ensure_tokenizer(
-    tok_args: TokenizerArguments, data_args: DataArguments, required: tuple[str, ...]
+    tok_args: TokenizerArguments, data_args: DataArguments, required: tuple[str, ...], announce: bool = True
 ) -> tuple[PreTrainedTokenizerBase, Corpus | None]:
     """Load the configured tokenizer (checking it has the `required` special tokens), or train it on the
     corpus's training split when it is missing.
@@ -230,7 +230,8 @@ def ensure_tokenizer(
     path = Path(tok_args.tokenizer_name_or_path)
     if path.exists() or not tok_args.train_tokenizer_if_missing or data_args.prepared_data:
         tokenizer = load_tokenizer(tok_args.tokenizer_name_or_path, required=required)
-        if differences := settings_it_was_not_trained_with(path, tok_args):
+        differences = settings_it_was_not_trained_with(path, tok_args)
+        if differences and announce:  # once, not by every process of a multi-process run
             logger.warning(
                 "tokenizer %s is used as it was trained (%s): to train one to this run's settings, give a "
                 "--tokenizer_name_or_path that does not exist yet",
