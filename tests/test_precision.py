@@ -51,6 +51,9 @@ def test_a_run_on_a_gpu_without_bf16_tensor_cores_is_told_about_fp16(gpu):
     assert "--fp16 true" in fp32
     assert "--bf16 false --fp16 true" in precision.precision_advice(bf16=True, fp16=False)
     assert precision.precision_advice(bf16=False, fp16=True) is None
+    gpu((6, 1), "NVIDIA GeForce GTX 1080")  # no tensor cores, and fp16 far slower than fp32: fp32 is right
+    assert precision.precision_advice(bf16=False, fp16=False) is None
+    assert precision.precision_advice(bf16=True, fp16=False).endswith("slower than fp32: pass --bf16 false")
     gpu((9, 0), "NVIDIA H100 80GB HBM3")
     assert precision.precision_advice(bf16=True, fp16=False) is None
 

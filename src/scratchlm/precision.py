@@ -2,9 +2,10 @@
 orthogonalises its updates, the dtype of `scratchlm generate` and the planner's flags.
 
 `torch.cuda.is_bf16_supported()` (and transformers' check, which calls it) also says yes on GPUs that only
-emulate bf16: Volta and Turing (V100, T4, the RTX 20 series; compute capability below 8.0). They store bf16
-tensors but have no bf16 tensor cores, so a bf16 run there is slower than float32. Their tensor cores
-compute fp16, which needs loss scaling: Trainer's `--fp16 true`.
+emulate bf16: every GPU of compute capability below 8.0 (V100, T4, the RTX 20 series, P100). They store bf16
+tensors but have no bf16 tensor cores, so a bf16 run there is slower than float32. Volta's and Turing's
+tensor cores compute fp16, which needs loss scaling: Trainer's `--fp16 true`. Older GPUs have no tensor
+cores, and some compute fp16 far slower than float32 (the GTX 10 series), so they train in float32.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import torch
 
 BF16_COMPUTE_CAPABILITY = (8, 0)  # Ampere (A100, RTX 30) and newer
+FP16_TENSOR_CORES = (7, 0)  # Volta and Turing: tensor cores for fp16 only
 
 
 @functools.lru_cache(maxsize=16)
@@ -31,8 +33,8 @@ def cuda_computes_bf16(index: int | None = None) -> bool:
 
 
 def emulates_bf16(device: torch.device) -> bool:
-    """A device whose bf16 matrix products are emulated: any CPU without AMX, taken as all CPUs here, and
-    CUDA GPUs older than Ampere."""
+    """A device whose bf16 matrix products are emulated: CUDA GPUs older than Ampere, and CPUs (most have no
+    bf16 matrix units; the AVX2 cores this runs on emulate them)."""
     if device.type == "cpu":
         return True
     return device.type == "cuda" and not cuda_computes_bf16(device.index)
@@ -43,11 +45,13 @@ def precision_name(bf16: bool, fp16: bool) -> str:
 
 
 def precision_advice(bf16: bool, fp16: bool) -> str | None:
-    """A warning for a run on a CUDA GPU without bf16 tensor cores that does not use their fp16 ones, else None."""
+    """A warning for a run on a CUDA GPU without bf16 tensor cores that trains slower than it could, else None."""
     if fp16 or not torch.cuda.is_available() or cuda_computes_bf16():
         return None
-    major, minor = _capability(torch.cuda.current_device())
-    gpu = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+    capability = _capability(torch.cuda.current_device())
+    gpu = f"{torch.cuda.get_device_name()} (compute capability {capability[0]}.{capability[1]})"
+    if capability < FP16_TENSOR_CORES:
+        return f"--bf16 true: {gpu} emulates bf16, slower than fp32: pass --bf16 false" if bf16 else None
     fp16_run = "fp16 mixed precision with loss scaling, on its fp16 tensor cores"
     if bf16:
         return f"--bf16 true: {gpu} emulates bf16, slower than fp32; --bf16 false --fp16 true trains in {fp16_run}"
