@@ -105,7 +105,7 @@ def test_other_schedules_drop_the_cosine_floor():
 def test_unknown_yaml_key_is_an_error(tmp_path):
     bad = tmp_path / "config_bad.yaml"
     bad.write_text("n_layer: 2\nn_layers: 3\n")
-    with pytest.raises(ScratchError, match="unknown key.*n_layers"):
+    with pytest.raises(ScratchError, match=r"unknown key\(s\) n_layers \(n_layers: did you mean n_layer\?\)"):
         parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--config", str(bad)])
 
 
@@ -142,9 +142,17 @@ def test_finetuning_gets_the_same_input_checks():
     assert train.bf16 is False and train.report_to == [] and train.learning_rate == 5e-5
 
 
-def test_unknown_flag_is_an_error():
-    with pytest.raises(ScratchError, match="unknown command-line"):
-        parse_config(SETTINGS["recipes/pretrain_gpt2_zh"], ["--output_dir", "x", "--no_such_flag", "1"])
+def test_unknown_flag_is_an_error_with_the_setting_it_may_mean():
+    pretraining = SETTINGS["recipes/pretrain_gpt2_zh"]
+    with pytest.raises(ScratchError, match=r"unknown command-line argument\(s\) --no_such_flag 1; see --help"):
+        parse_config(pretraining, ["--output_dir", "x", "--no_such_flag", "1"])
+    with pytest.raises(ScratchError, match=r"\(--lerning_rate: did you mean --learning_rate\?\)"):
+        parse_config(pretraining, ["--output_dir", "x", "--lerning_rate", "1e-3"])
+    # Another tool's name for a setting: run_clm's model to start from, transformers 4.x's evaluation schedule.
+    with pytest.raises(ScratchError, match=r"--model_name_or_path: did you mean --init_from\?"):
+        parse_config(pretraining, ["--output_dir", "x", "--model_name_or_path", "out"])
+    with pytest.raises(ScratchError, match=r"--evaluation_strategy: did you mean --eval_strategy\?"):
+        parse_config(pretraining, ["--output_dir", "x", "--evaluation_strategy", "steps"])
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,25 @@ def _yaml_to_flags(config: dict[str, Any]) -> list[str]:
     return flags
 
 
+# Names other tools use for a setting these recipes call otherwise.
+OTHER_NAMES = {
+    "model_name_or_path": "init_from",  # run_clm's; a pretraining run builds a fresh model unless --init_from
+    "evaluation_strategy": "eval_strategy",  # transformers 4.x's
+}
+
+
+def did_you_mean(names: list[str], known: set[str], prefix: str = "") -> str:
+    """' (NAME: did you mean SETTING?)' for names that are another tool's name for a setting or a near-miss of one."""
+    guesses = []
+    for name in names:
+        key = name.lstrip("-").split("=", 1)[0].replace("-", "_")
+        guess = OTHER_NAMES.get(key) if OTHER_NAMES.get(key) in known else None
+        guess = guess or next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.8)), None)
+        if guess:
+            guesses.append(f"{name}: did you mean {prefix}{guess}?")
+    return f" ({'; '.join(guesses)})" if guesses else ""
+
+
 def field_names(dataclass_types) -> set[str]:
     return {f.name for dc in dataclass_types for f in dataclasses.fields(dc) if f.init}
 
@@ -92,7 +112,7 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
     unknown = sorted(set(config) - known)
     if unknown:
         raise ScratchError(
-            f"config file {config_path}: unknown key(s) {', '.join(unknown)}; "
+            f"config file {config_path}: unknown key(s) {', '.join(unknown)}{did_you_mean(unknown, known)}; "
             "check the spelling against the recipe's --help"
         )
     overridden = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli_flags if a.startswith("--")}
@@ -119,5 +139,8 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
         source = f"config file {config_path} or the command line" if config_path else "the command line"
         raise ScratchError(f"bad setting in {source}: {err}") from None
     if remaining:
-        raise ScratchError(f"unknown command-line argument(s) {' '.join(remaining)}; see --help")
+        flags = [a for a in remaining if a.startswith("--")]
+        raise ScratchError(
+            f"unknown command-line argument(s) {' '.join(remaining)}{did_you_mean(flags, known, '--')}; see --help"
+        )
     return tuple(parsed)
