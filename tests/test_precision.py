@@ -37,6 +37,7 @@ def test_a_gpu_older_than_ampere_is_not_given_bf16(gpu):
 
 def test_muon_orthogonalises_in_float32_on_the_cpu_and_on_gpus_that_emulate_bf16(gpu):
     assert on_a_device_that_emulates_bf16(torch.zeros(2, 2))
+    assert on_a_device_that_emulates_bf16(SimpleNamespace(device=torch.device("mps")))
     update_on_the_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # the predicate reads only its device
     gpu((7, 0), "Tesla V100-SXM2-32GB")
     assert on_a_device_that_emulates_bf16(update_on_the_gpu)

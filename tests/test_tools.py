@@ -505,6 +505,10 @@ def test_plan_for_a_gpu_named_in_short_or_without_bf16(capsys):
     assert t4.fp16 and "fp16 peak" in t4.throughput_source
     assert format_plan(t4).endswith("--fp16 true")
     assert "--fp16" not in format_plan(rtx)
+    assert (
+        make_plan(gpu="A100 40GB", hours=1, flops=None).micro_batch
+        < make_plan(gpu="A100", hours=1, flops=None).micro_batch
+    )
     with pytest.raises(ScratchError, match="--gpu RTX: unknown GPU"):  # two RTX cards fit it
         make_plan(gpu="RTX", hours=1, flops=None)
 

@@ -7,6 +7,7 @@ parameter, with training compute C = tokens x FLOPs per token (6N + 12·L·d·T,
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -148,7 +149,9 @@ def make_plan(
     per_token = flops_per_token(shape.parameters, shape.n_layer, shape.n_embd, context)
     tokens = flops / per_token
     global_sequences = max(1, round(global_batch_tokens / context))
-    memory = next((gb for name, gb in GPU_MEMORY_GB.items() if key and all(p in key.upper() for p in name.split())), 80)
+    stated = re.search(r"\b(\d+)\s*GB\b", gpu or "", re.IGNORECASE)  # "A100 40GB": that variant's memory
+    table = (gb for name, gb in GPU_MEMORY_GB.items() if key and all(p in key.upper() for p in name.split()))
+    memory = int(stated.group(1)) if stated else next(table, 80)
     micro = micro_batch_that_fits(shape, context, vocab, memory, global_sequences, num_gpus, fused_loss)
     accumulation = max(1, global_sequences // (micro * num_gpus))
     steps = max(1, math.ceil(tokens / (micro * accumulation * num_gpus * context)))

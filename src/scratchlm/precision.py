@@ -33,9 +33,10 @@ def cuda_computes_bf16(index: int | None = None) -> bool:
 
 
 def emulates_bf16(device: torch.device) -> bool:
-    """A device whose bf16 matrix products are emulated: CUDA GPUs older than Ampere, and CPUs (most have no
-    bf16 matrix units; the AVX2 cores this runs on emulate them)."""
-    if device.type == "cpu":
+    """A device whose bf16 matrix products are emulated or missing: CUDA GPUs older than Ampere, CPUs (most have
+    no bf16 matrix units; AVX2 cores emulate them) and Apple GPUs (M1 and M2 emulate bf16; macOS before 14 has
+    none)."""
+    if device.type in ("cpu", "mps"):
         return True
     return device.type == "cuda" and not cuda_computes_bf16(device.index)
 

@@ -261,7 +261,8 @@ def out_of_memory(args: PretrainingArguments, err: torch.OutOfMemoryError) -> Sc
     """What to change when a batch does not fit: the same global batch in smaller pieces, then what holds less."""
     evaluating = any(frame.name == "evaluation_loop" for frame in traceback.extract_tb(err.__traceback__))
     if torch.cuda.is_available():
-        device = f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GB)"
+        memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        device = f"{torch.cuda.get_device_name()} ({memory / 2**30:.0f} GB)"
     else:
         device = "the accelerator"
     if evaluating:
