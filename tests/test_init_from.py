@@ -61,6 +61,26 @@ print("OK", model.config.n_layer, len(tok))
     assert result.stdout.split() == ["OK", "2", "600"], result.stderr
 
 
+def test_data_prepared_for_a_run_from_a_trained_model_uses_its_tokenizer(tmp_path, zh_file, trained):
+    from scratchlm.cli import main as scratchlm
+
+    first, _ = trained
+    start = ["--init_from", str(first), "--train_files", str(zh_file), "--tokenizer_name_or_path", str(tmp_path / "no")]
+    scratchlm(["prepare", str(DEBUG), "--out", str(tmp_path / "shards"), *start])
+    metrics = pretrain_gpt2_zh.cli(
+        [
+            "--config",
+            str(DEBUG),
+            *start,
+            "--prepared_data",
+            str(tmp_path / "shards"),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert metrics["train_loss"] > 0
+
+
 def test_a_resume_of_such_a_run_must_start_from_the_same_model(tmp_path, zh_file, trained, gpt_tokenizer_dir):
     first, _ = trained
     other = tmp_path / "other"

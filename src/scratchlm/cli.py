@@ -65,6 +65,10 @@ def cmd_prepare(args, overrides: list[str]) -> None:
     from .objectives import parse_run_settings
 
     settings = parse_run_settings(["--config", str(args.config), *overrides])
+    if settings.model.init_from:  # tokenized as the run that starts from that model will read it
+        from .recipe import tokenizer_of_the_model
+
+        tokenizer_of_the_model(settings.model.init_from, settings.tokenizer, settings.objective)
     manifest = prepare(
         settings.data,
         settings.tokenizer,
