@@ -191,6 +191,9 @@ def test_shipped_reference_curves_match_their_configs():
         settings = parse_run_settings(["--config", str(ROOT / "recipes" / recipe / f"{config}.yaml")])
         resolved = resolved_config(*settings.parsed)
         assert plotting.matching_reference(resolved) == curve, path
+        assert (
+            plotting.matching_reference({**resolved, "init_from": "outputs/gpt2-zh-demo"}) is None
+        )  # not from scratch
         assert curve["x"] == "tokens" and len(curve["eval"]) >= 2 and curve["unigram"] > curve["eval"][-1][1]
 
 

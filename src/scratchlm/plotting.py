@@ -66,6 +66,7 @@ CURVE_SETTINGS = (
     "warmup_steps",
     "max_steps",
     "seed",
+    "init_from",
 )
 
 
@@ -99,7 +100,9 @@ def load_curve(source: Path) -> dict:
 def matching_reference(settings: dict, reference_dir: Path | None = None) -> dict | None:
     for path in sorted((reference_dir or REFERENCE_DIR).glob("*.json")):
         reference = json.loads(path.read_text(encoding="utf-8"))
-        if reference["settings"] and all(settings.get(k) == v for k, v in reference["settings"].items()):
+        saved = reference["settings"]
+        # A reference recorded before init_from existed started from random weights.
+        if saved and all(settings.get(k) == v for k, v in {"init_from": None, **saved}.items()):
             return reference
     return None
 
