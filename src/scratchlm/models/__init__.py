@@ -34,10 +34,10 @@ __all__ = [
     "ScratchEncoderForSequenceClassification",
     "ScratchEncoderModel",
     "build_model",
-    "config_to_train",
     "check_tokenizer_fits",
-    "load_model_to_train",
+    "config_to_train",
     "family_names",
+    "load_model_to_train",
     "name_the_causal_loss",
     "padded_vocab_size",
 ]
@@ -95,6 +95,11 @@ def config_to_train(init_from: str, objective: str):
     return config
 
 
+# Where the stock families' configs keep the dropout `build_model` set from --dropout (gpt2, llama/qwen3, bert).
+STOCK_DROPOUT_NAMES = ("resid_pdrop", "attention_dropout", "hidden_dropout_prob")
+SCRATCH_OPTIONS = ("hidden_act", "qk_norm", "zero_init_projections", "tie_word_embeddings", "logit_softcap", "bias")
+
+
 def load_model_to_train(args, objective: str, tokenizer: PreTrainedTokenizerBase, block_size: int):
     """The trained model `args.init_from` names, in float32 for mixed-precision training, checked against this
     run; `args` then records its family and shape (the run's config and card describe the model it trains)."""
@@ -119,11 +124,6 @@ def load_model_to_train(args, objective: str, tokenizer: PreTrainedTokenizerBase
             if hasattr(args, name) and hasattr(config, name):
                 setattr(args, name, getattr(config, name))
     return model
-
-
-# Where the stock families' configs keep the dropout `build_model` set from --dropout (gpt2, llama/qwen3, bert).
-STOCK_DROPOUT_NAMES = ("resid_pdrop", "attention_dropout", "hidden_dropout_prob")
-SCRATCH_OPTIONS = ("hidden_act", "qk_norm", "zero_init_projections", "tie_word_embeddings", "logit_softcap", "bias")
 
 
 def name_the_causal_loss(model):
