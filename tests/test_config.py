@@ -153,6 +153,9 @@ def test_unknown_flag_is_an_error_with_the_setting_it_may_mean():
         parse_config(pretraining, ["--output_dir", "x", "--model_name_or_path", "out"])
     with pytest.raises(ScratchError, match=r"--evaluation_strategy: did you mean --eval_strategy\?"):
         parse_config(pretraining, ["--output_dir", "x", "--evaluation_strategy", "steps"])
+    cola = (finetune_cola.ColaArguments, finetune_cola.FinetuneArguments)
+    with pytest.raises(ScratchError, match=r"--init_from: did you mean --model_name_or_path\?"):
+        parse_config(cola, ["--output_dir", "x", "--init_from", "outputs/bert"])
 
 
 @pytest.mark.parametrize(

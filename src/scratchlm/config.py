@@ -80,6 +80,7 @@ def _yaml_to_flags(config: dict[str, Any]) -> list[str]:
 OTHER_NAMES = {
     "model_name_or_path": "init_from",  # run_clm's; a pretraining run builds a fresh model unless --init_from
     "evaluation_strategy": "eval_strategy",  # transformers 4.x's
+    "init_from": "model_name_or_path",  # the pretraining recipes' name, given to the CoLA recipe
 }
 
 
