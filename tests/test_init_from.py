@@ -131,6 +131,13 @@ def test_a_folder_without_a_model_another_tokenizer_or_the_output_dir_itself_is_
                 objective="causal",
             )
         )
+    with pytest.raises(ScratchError, match=f"--init_from {folder / 'config.json'} is a file: pass the folder"):
+        build_run(
+            parse_run_settings(
+                recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, tmp_path / "o", "--init_from", folder / "config.json"),
+                objective="causal",
+            )
+        )
     other = tmp_path / "other-tokenizer"
     train_tokenizer(zh_docs[:100], TokenizerArguments(vocab_size=500), other)
     with pytest.raises(ScratchError, match=f"--tokenizer_name_or_path {other} is not the tokenizer the model in"):

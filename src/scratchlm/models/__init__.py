@@ -76,7 +76,9 @@ def config_to_train(init_from: str, objective: str):
     once it is known to be of a family this objective trains."""
     where = f"--init_from {init_from}"
     local = Path(init_from)
-    if local.is_file() or (local.exists() and not (local / "config.json").is_file()):
+    if local.is_file():
+        raise ScratchError(f"{where} is a file: pass the folder that holds the model ({local.parent})")
+    if local.exists() and not (local / "config.json").is_file():
         raise ScratchError(f"{where} holds no model (no config.json): point it at a run's output_dir or a checkpoint-N")
     if not local.exists():
         require_hub(f"{where} (not a local folder)", fix="check the path")
