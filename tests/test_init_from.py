@@ -150,3 +150,20 @@ def test_a_folder_without_a_model_another_tokenizer_or_the_output_dir_itself_is_
         parse_run_settings(
             recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, folder, "--init_from", folder), objective="causal"
         )
+
+
+def test_the_card_of_a_run_from_a_hub_model_names_it_as_its_base_model():
+    from transformers import GPT2LMHeadModel
+
+    from scratchlm.card import pretraining_card
+    from scratchlm.objectives import OBJECTIVES
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+    manifest = {"corpus": "local files", "corpus_fingerprint": "0" * 64, "tokenizer_fingerprint": "1" * 64}
+    manifest |= {"device": "cpu", "config": {"init_from": "someone/small-gpt2", "output_dir": "outputs/x"}}
+    summary = {"parameters": 1, "total_tokens": 1}
+    card = pretraining_card(OBJECTIVES["causal"], manifest, model, {}, summary, [], None)
+    assert "base_model: someone/small-gpt2" in card and "from the weights of `someone/small-gpt2`" in card
+    manifest["config"]["init_from"] = None
+    card = pretraining_card(OBJECTIVES["causal"], manifest, model, {}, summary, [], None)
+    assert "base_model" not in card and "pretrained from scratch" in card

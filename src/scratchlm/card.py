@@ -179,6 +179,8 @@ def pretraining_card(
         "pipeline_tag": objective.pipeline_tag,
         "tags": ["scratchlm", "continued-pretraining" if init_from else "pretrained-from-scratch", model_type],
     }
+    if init_from and not Path(init_from).exists():  # a Hub id: the Hub links the model to its base
+        metadata["base_model"] = init_from
     if _language(config):
         metadata["language"] = [_language(config)]
     if config.get("dataset_name"):
