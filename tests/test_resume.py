@@ -597,7 +597,7 @@ def test_a_run_of_several_epochs_resumes_to_the_same_shifted_windows(tmp_path, z
 def test_running_out_of_gpu_memory_is_one_line_with_the_same_global_batch_in_smaller_pieces(
     tmp_path, zh_file, gpt_tokenizer_dir, monkeypatch, capsys
 ):
-    """torch.OutOfMemoryError at step 5 of a training run, then at an evaluation: each is one line with the
+    """torch.cuda.OutOfMemoryError at step 5 of a training run, then at an evaluation: each is one line with the
     batch that fits the same global batch, and checkpoint-3 resumes with it to the end."""
     import torch
 
@@ -608,7 +608,7 @@ def test_running_out_of_gpu_memory_is_one_line_with_the_same_global_batch_in_sma
 
     def step(self, *args, **kwargs):
         if self.state.global_step == 4:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(PretrainingTrainer, "training_step", step)
@@ -626,7 +626,7 @@ def test_running_out_of_gpu_memory_is_one_line_with_the_same_global_batch_in_sma
     monkeypatch.setattr(PretrainingTrainer, "training_step", real_step)
 
     def predict(self, *args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(PretrainingTrainer, "prediction_step", predict)
     smaller = ["--per_device_train_batch_size", 2, "--gradient_accumulation_steps", 2]

@@ -253,11 +253,11 @@ def stops_with_the_fix_when_disk_or_memory_runs_out(trainer: PretrainingTrainer)
         if "code: 28," not in str(err):
             raise
         raise out_of_space(out, OSError(errno.ENOSPC, "No space left on device"), trainer.model) from None
-    except torch.OutOfMemoryError as err:
+    except torch.cuda.OutOfMemoryError as err:  # torch.OutOfMemoryError from torch 2.5 on
         raise out_of_memory(trainer.args, err) from None
 
 
-def out_of_memory(args: PretrainingArguments, err: torch.OutOfMemoryError) -> ScratchError:
+def out_of_memory(args: PretrainingArguments, err: torch.cuda.OutOfMemoryError) -> ScratchError:
     """What to change when a batch does not fit: the same global batch in smaller pieces, then what holds less."""
     evaluating = any(frame.name == "evaluation_loop" for frame in traceback.extract_tb(err.__traceback__))
     if torch.cuda.is_available():
