@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, BertConfig, GPT2Config
+from transformers import AutoModelForCausalLM, BertConfig, GPT2Config, OPTConfig
 
 from scratchlm.errors import ScratchError
 from scratchlm.objectives import parse_run_settings
@@ -107,8 +107,9 @@ def fake_model(folder, config, tokenizer_dir):
         (BertConfig(vocab_size=640), "is a bert model, a masked LM, and this run trains a causal LM"),
         (GPT2Config(vocab_size=640, n_positions=16), "--block_size 32 is larger than the 16 positions of the model"),
         (GPT2Config(vocab_size=320), "has 600 tokens but the model's vocabulary has 320"),
+        (OPTConfig(vocab_size=640), "holds a model of family opt, which scratchlm does not train"),
     ],
-    ids=["masked", "positions", "vocabulary"],
+    ids=["masked", "positions", "vocabulary", "unknown-family"],
 )
 def test_a_model_this_run_cannot_train_is_refused(tmp_path, zh_file, gpt_tokenizer_dir, config, message):
     folder = fake_model(tmp_path / "model", config, gpt_tokenizer_dir)

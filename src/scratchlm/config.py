@@ -89,8 +89,8 @@ def did_you_mean(names: list[str], known: set[str], prefix: str = "") -> str:
     guesses = []
     for name in names:
         key = name.lstrip("-").split("=", 1)[0].replace("-", "_")
-        guess = OTHER_NAMES.get(key) if OTHER_NAMES.get(key) in known else None
-        guess = guess or next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.8)), None)
+        candidates = [OTHER_NAMES[key]] if OTHER_NAMES.get(key) in known else []
+        guess = next(iter(candidates or difflib.get_close_matches(key, known, n=1, cutoff=0.8)), None)
         if guess:
             guesses.append(f"{name}: did you mean {prefix}{guess}?")
     return f" ({'; '.join(guesses)})" if guesses else ""

@@ -86,8 +86,8 @@ def config_to_train(init_from: str, objective: str):
     family = FAMILIES.get(config.model_type)
     if family is None:
         raise ScratchError(
-            f"{where} is a {config.model_type} model, a family scratchlm does not train: start from a model of "
-            f"one of {', '.join(family_names(objective))}"
+            f"{where} holds a model of family {config.model_type}, which scratchlm does not train: start from a "
+            f"model of one of {', '.join(family_names(objective))}"
         )
     if family.objective != objective:
         raise ScratchError(
