@@ -38,6 +38,8 @@ from scratchlm.finetune import (
 )
 from scratchlm.hub import require_hub, upload_folder
 from scratchlm.models import check_tokenizer_fits
+from scratchlm.runlock import hold_output_dir
+from scratchlm.trackers import trackers_that_fail_to_start
 from scratchlm.training import guard_output_dir, setup_run
 
 DEFAULT_CONFIG = Path(__file__).parent / "finetune_cola" / "config_demo.yaml"
@@ -88,8 +90,12 @@ def load_cola(args: ColaArguments) -> datasets.DatasetDict:
 def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
     setup_run(training_args)
     out = Path(training_args.output_dir)
-    guard_output_dir(out, training_args.overwrite_output_dir)
+    with hold_output_dir(out, enabled=training_args.process_index == 0):
+        guard_output_dir(out, training_args.overwrite_output_dir)
+        return finetune_on_cola(cola_args, training_args, out)
 
+
+def finetune_on_cola(cola_args: ColaArguments, training_args: FinetuneArguments, out: Path) -> dict:
     # ----- Data and tokenizer ------------------------------------------------------------------
     raw = load_cola(cola_args)
     if cola_args.max_train_samples:
@@ -138,7 +144,8 @@ def main(cola_args: ColaArguments, training_args: FinetuneArguments) -> dict:
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=classification_metrics(),
         )
-        trainer.train()
+        with trackers_that_fail_to_start(args.report_to):
+            trainer.train()
         metrics = trainer.evaluate()
         trainer.save_model()
         per_seed.append({"seed": seed, **{k: metrics[k] for k in ("eval_matthews_correlation", "eval_accuracy")}})

@@ -438,3 +438,55 @@ def test_a_folder_on_a_read_only_filesystem_is_one_line(capsys, tmp_path, zh_fil
         f"error: --data_cache_dir {tmp_path / 'cache'} cannot be written (Read-only file system): choose another "
         "--data_cache_dir"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Trackers (--report_to): Trainer starts them at the first step, after the corpus is tokenized
+# ---------------------------------------------------------------------------------------------
+def test_a_misspelt_or_missing_tracker_stops_the_run_before_any_work(capsys, tmp_path, monkeypatch):
+    err = fails_with(capsys, tmp_path, "--report_to", "wnadb")
+    assert err.startswith("error: --report_to: wnadb is not supported") and "wandb" in err
+    assert not (tmp_path / "tok").exists()
+
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find_spec(name, *a)
+    )
+    err = fails_with(capsys, tmp_path, "--report_to", "tensorboard")
+    assert "--report_to tensorboard needs the tensorboard package" in err and 'pip install -e ".[tensorboard]"' in err
+
+
+def test_wandb_without_a_login_in_a_job_without_a_terminal_is_one_line(tmp_path, zh_file, gpt_tokenizer_dir):
+    home = tmp_path / "home"  # no ~/.netrc, no wandb settings: the state of a machine where nobody ran `wandb login`
+    home.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_SILENT": "true",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "recipes/pretrain_gpt2_zh.py"),
+            "--config",
+            DEBUG,
+            *corpus(zh_file, gpt_tokenizer_dir),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--report_to",
+            "wandb",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --report_to wandb could not log this run (") and "WANDB_MODE=offline" in last
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # the same command runs once the login is fixed

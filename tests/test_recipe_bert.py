@@ -291,3 +291,23 @@ def test_fill_mask_on_a_text_longer_than_the_context_as_the_card_says(mlm_checkp
     assert len(fill.tokenizer(text)["input_ids"]) > fill.model.config.max_position_embeddings
     predictions = fill(text, tokenizer_kwargs={"truncation": True}, top_k=3)
     assert len(predictions) == 3 and all(p["token_str"] for p in predictions)
+
+
+def test_a_cola_run_that_fails_at_its_first_step_leaves_no_folder_to_refuse_the_rerun(
+    mlm_checkpoint, tmp_path, monkeypatch
+):
+    """Trainer makes seed-42/ when it is built; a tracker that cannot start (the fault here) fails after that."""
+    out_mlm, _ = mlm_checkpoint
+    rows = tmp_path / "cola.tsv"
+    rows.write_text("the cat sat\t1\ncat the sat\t0\n" * 8)
+    out = tmp_path / "cola"
+
+    class TrackerThatCannotStart(finetune_cola.Trainer):
+        def train(self, *args, **kwargs):
+            assert out.is_dir()
+            raise ScratchError("--report_to: the tracker could not start")
+
+    monkeypatch.setattr(finetune_cola, "Trainer", TrackerThatCannotStart)
+    with pytest.raises(ScratchError, match="could not start"):
+        run_cola("--model_name_or_path", out_mlm, "--train_file", rows, "--validation_file", rows, "--output_dir", out)
+    assert not out.exists()

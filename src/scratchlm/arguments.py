@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from .errors import ScratchError
 from .models.registry import FAMILIES, family_help, family_names
 from .precision import cuda_computes_bf16
+from .trackers import check_trackers
 
 logger = logging.getLogger("scratchlm")
 
@@ -414,6 +415,7 @@ class _ScratchTrainingArguments(TrainingArguments):
             if getattr(self, name) < 1:
                 raise ScratchError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         super().__post_init__()
+        check_trackers(self.report_to)
 
 
 @dataclass

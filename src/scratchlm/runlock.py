@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -51,8 +52,8 @@ def _try_lock(handle) -> bool:
 @contextlib.contextmanager
 def hold_output_dir(out: Path, enabled: bool = True):
     """Holds `out` for this run (only the main process takes it: `enabled`); refuses when a live run holds it.
-    A folder that this call created and that is empty when the run ends is removed again, so a run that fails
-    before writing anything leaves nothing behind."""
+    A folder that this call created and that holds no file when the run ends is removed again, so a run that
+    fails before writing anything leaves nothing behind."""
     if not enabled:
         yield
         return
@@ -94,8 +95,8 @@ def hold_output_dir(out: Path, enabled: bool = True):
     finally:
         path.unlink(missing_ok=True)  # while still locked, so no later run can have taken this file
         handle.close()
-        if created and not any(out.iterdir()):
-            out.rmdir()
+        if created and all(p.is_dir() for p in out.rglob("*")):  # a seed-N folder that Trainer made and never filled
+            shutil.rmtree(out)
 
 
 def stop_run(out: Path, wait: bool = False, signum: int = signal.SIGTERM) -> dict:
