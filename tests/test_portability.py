@@ -1,7 +1,9 @@
 """A run's final folder, tokenizer included, loads where users take it: transformers 5.x and 4.x (what vLLM,
 optimum and llama.cpp's converter pin), with the same logits. The 4.x side is a virtualenv this module builds
-once (torch from the same wheel, transformers 4.57); it is slow, so these tests are in the slow tier."""
+once (torch from the same wheel, transformers 4.57); it is slow, so these tests are in the slow tier. And the
+code runs on the oldest Python that setup.cfg admits."""
 
+import configparser
 import json
 import os
 import subprocess
@@ -90,3 +92,16 @@ def test_the_final_folder_loads_in_transformers_4_and_5_alike(tmp_path, zh_file,
         assert new["token_type_ids"] == old["token_type_ids"] and 1 in new["token_type_ids"]
     if family == "gpt2":
         assert json.loads((out / "config.json").read_text())["n_ctx"] == 32  # llama.cpp's converter reads it
+
+
+def test_the_code_needs_no_python_newer_than_setup_cfg_admits():
+    """The tests run on one Python; vermin knows which release each stdlib call came in (hashlib.file_digest,
+    new in 3.11, would stop every checkpoint save on 3.10)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lowest = cfg["options"]["python_requires"].removeprefix(">=").strip()
+    folders = [str(ROOT / f) for f in ("src", "recipes", "tokenizer_training", "benchmarks", "tests")]
+    vermin = "import sys; from vermin import main; sys.exit(main())"
+    flags = [f"-t={lowest}-", "--no-tips", "--violations", "--eval-annotations"]
+    result = subprocess.run([sys.executable, "-c", vermin, *flags, *folders], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -10,8 +10,11 @@ SAMPLED_PAGES = 64  # per file, evenly spread, the first and last included
 
 
 def file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()  # hashlib.file_digest would do this from Python 3.11 on; 3.10 is supported
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def sampled_digest(path: Path) -> str:
