@@ -91,7 +91,6 @@ def test_a_wrapped_optimizer_step_is_skipped_when_asked_and_wrapped_once():
     assert torch.equal(weight.detach(), torch.zeros(2))
 
 
-@pytest.mark.skipif(torch_muon is None, reason="torch.optim.Muon needs torch 2.9 or newer")
 def test_muon_hands_the_updates_we_want_to_ours_and_others_to_its_own_within_the_block_only():
     from scratchlm.training.muon import newton_schulz_float32
 

@@ -601,8 +601,6 @@ class PretrainingArguments(_ScratchTrainingArguments):
                 "--use_liger_kernel needs the liger-kernel package (pip install liger-kernel; CUDA GPUs only): "
                 "install it, or drop the flag (--fused_loss true saves the same logits memory without it)"
             )
-        if self.optim == "muon" and not hasattr(torch.optim, "Muon"):
-            raise ScratchError(f"--optim muon needs torch 2.9 or newer (torch.optim.Muon); this is {torch.__version__}")
         if self.optim == "muon" and (
             self.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
         ):

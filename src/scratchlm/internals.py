@@ -14,12 +14,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 from datasets import Dataset
+from torch.optim import _muon as torch_muon
 from transformers import Trainer
-
-try:
-    from torch.optim import _muon as torch_muon  # torch >= 2.9, which has torch.optim.Muon
-except ImportError:
-    torch_muon = None
 
 # (owner, name, parameters we pass it or rely on; None for an attribute rather than a function)
 PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
@@ -34,11 +30,7 @@ PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
     # A loaded Hub dataset's content hash, which datasets computes from its files and offers no getter for.
     (Dataset, "_fingerprint", None),
     # torch's Muon orthogonalises every update with this function, in bfloat16, and takes no other.
-    *(
-        [(torch_muon, "_zeropower_via_newtonschulz", ("grad", "ns_coefficients", "ns_steps", "eps"))]
-        if torch_muon
-        else []
-    ),
+    (torch_muon, "_zeropower_via_newtonschulz", ("grad", "ns_coefficients", "ns_steps", "eps")),
 ]
 
 

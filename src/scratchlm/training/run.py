@@ -254,7 +254,7 @@ def stops_with_the_fix_when_disk_or_memory_runs_out(trainer: PretrainingTrainer)
         if "code: 28," not in str(err):
             raise
         raise out_of_space(out, OSError(errno.ENOSPC, "No space left on device"), trainer.model) from None
-    except torch.cuda.OutOfMemoryError as err:  # torch.OutOfMemoryError from torch 2.5 on
+    except torch.cuda.OutOfMemoryError as err:
         raise out_of_memory(trainer.args, err) from None
 
 
