@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,7 +305,7 @@ def test_a_cola_run_that_fails_at_its_first_step_leaves_no_folder_to_refuse_the_
 
     class TrackerThatCannotStart(finetune_cola.Trainer):
         def train(self, *args, **kwargs):
-            assert out.is_dir()
+            assert Path(self.args.output_dir).is_dir() and Path(self.args.output_dir).parent == out
             raise ScratchError("--report_to: the tracker could not start")
 
     monkeypatch.setattr(finetune_cola, "Trainer", TrackerThatCannotStart)

@@ -12,11 +12,8 @@ import importlib.util
 
 from .errors import ScratchError
 
-# What --report_to names most often, and how each is installed (setup.cfg's extras).
-INSTALL = {
-    "wandb": ("wandb", 'pip install -e ".[wandb]" (or pip install wandb)'),
-    "tensorboard": ("tensorboard", 'pip install -e ".[tensorboard]" (or pip install tensorboard)'),
-}
+# The trackers scratchlm has extras for (setup.cfg), each a package of the same name.
+EXTRAS = ("wandb", "tensorboard")
 
 OFFLINE_FIX = (
     "run `wandb login` (or set WANDB_API_KEY) where the W&B server can be reached; or set WANDB_MODE=offline "
@@ -33,9 +30,10 @@ def check_trackers(report_to: list[str]) -> None:
     except ValueError as err:
         raise ScratchError(f"--report_to: {err}") from None
     for name in report_to:
-        if name in INSTALL and importlib.util.find_spec(INSTALL[name][0]) is None:
+        if name in EXTRAS and importlib.util.find_spec(name) is None:
             raise ScratchError(
-                f"--report_to {name} needs the {INSTALL[name][0]} package: {INSTALL[name][1]}, or drop the flag"
+                f'--report_to {name} needs the {name} package: pip install -e ".[{name}]" (or pip install {name}), '
+                "or drop the flag"
             )
 
 
