@@ -125,6 +125,31 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
 
 
 @pytest.mark.slow
+def test_init_from_benchmark_starts_its_arms_from_the_source_model_and_all_from_its_tokenizer(tmp_path):
+    import init_from
+
+    out, work = tmp_path / "i.json", tmp_path / "work"
+    argv = ["--tiny", "--source_steps", "20", "--steps", "10", "--lr_scales", "1", "0.5", "--target_blocks", "64"]
+    result = init_from.main([*argv, "--work_dir", str(work), "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    curves = result["seeds"]["42"]
+    assert list(curves) == ["scratch", "init_from", "init_from_lr_x0.5"]
+    for arm in curves:
+        assert [step for step, _ in curves[arm]] == [0, 2, 4, 6, 8, 10]
+        run = work / "runs" / f"{arm}-42"
+        settings = (run / "run_config.yaml").read_text()
+        assert "corpus: zh_book_reviews" in settings and "max_train_samples: 64" in settings
+        assert (f"init_from: {work / 'runs' / 'source'}" in settings) == (arm != "scratch")
+        assert (run / "tokenizer.json").read_text() == (work / "runs" / "source" / "tokenizer.json").read_text()
+    scaled = (work / "runs" / "init_from_lr_x0.5-42" / "run_config.yaml").read_text()
+    assert "learning_rate: 0.005" in scaled and "muon_learning_rate: 0.005" in scaled  # the demo's 1e-2 and 0.01
+    # at step 0 a model from random weights is near uniform; the source's weights know the characters
+    assert curves["init_from"][0][1] < curves["scratch"][0][1] - 0.1
+    assert curves["init_from"][0] == curves["init_from_lr_x0.5"][0]  # the same source model, before any step
+    assert "final init_from_lr_x0.5 - scratch: mean" in init_from.table(result)
+
+
+@pytest.mark.slow
 def test_quality_per_minute_gives_every_arm_the_same_minutes_and_stacks_the_winners(tmp_path):
     import quality_per_minute as qpm
 

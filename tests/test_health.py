@@ -153,6 +153,22 @@ def test_a_run_that_ends_above_the_unigram_bar_before_it_is_judged_says_to_train
     assert "after 10,000,000 tokens (--health_unigram_tokens) has a bug" in warning
 
 
+def test_a_loss_back_above_the_unigram_bar_after_clearing_it_is_not_told_to_train_longer():
+    """A model adapted to a small text for many epochs (`--init_from`, 12 epochs in benchmarks/init_from.py)
+    cleared the bar, then memorised its way back above it: "train longer" contradicted the overfitting check."""
+    from scratchlm.training.health import unigram_verdict
+
+    short_run = {"tokens_seen": 300_000, "budget": 10_000_000, "run_tokens": 300_000}
+    back = unigram_verdict(8.78, 6.85, **short_run, best_eval_loss=6.15)
+    assert back.verdict == "warn" and "train longer" not in back.message
+    assert "back above the unigram bar 6.850, after 6.150 at its best" in back.message
+    assert "--load_best_model_at_end true" in back.message
+    never = unigram_verdict(8.78, 6.85, **short_run, best_eval_loss=6.80)  # never 0.1 below: still a short run
+    assert never.verdict == "warn" and "train longer" in never.message
+    early = unigram_verdict(8.78, 6.85, tokens_seen=1_000, budget=10_000_000, run_tokens=300_000, best_eval_loss=6.1)
+    assert early.verdict == "warn"  # judged at once, not after the budget: it did learn token frequencies
+
+
 @pytest.mark.slow
 def test_a_small_corpus_seen_many_times_warns_of_overfitting(tmp_path, zh_docs, gpt_tokenizer_dir, caplog):
     corpus = tmp_path / "small.txt"

@@ -2,6 +2,7 @@
 and step count, on any corpus; what cannot work is refused before training."""
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -59,6 +60,23 @@ print("OK", model.config.n_layer, len(tok))
         cwd=tmp_path,
     )
     assert result.stdout.split() == ["OK", "2", "600"], result.stderr
+
+
+@pytest.mark.parametrize("learning_rate,warned", [(1e-3, True), (3e-4, False)])
+def test_adapting_to_a_small_text_for_many_epochs_at_the_trained_rate_warns(
+    tmp_path, zh_docs, trained, caplog, learning_rate, warned
+):
+    """At the rates a model was trained with, 12 epochs of a small text ended worse than a model from scratch
+    (benchmarks/init_from.py); the debug model was trained at 1e-3."""
+    small = tmp_path / "small.txt"
+    small.write_text("\n".join(zh_docs[:10]) + "\n", encoding="utf-8")
+    argv = recipe_argv(DEBUG, small, trained[0], tmp_path / "adapted", "--init_from", trained[0], "--max_steps", 60)
+    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+        pretrain_gpt2_zh.cli([*argv, "--learning_rate", str(learning_rate), "--eval_strategy", "no"])
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--init_from: this run sees")]
+    assert bool(said) == warned, said
+    if warned:
+        assert "--learning_rate 0.001 (trained at 0.001)" in said[0] and "a third of the rates" in said[0]
 
 
 def test_data_prepared_for_a_run_from_a_trained_model_uses_its_tokenizer(tmp_path, zh_file, trained):

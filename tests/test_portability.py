@@ -105,3 +105,80 @@ def test_the_code_needs_no_python_newer_than_setup_cfg_admits():
     flags = [f"-t={lowest}-", "--no-tips", "--violations", "--eval-annotations"]
     result = subprocess.run([sys.executable, "-c", vermin, *flags, *folders], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+AS_ON_WINDOWS = """
+import runpy, signal, sys
+import filelock  # Hub downloads lock with it; it reads the platform itself (msvcrt on Windows)
+sys.modules["fcntl"] = None  # what Windows lacks: flock and SIGUSR1
+del signal.SIGUSR1
+script, *sys.argv[1:] = sys.argv[1:]
+sys.argv[0] = script
+if script == "scratchlm":
+    from scratchlm.cli import main
+else:
+    runpy.run_path(script, run_name="imported")  # everything it imports, on the real platform (torch reads it)
+sys.platform = "win32"
+main() if script == "scratchlm" else runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["recipes/pretrain_gpt2_zh.py"],
+        ["recipes/finetune_cola.py", "--model_name_or_path", "x"],
+        ["scratchlm", "stop", "outputs/x"],
+    ],
+)
+def test_windows_gets_one_line_that_names_wsl_before_any_work(tmp_path, command):
+    """The recipes lock output folders and caches with flock and stop runs with POSIX signals; on Windows that
+    was a ModuleNotFoundError for fcntl. Imports must still work there, so the refusal is said, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-c", AS_ON_WINDOWS, *command], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: scratchlm's runs and tools need Linux or macOS"), lines
+    assert "WSL2" in lines[0]
+    assert not (ROOT / "outputs" / "x").exists()
+
+
+def lowest_admitted_versions() -> list[str]:
+    """Every `name>=X` of setup.cfg's install_requires as `name==X`, except torch, which stays at the version
+    running the tests: its floor on PyPI is a CUDA build of several GB (torch 2.9 was checked by hand)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    pins = []
+    for requirement in cfg["options"]["install_requires"].split():
+        name, bound, rest = requirement.partition(">=")
+        if bound:
+            version = torch.__version__.split("+")[0] if name == "torch" else rest.split(",")[0]
+            pins.append(f"{name}=={version}")
+    return pins
+
+
+@pytest.mark.slow
+def test_the_fast_tier_passes_with_the_lowest_versions_setup_cfg_admits(tmp_path):
+    """A lower bound nobody installs drifts: code that uses a newer transformers, accelerate or datasets API
+    passes here and breaks for whoever has the older release (a lent GPU machine, a cluster's module)."""
+    pins = lowest_admitted_versions()
+    assert {p.split("==")[0] for p in pins} >= {"transformers", "accelerate", "datasets", "tokenizers"}, pins
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", *pins, "-e", f"{ROOT}[dev]"], capture_output=True, text=True, timeout=900
+    )
+    said = "\n".join(line for line in install.stderr.splitlines() if not line.startswith("WARNING:"))
+    assert install.returncode == 0, f"could not install {pins}: {said[-2000:]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    tests = subprocess.run(
+        [python, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert tests.returncode == 0, f"with {' '.join(pins)}:\n{tests.stdout[-4000:]}"

@@ -15,6 +15,14 @@ TRACEBACK_FLAG = "--traceback"
 DEBUG_FLAG = "--debug"  # alone it means --traceback; with a value it is TrainingArguments' own --debug option
 
 
+WINDOWS = (
+    "scratchlm's runs and tools need Linux or macOS: they guard output folders and caches with POSIX file "
+    "locks and stop runs with POSIX signals, which Windows lacks. On Windows, run them inside WSL2 "
+    "(`wsl --install`, then the README's commands in its Linux shell); the models they train load on Windows "
+    "with transformers alone"
+)
+
+
 class ScratchError(Exception):
     """A problem with the user's input or environment, with the fix in its message."""
 
@@ -61,6 +69,9 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
 
     `--traceback` or a bare `--debug` (or SCRATCHLM_TRACEBACK=1) re-raises instead, for debugging.
     """
+    if sys.platform == "win32":
+        say(f"error: {WINDOWS}")
+        sys.exit(2)
     argv = list(sys.argv[1:] if argv is None else argv)
     bare_debug = [
         i for i, a in enumerate(argv) if a == DEBUG_FLAG and (i + 1 == len(argv) or argv[i + 1].startswith("--"))

@@ -13,7 +13,6 @@ push and the printed upload command skip `_*` names, so the lock never reaches t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -24,6 +23,11 @@ import time
 from pathlib import Path
 
 from .errors import ScratchError
+
+try:
+    import fcntl
+except ModuleNotFoundError:  # Windows, which run_cli refuses before any lock is taken
+    fcntl = None
 
 LOCK_NAME = "_scratchlm_run.lock"
 

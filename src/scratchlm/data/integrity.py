@@ -5,13 +5,17 @@ that two processes never build the same folder at once."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..hashing import file_digest, sampled_digest
+
+try:
+    import fcntl
+except ModuleNotFoundError:  # Windows, which run_cli refuses before any lock is taken
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 

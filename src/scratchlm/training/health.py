@@ -44,11 +44,27 @@ class Verdict:
     value: float | None = None
 
 
-def unigram_verdict(eval_loss: float, unigram_loss: float, tokens_seen: int, budget: int, run_tokens: int) -> Verdict:
-    """Judged once the run has seen `budget` tokens, or at its end when it is shorter than that."""
+def unigram_verdict(
+    eval_loss: float,
+    unigram_loss: float,
+    tokens_seen: int,
+    budget: int,
+    run_tokens: int,
+    best_eval_loss: float | None = None,
+) -> Verdict:
+    """Judged once the run has seen `budget` tokens, or at its end when it is shorter than that; at once when an
+    earlier evaluation (`best_eval_loss`, the lowest) was below the bar, where "train longer" would be wrong."""
     margin = unigram_loss - eval_loss
     if margin >= UNIGRAM_MARGIN:
         return Verdict("unigram", "ok", f"held-out loss {margin:.2f} nats below the unigram bar", margin)
+    if best_eval_loss is not None and unigram_loss - best_eval_loss >= UNIGRAM_MARGIN:
+        message = (
+            f"held-out loss {eval_loss:.3f} is back above the unigram bar {unigram_loss:.3f}, after "
+            f"{best_eval_loss:.3f} at its best: the model is losing what it learned, by memorising its corpus "
+            "(fewer epochs or more text; the overfitting check says when) or at too high a learning rate; "
+            "--load_best_model_at_end true with --metric_for_best_model eval_loss keeps the best checkpoint"
+        )
+        return Verdict("unigram", "warn", message, margin)
     tokens_needed = min(budget, run_tokens)
     if tokens_seen < tokens_needed:
         return Verdict(
@@ -255,6 +271,7 @@ class HealthMonitor(TrainerCallback):
                 step * self.tokens_per_step,
                 self.unigram_tokens,
                 total * self.tokens_per_step,
+                min((loss for loss, _ in self.evaluations), default=None),
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),

@@ -20,7 +20,8 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger("scratchlm")
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# Windows has no SIGUSR1; run_cli refuses Windows, but the module must import there for that line to be said
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
 AGREE_EVERY = 10
 
 

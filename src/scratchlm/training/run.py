@@ -9,6 +9,7 @@ import ctypes
 import dataclasses
 import enum
 import errno
+import json
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ from ..errors import ScratchError, quiet_progress_bars_off_a_terminal
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
 from ..precision import precision_advice, precision_name
-from ..provenance import require_clean_git
+from ..provenance import MANIFEST_FILE, require_clean_git
 from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
 from ..trackers import trackers_that_fail_to_start
@@ -311,6 +312,36 @@ def warn_of_a_long_decay_over_repeats(args: PretrainingArguments, steps: int, ep
         )
 
 
+# Adapting a trained model to a small text of 25,600 tokens (benchmarks/init_from.py): 12 epochs at the rates the
+# model was trained with memorised it and ended 1.0 bits/char above a model from scratch; a third of the rates
+# over 3 epochs, or a tenth over 12, ended 0.85 and 2.4 below it.
+EPOCHS_FOR_ADAPTING = 3.0
+ADAPTING_RATE_SHARE = 0.5
+
+
+def warn_of_adapting_at_the_trained_rates(args: PretrainingArguments, init_from: str | None, epochs: float) -> None:
+    manifest = Path(init_from or "") / MANIFEST_FILE
+    if not init_from or epochs <= EPOCHS_FOR_ADAPTING or not manifest.is_file():  # a Hub model's rates are unknown
+        return
+    trained = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})
+    rates = [("learning_rate", args.learning_rate, trained.get("learning_rate"))]
+    if args.optim == "muon" and trained.get("optim") == "muon":
+        rates.append(("muon_learning_rate", args.muon_learning_rate, trained.get("muon_learning_rate")))
+    high = [
+        f"--{name} {now:g} (trained at {then:g})"
+        for name, now, then in rates
+        if then and now > ADAPTING_RATE_SHARE * then
+    ]
+    if high:
+        logger.warning(
+            "--init_from: this run sees its corpus %.1f times at %s; adapting a model on a text this small at "
+            "the rates it was trained at memorises the text and loses what the model knew (benchmarks/init_from.py: "
+            "it ended worse than a model from scratch): use a third of the rates for about 3 epochs, or a tenth",
+            epochs,
+            " and ".join(high),
+        )
+
+
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
     """Sizes, token budget and the bars to clear; warns when the first loss, the warmup or the decay is off."""
     args, model = trainer.args, trainer.model
@@ -390,6 +421,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         )
     if epochs is not None:
         warn_of_a_long_decay_over_repeats(args, steps, epochs)
+        warn_of_adapting_at_the_trained_rates(args, init_from, epochs)
     if abs(initial - math.log(vocab)) > 1.0 and not init_from:  # a trained model starts well below it
         logger.warning(
             "initial loss %.3f is far from ln(vocab)=%.3f: the initialisation or the labels are off",
