@@ -182,3 +182,31 @@ def test_the_fast_tier_passes_with_the_lowest_versions_setup_cfg_admits(tmp_path
         timeout=1200,
     )
     assert tests.returncode == 0, f"with {' '.join(pins)}:\n{tests.stdout[-4000:]}"
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_tokenizing_workers_leave_ctrl_c_to_the_main_process_however_their_pool_starts_them(start_method):
+    """datasets' workers fork on Linux up to Python 3.13; macOS spawns them, and Linux 3.14 uses a forkserver. A
+    worker that kept Ctrl-C printed its own traceback beside the main process's one `stopped:` line."""
+    import signal
+
+    import multiprocess
+
+    from scratchlm.errors import leave_interrupts_to_the_main_process
+
+    def worker_ignores_ctrl_c(_):
+        import signal
+
+        from scratchlm.errors import leave_interrupts_to_the_main_process
+
+        leave_interrupts_to_the_main_process()
+        return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+    with multiprocess.get_context(start_method).Pool(1) as pool:
+        assert pool.map(worker_ignores_ctrl_c, [0]) == [True]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        leave_interrupts_to_the_main_process()
+        assert signal.getsignal(signal.SIGINT) == handler  # the main process keeps its own
+    finally:
+        signal.signal(signal.SIGINT, handler)

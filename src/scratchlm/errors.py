@@ -129,9 +129,17 @@ _MAIN_PID = os.getpid()
 def leave_interrupts_to_the_main_process() -> None:
     """Called in tokenizing workers: a Ctrl-C reaches every process of the terminal's group, and the main process
     stops the workers and prints the one `stopped:` line, so a worker ignores it instead of printing a traceback.
-    (Workers are forked, so they inherit the main process's id in `_MAIN_PID`.)"""
-    if os.getpid() != _MAIN_PID:
+    A forked worker inherits the main process's id in `_MAIN_PID`; one started otherwise (spawn, macOS's default;
+    forkserver, Linux's from Python 3.14) may import this module afresh, but its pool recorded a parent for it."""
+    if os.getpid() != _MAIN_PID or _started_by_a_pool():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _started_by_a_pool() -> bool:
+    import multiprocessing
+
+    pools = [multiprocessing, sys.modules.get("multiprocess")]  # datasets' pools are multiprocess's, not the stdlib's
+    return any(pool is not None and pool.parent_process() is not None for pool in pools)
 
 
 def _close_process_group() -> None:
