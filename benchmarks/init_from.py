@@ -10,8 +10,8 @@ at every evaluation.
 Every run is `recipes/pretrain_gpt2_zh.py --config CONFIG` (the GPT-2 demo config by default) launched as a
 user launches it, one after the other: first the source model on `--source` (its tokenizer is trained there,
 on first use), then per seed `scratch` (`--corpus TARGET --tokenizer_name_or_path` the source's tokenizer)
-and `init_from` (`--corpus TARGET --init_from` the source model). Both start their warmup and schedule at
-step 0, as a user's run does. `--lr_scales 1 0.3` adds an `init_from` arm per scale with every learning rate
+and `init_from` (`--corpus TARGET --init_from` the source model). Every arm starts its warmup and schedule
+at step 0, as a user's run does. `--lr_scales 1 0.3` adds an `init_from` arm per scale with every learning rate
 of the config scaled (the usual advice for adapting a model); `--target_blocks N` trains the arms on the
 target's first N blocks only (`--max_train_samples`), the many-epoch case of a small text of one's own;
 `--source_model DIR` starts every arm from a source run already trained (by an earlier run of this script:
@@ -49,12 +49,12 @@ def curve(history: list[dict]) -> list[tuple[int, float]]:
     return [(e["step"], e["eval_bits_per_char"]) for e in history if "eval_bits_per_char" in e]
 
 
-def arms_of(config: Path, lr_scales: list[float]) -> dict[str, dict[str, str]]:
+def arms_of(config: Path, lr_scales: list[float], source: Path) -> dict[str, dict[str, str]]:
     """name: the flags that start the arm from the source model (none: from random weights)."""
     training = parse_run_settings(["--config", str(config)]).training
     arms = {"scratch": {}}
     for scale in lr_scales:
-        flags = {"--init_from": "SOURCE"}
+        flags = {"--init_from": str(source)}
         if scale != 1:
             flags["--learning_rate"] = f"{training.learning_rate * scale:g}"
             if training.optim == "muon":
@@ -105,12 +105,13 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.config.is_file():
         sys.exit(f"--config: no file {args.config}")
     base = Base(args.config)
-    arms = arms_of(args.config, args.lr_scales)
     stem = f"init_from_{args.source}_to_{args.target}{'_tiny' if args.tiny else ''}"
     out = args.out or ROOT / "benchmarks/results" / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     work = args.work_dir or Path(f"/tmp/{stem}-{os.getpid()}")
     (work / "logs").mkdir(parents=True, exist_ok=True)
+    source = args.source_model.resolve() if args.source_model is not None else work / "runs" / "source"
+    arms = arms_of(args.config, args.lr_scales, source)
     common = {"--save_strategy": "no", **(TINY if args.tiny else {})}
 
     report = {
@@ -127,12 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
         "seeds": {},
     }
     if args.source_model is not None:
-        source = args.source_model.resolve()
         if not (source / "trainer_state.json").is_file():
             sys.exit(f"--source_model: {source} is not a finished run (no trainer_state.json)")
         report["source_steps"] = json.loads((source / "trainer_state.json").read_text())["global_step"]
     else:
-        source = work / "runs" / "source"
         print(f"[{time.strftime('%H:%M:%S')}] source: {args.source_steps} steps on {args.source}", flush=True)
         flags = {**common, **run_flags(args.source, args.source_steps)}
         launch(base, flags, work, source, work / "logs" / "source.log")
@@ -145,8 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
         curves = report["seeds"][str(seed)] = {}
         for name, start in arms.items():
             flags = {**target, **start, "--seed": str(seed)}
-            if "--init_from" in flags:
-                flags["--init_from"] = str(source)
             print(f"[{time.strftime('%H:%M:%S')}] {name}, seed {seed}", flush=True)
             history = launch(base, flags, work, work / "runs" / f"{name}-{seed}", work / "logs" / f"{name}-{seed}.log")
             curves[name] = curve(history)

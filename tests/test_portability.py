@@ -126,8 +126,8 @@ main() if script == "scratchlm" else runpy.run_path(script, run_name="__main__")
 @pytest.mark.parametrize(
     "command",
     [
-        ["recipes/pretrain_gpt2_zh.py"],
-        ["recipes/finetune_cola.py", "--model_name_or_path", "x"],
+        [str(ROOT / "recipes/pretrain_gpt2_zh.py")],
+        [str(ROOT / "recipes/finetune_cola.py"), "--model_name_or_path", "x"],
         ["scratchlm", "stop", "outputs/x"],
     ],
 )
@@ -135,13 +135,13 @@ def test_windows_gets_one_line_that_names_wsl_before_any_work(tmp_path, command)
     """The recipes lock output folders and caches with flock and stop runs with POSIX signals; on Windows that
     was a ModuleNotFoundError for fcntl. Imports must still work there, so the refusal is said, not a traceback."""
     result = subprocess.run(
-        [sys.executable, "-c", AS_ON_WINDOWS, *command], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", AS_ON_WINDOWS, *command], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: scratchlm's runs and tools need Linux or macOS"), lines
     assert "WSL2" in lines[0]
-    assert not (ROOT / "outputs" / "x").exists()
+    assert not any(tmp_path.iterdir())  # no output folder, tokenizer or lock: the recipes' defaults are relative
 
 
 def lowest_admitted_versions() -> list[str]:

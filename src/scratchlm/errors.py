@@ -123,23 +123,17 @@ def _say_interrupted() -> int:
     return 130
 
 
-_MAIN_PID = os.getpid()
-
-
 def leave_interrupts_to_the_main_process() -> None:
     """Called in tokenizing workers: a Ctrl-C reaches every process of the terminal's group, and the main process
     stops the workers and prints the one `stopped:` line, so a worker ignores it instead of printing a traceback.
-    A forked worker inherits the main process's id in `_MAIN_PID`; one started otherwise (spawn, macOS's default;
-    forkserver, Linux's from Python 3.14) may import this module afresh, but its pool recorded a parent for it."""
-    if os.getpid() != _MAIN_PID or _started_by_a_pool():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _started_by_a_pool() -> bool:
+    A worker is a process that multiprocessing (or datasets' `multiprocess`) started, by fork, spawn (macOS's
+    default) or a forkserver (Linux's from Python 3.14): it records the parent, where a process id inherited
+    through fork would tell only forked workers apart."""
     import multiprocessing
 
-    pools = [multiprocessing, sys.modules.get("multiprocess")]  # datasets' pools are multiprocess's, not the stdlib's
-    return any(pool is not None and pool.parent_process() is not None for pool in pools)
+    starters = [multiprocessing, sys.modules.get("multiprocess")]  # datasets starts its workers with multiprocess
+    if any(starter is not None and starter.parent_process() is not None for starter in starters):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _close_process_group() -> None:

@@ -320,8 +320,10 @@ ADAPTING_RATE_SHARE = 0.5
 
 
 def warn_of_adapting_at_the_trained_rates(args: PretrainingArguments, init_from: str | None, epochs: float) -> None:
-    manifest = Path(init_from or "") / MANIFEST_FILE
-    if not init_from or epochs <= EPOCHS_FOR_ADAPTING or not manifest.is_file():  # a Hub model's rates are unknown
+    if not init_from or epochs <= EPOCHS_FOR_ADAPTING:
+        return
+    manifest = Path(init_from) / MANIFEST_FILE
+    if not manifest.is_file():  # a Hub model, or one not trained here: the rates it was trained at are unknown
         return
     trained = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})
     rates = [("learning_rate", args.learning_rate, trained.get("learning_rate"))]
