@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Everything worth measuring and checking on one GPU, in one command of under 9 minutes.
+"""Everything worth measuring and checking on one GPU, in one command (about 8 minutes of steps on an H100).
 
     python benchmarks/gpu_suite.py --data ../shared/data/tinyshakespeare/input.txt      # on a GPU machine
     python benchmarks/gpu_suite.py --data input.txt --tiny                              # the code path, on a CPU
@@ -20,7 +20,9 @@ as such, and the suite goes on):
    100 steps of 16 blocks with `--fp16 true --optim muon`, which must end below the unigram bar (in fp32 on
    a CPU the same command ends at 3.88 against a bar of 5.01).
 
-It prints a table and writes JSON (with each step's log beside it under --out_dir).
+It prints a table and writes JSON (with each step's log beside it under --out_dir), the JSON after
+every step so that a suite stopped from outside keeps what it finished. `--only` runs some steps
+(`resume` needs `recipe` in the same call), for a lease too short for all of them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes/pretrain_gpt2_zh.py")
 GPT2_124M = str(ROOT / "recipes/pretrain_gpt2_zh/config_gpt2_124m.yaml")
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
+STEPS = (
+    "throughput_baby",
+    "throughput_gpt2",
+    "throughput_bert",
+    "fused_loss",
+    "time_to_quality",
+    "recipe",
+    "resume",
+    "ddp_1_process",
+    "fsdp_1_process",
+    "fp16_muon",
+)
 RECIPE_STEPS = [
     "--max_steps",
     "200",
@@ -57,6 +71,8 @@ RECIPE_STEPS = [
     "32",
     "--vocab_size",
     "8000",
+    "--text_sample_by",
+    "paragraph",  # a play's lines are not documents: by line, "ROMEO:" is a whole one and its sample ends there
 ]
 TINY_RECIPE = [
     "--n_layer",
@@ -128,151 +144,131 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, required=True, help="A text file: tiny Shakespeare's input.txt.")
     parser.add_argument("--tiny", action="store_true", help="Tiny shapes and no launcher steps: a CPU check.")
     parser.add_argument("--out_dir", type=Path, default=Path("benchmarks/results/gpu_suite"))
+    parser.add_argument("--only", default=",".join(STEPS), help=f"Comma-separated steps, of: {', '.join(STEPS)}.")
+    parser.add_argument(
+        "--time_scale",
+        type=float,
+        default=None,
+        help="Multiplies every step's time limit (default 1 on a GPU, 5 with --tiny), e.g. for steps run side by side.",
+    )
     args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(STEPS))
+    if not only:
+        parser.error(f"--only: name at least one step, of: {', '.join(STEPS)}")
+    if unknown:
+        parser.error(f"--only: unknown steps {', '.join(unknown)}; the steps are {', '.join(STEPS)}")
+    if "resume" in only and "recipe" not in only:
+        parser.error("--only: resume continues the recipe step's run; name recipe too")
     import torch
 
     if not args.tiny and not torch.cuda.is_available():
         parser.error("this suite measures a GPU; on a CPU pass --tiny to check the code path only")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # The limits are a GPU's; a CPU under load may take several times longer on the tiny shapes.
-    slack = 5 if args.tiny else 1
+    slack = args.time_scale or (5 if args.tiny else 1)
     data = str(args.data.resolve())
     py = sys.executable
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     steps: list[dict] = []
     suite_start = time.perf_counter()
+
+    def record(step: dict) -> None:
+        steps.append(step)
+        result = {
+            "device": device,
+            "torch": torch.__version__,
+            "tiny": args.tiny,
+            "seconds": round(time.perf_counter() - suite_start, 1),
+            "steps": steps,
+        }
+        (args.out_dir / "gpu_suite.json").write_text(json.dumps(result, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         env = {**os.environ, "SCRATCHLM_CACHE": str(tmp / "cache"), "PYTHONUNBUFFERED": "1"}
         tiny = ["--tiny"] if args.tiny else []
-        # With --tiny only the baby GPT: the other shapes run the same code, and GPT-2's vocabulary is slow on CPU.
-        models = (("baby", 80),) if args.tiny else (("baby", 80), ("gpt2", 130), ("bert", 120))
-        for model, limit in models:
-            step = run_step(
-                slack,
-                f"throughput_{model}",
-                [
-                    py,
-                    "benchmarks/throughput.py",
-                    "--model",
-                    model,
-                    "--steps",
-                    "40",
-                    "--warmup",
-                    "20",
-                    *tiny,
-                    "--out",
-                    str(args.out_dir / f"throughput_{model}.json"),
-                ],
-                limit,
-                args.out_dir,
-                env,
-            )
+        for model, limit in (("baby", 80), ("gpt2", 130), ("bert", 120)):
+            name = f"throughput_{model}"
+            if name not in only:
+                continue
+            if args.tiny and model != "baby":
+                # The other shapes run the same code, and GPT-2's vocabulary is slow on a CPU.
+                record({"step": name, "status": "skipped (the baby GPT checks this code with --tiny)", "seconds": 0.0})
+                continue
+            out = args.out_dir / f"{name}.json"
+            command = [py, "benchmarks/throughput.py", "--model", model, "--steps", "40", "--warmup", "20"]
+            step = run_step(slack, name, [*command, *tiny, "--out", str(out)], limit, args.out_dir, env)
             if step["status"] == "ok":
-                result = json.loads((args.out_dir / f"throughput_{model}.json").read_text())
                 step["figures"] = {
                     r["run"]: {k: r.get(k) for k in ("tokens_per_second", "mfu", "peak_memory_gb")}
-                    for r in result["rows"]
+                    for r in json.loads(out.read_text())["rows"]
                 }
-            steps.append(step)
+            record(step)
 
-        fused_shape = ["--batch", "2", "--block", "64", "--width", "32", "--vocab", "512"] if args.tiny else []
-        out = args.out_dir / "fused_loss.json"
-        step = run_step(
-            slack,
-            "fused_loss",
-            [py, "benchmarks/fused_loss.py", *fused_shape, "--out", str(out)],
-            60,
-            args.out_dir,
-            env,
-        )
-        if step["status"] == "ok":
-            step["figures"] = {
-                r["arm"]: {k: r[k] for k in ("peak_extra_gb", "seconds", "loss")}
-                for r in json.loads(out.read_text())["rows"]
-            }
-        steps.append(step)
+        if "fused_loss" in only:
+            fused_shape = ["--batch", "2", "--block", "64", "--width", "32", "--vocab", "512"] if args.tiny else []
+            out = args.out_dir / "fused_loss.json"
+            command = [py, "benchmarks/fused_loss.py", *fused_shape, "--out", str(out)]
+            step = run_step(slack, "fused_loss", command, 60, args.out_dir, env)
+            if step["status"] == "ok":
+                step["figures"] = {
+                    r["arm"]: {k: r[k] for k in ("peak_extra_gb", "seconds", "loss")}
+                    for r in json.loads(out.read_text())["rows"]
+                }
+            record(step)
 
-        step = run_step(
-            slack,
-            "time_to_quality",
-            [
-                py,
-                "benchmarks/time_to_quality.py",
-                "--data",
-                data,
-                *(tiny or ["--max_steps", "1600"]),  # its best held-out loss came at step 1,500 on an H100
-                "--out",
-                str(args.out_dir / "time_to_quality.json"),
-            ],
-            140,
-            args.out_dir,
-            env,
-        )
-        if step["status"] == "ok":
-            result = json.loads((args.out_dir / "time_to_quality.json").read_text())["arms"][0]
-            step["figures"] = {k: result[k] for k in ("seconds_to_target", "best_eval_loss", "seconds_total")}
-        steps.append(step)
+        if "time_to_quality" in only:
+            out = args.out_dir / "time_to_quality.json"
+            # Its best held-out loss came at step 1,500 on an H100.
+            command = [py, "benchmarks/time_to_quality.py", "--data", data, *(tiny or ["--max_steps", "1600"])]
+            step = run_step(slack, "time_to_quality", [*command, "--out", str(out)], 140, args.out_dir, env)
+            if step["status"] == "ok":
+                result = json.loads(out.read_text())["arms"][0]
+                step["figures"] = {k: result[k] for k in ("seconds_to_target", "best_eval_loss", "seconds_total")}
+            record(step)
 
         shape = [DEBUG, *TINY_RECIPE] if args.tiny else [GPT2_124M, *RECIPE_STEPS]
         common = [RECIPE, "--config", *shape, "--train_files", data, "--tokenizer_name_or_path", str(tmp / "tok")]
-        step = run_step(slack, "recipe", [py, *common, "--output_dir", str(tmp / "run")], 150, args.out_dir, env)
-        if step["status"] == "ok":
-            step["figures"] = check_recipe_run(tmp / "run")
-        steps.append(step)
+        if "recipe" in only:
+            step = run_step(slack, "recipe", [py, *common, "--output_dir", str(tmp / "run")], 150, args.out_dir, env)
+            if step["status"] == "ok":
+                step["figures"] = check_recipe_run(tmp / "run")
+            record(step)
 
-        halfway = "checkpoint-10" if args.tiny else "checkpoint-100"
-        step = run_step(
-            slack,
-            "resume",
-            [py, *common, "--output_dir", str(tmp / "resumed"), "--resume_from_checkpoint", str(tmp / "run" / halfway)],
-            120,
-            args.out_dir,
-            env,
-        )
-        if step["status"] == "ok" and (tmp / "run").is_dir():
-            whole, resumed = losses_by_step(tmp / "run"), losses_by_step(tmp / "resumed")
-            resumed_at = int(halfway.split("-")[1])  # the earlier steps' losses come from the checkpoint's history
-            shared = sorted(s for s in set(whole) & set(resumed) if s > resumed_at)
-            gap = max((abs(whole[s] - resumed[s]) for s in shared), default=None)
-            step["figures"] = {"steps_compared": len(shared), "max_loss_difference": gap}
-            if not shared or gap > 1e-2:
-                step["status"] = "failed (the resumed losses differ from the uninterrupted run's)"
-        steps.append(step)
+        if "resume" in only:
+            halfway = tmp / "run" / ("checkpoint-10" if args.tiny else "checkpoint-100")
+            command = [py, *common, "--output_dir", str(tmp / "resumed"), "--resume_from_checkpoint", str(halfway)]
+            step = run_step(slack, "resume", command, 120, args.out_dir, env)
+            if step["status"] == "ok" and (tmp / "run").is_dir():
+                whole, resumed = losses_by_step(tmp / "run"), losses_by_step(tmp / "resumed")
+                resumed_at = int(halfway.name.split("-")[1])  # the earlier losses come from the checkpoint's history
+                shared = sorted(s for s in set(whole) & set(resumed) if s > resumed_at)
+                gap = max((abs(whole[s] - resumed[s]) for s in shared), default=None)
+                step["figures"] = {"steps_compared": len(shared), "max_loss_difference": gap}
+                if not shared or gap > 1e-2:
+                    step["status"] = "failed (the resumed losses differ from the uninterrupted run's)"
+            record(step)
 
         for name, config in (("ddp_1_process", "multi_gpu_ddp.yaml"), ("fsdp_1_process", "fsdp.yaml")):
-            if args.tiny:
-                steps.append({"step": name, "status": "skipped (needs a GPU)", "seconds": 0.0})
+            if name not in only:
                 continue
-            launch = [
-                py,
-                "-m",
-                "accelerate.commands.launch",
-                "--config_file",
-                str(ROOT / "recipes/accelerate_configs" / config),
-                "--num_processes",
-                "1",
-                RECIPE,
-                "--config",
-                DEBUG,
-                "--train_files",
-                data,
-                "--tokenizer_name_or_path",
-                str(tmp / f"tok-{name}"),
-                "--output_dir",
-                str(tmp / name),
-                "--max_steps",
-                "20",
-                "--save_steps",
-                "10",
-            ]
+            if args.tiny:
+                record({"step": name, "status": "skipped (needs a GPU)", "seconds": 0.0})
+                continue
+            launch = [py, "-m", "accelerate.commands.launch", "--config_file"]
+            launch += [str(ROOT / "recipes/accelerate_configs" / config), "--num_processes", "1"]
+            launch += [RECIPE, "--config", DEBUG, "--train_files", data]
+            launch += ["--tokenizer_name_or_path", str(tmp / f"tok-{name}"), "--output_dir", str(tmp / name)]
+            launch += ["--max_steps", "20", "--save_steps", "10"]
             step = run_step(slack, name, launch, 90, args.out_dir, env)
             if step["status"] == "ok":
                 step["figures"] = check_recipe_run(tmp / name)
-            steps.append(step)
+            record(step)
 
-        if args.tiny:
-            steps.append({"step": "fp16_muon", "status": "skipped (needs a GPU)", "seconds": 0.0})
-        else:
+        if "fp16_muon" in only and args.tiny:
+            record({"step": "fp16_muon", "status": "skipped (needs a GPU)", "seconds": 0.0})
+        elif "fp16_muon" in only:
             fp16 = [RECIPE, "--config", DEBUG, "--train_files", data, "--tokenizer_name_or_path", str(tmp / "tok-fp16")]
             fp16 += [
                 "--output_dir",
@@ -291,22 +287,14 @@ def main(argv: list[str] | None = None) -> dict:
                 step["figures"] = check_recipe_run(tmp / "fp16")
                 if not step["figures"]["beats_unigram"]:
                     step["status"] = "failed (the fp16 run did not get below the unigram bar)"
-            steps.append(step)
+            record(step)
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    result = {
-        "device": device,
-        "torch": torch.__version__,
-        "tiny": args.tiny,
-        "seconds": round(time.perf_counter() - suite_start, 1),
-        "steps": steps,
-    }
-    (args.out_dir / "gpu_suite.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"GPU suite on {device}{' (tiny shapes)' if args.tiny else ''}: {result['seconds']:.0f} s")
+    seconds = time.perf_counter() - suite_start
+    print(f"GPU suite on {device}{' (tiny shapes)' if args.tiny else ''}: {seconds:.0f} s")
     print(f"{'step':<20} {'status':<40} {'seconds':>8}  figures")
     for s in steps:
         print(f"{s['step']:<20} {s['status']:<40} {s['seconds']:>8.1f}  {json.dumps(s.get('figures', {}))}")
-    return result
+    return json.loads((args.out_dir / "gpu_suite.json").read_text())
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ ARMS = {
     "recipe+sync": ["--bad_loss", "skip", "--logging_nan_inf_filter", "true"],
     "fused_loss": ["--fused_loss", "true"],
     "adamw_foreach": ["--optim", "adamw_torch"],  # the recipe's AdamW is the fused one
+    "adamw_not_muon": ["--optim", "adamw_torch_fused"],  # what Muon's step costs, for a config that takes Muon
+    "blocking_copies": ["--accelerator_config", "blocking.json"],  # batches copied to the GPU with a sync each
     "vocab_unpadded": ["--pad_vocab_to_multiple_of", "1"],
     "vocab_pad_128": ["--pad_vocab_to_multiple_of", "128"],
     "compile_max_autotune": ["--torch_compile_mode", "max-autotune-no-cudagraphs"],
@@ -208,7 +210,11 @@ def main(argv: list[str] | None = None) -> dict:
         run = build_run(settings, tokenizer=tokenizer, data=data)
         rows.append(measure("recipe", run.trainer, block, args.warmup))
         batch = settings.training.per_device_train_batch_size
-        sizes = {"half": str(max(1, batch // 2)), "double": str(2 * batch)}
+        blocking = Path(tmp) / "blocking.json"
+        blocking.write_text(json.dumps({"non_blocking": False}))
+        sizes = {"half": str(max(1, batch // 2)), "double": str(2 * batch), "blocking.json": str(blocking)}
+        if settings.training.optim != "muon":
+            levers = [name for name in levers if name != "adamw_not_muon"]
         for name in ["recipe+sync", *levers]:
             flags = [sizes.get(flag, flag) for flag in ARMS[name]]
             varied = parse_run_settings([*base, "--output_dir", f"{tmp}/{name}", *flags])

@@ -105,6 +105,16 @@ def test_time_to_quality_stops_at_the_first_evaluation_that_reaches_the_target(t
     assert arms[0]["evaluations"][1]["eval_loss"] != arms[1]["evaluations"][1]["eval_loss"]
 
 
+def test_gpu_suite_refuses_a_step_it_does_not_have_and_a_resume_without_its_run(tmp_path, capsys):
+    import gpu_suite
+
+    for only, message in (("recipe,nope", "unknown steps nope"), ("resume", "resume continues the recipe step's run")):
+        with pytest.raises(SystemExit) as exit_info:
+            gpu_suite.main(["--data", "x.txt", "--tiny", "--only", only, "--out_dir", str(tmp_path / "s")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.slow
 def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     import gpu_suite
@@ -122,6 +132,7 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     assert steps["resume"]["figures"] == {"steps_compared": 5, "max_loss_difference": 0.0}  # CPU: exactly equal
     skipped = {steps[n]["status"] for n in ("ddp_1_process", "fsdp_1_process", "fp16_muon")}
     assert skipped == {"skipped (needs a GPU)"}
+    assert [s["step"] for s in result["steps"]] == list(gpu_suite.STEPS)
 
 
 @pytest.mark.slow

@@ -74,3 +74,20 @@ def test_no_precision_advice_on_a_cpu_and_the_run_says_it_trains_in_fp32(tmp_pat
         log_run_summary(run.trainer, run.data)
     assert not settings.training.bf16
     assert any(r.getMessage().startswith("run: ") and r.getMessage().endswith("; fp32") for r in caplog.records)
+
+
+def test_on_a_gpu_batches_reach_it_without_waiting_for_the_queued_steps(monkeypatch):
+    from transformers import TrainingArguments
+
+    from scratchlm.arguments import PretrainingArguments
+
+    assert PretrainingArguments(output_dir="out").accelerator_config.non_blocking is False  # a CPU: nothing to pin
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(TrainingArguments, "_setup_devices", property(lambda self: torch.device("cpu")))
+    gpu_run = PretrainingArguments(output_dir="out", bf16=False)
+    assert gpu_run.dataloader_pin_memory and gpu_run.accelerator_config.non_blocking
+    assert not PretrainingArguments(
+        output_dir="out", bf16=False, dataloader_pin_memory=False
+    ).accelerator_config.non_blocking
+    given = PretrainingArguments(output_dir="out", bf16=False, accelerator_config={"even_batches": False})
+    assert not given.accelerator_config.non_blocking and not given.accelerator_config.even_batches  # the user's, whole

@@ -106,3 +106,29 @@ def test_persistent_workers_are_refused_with_shifted_windows(tmp_path, zh_file, 
         err.startswith("error: --dataloader_persistent_workers keeps each worker's copy")
         and "--window_order fixed" in err
     )
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_a_compiled_run_trains_on_full_batches_and_still_evaluates_every_block(
+    tmp_path, zh_file, gpt_tokenizer_dir, compiled
+):
+    from scratchlm.objectives import parse_run_settings
+    from scratchlm.recipe import build_run
+
+    def trainer_with_batch(batch: int):
+        extra = ["--torch_compile", str(compiled).lower(), "--per_device_train_batch_size", batch]
+        extra += ["--per_device_eval_batch_size", batch, "--max_eval_samples", 40]
+        argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, tmp_path / f"out{batch}", *extra)
+        return build_run(parse_run_settings(argv, objective="causal")).trainer
+
+    trainer = trainer_with_batch(7)
+    train_blocks, eval_blocks = len(trainer.train_dataset), len(trainer.eval_dataset)
+    assert train_blocks % 7 and eval_blocks % 7, "the sizes must leave a shorter last batch for this test to bite"
+    train_batches = [len(batch["input_ids"]) for batch in trainer.get_train_dataloader()]
+    eval_batches = [len(batch["input_ids"]) for batch in trainer.get_eval_dataloader()]
+    assert sum(eval_batches) == eval_blocks  # evaluation sees every held-out block either way
+    if compiled:  # a shorter batch would compile the model again
+        assert train_batches == [7] * (train_blocks // 7)
+    else:
+        assert sum(train_batches) == train_blocks and train_batches[-1] == train_blocks % 7
+    assert trainer.args.dataloader_drop_last is False

@@ -399,6 +399,10 @@ class _ScratchTrainingArguments(TrainingArguments):
             )
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
+        elif self.dataloader_pin_memory and self.accelerator_config is None:
+            # A blocking copy to the GPU waits for every kernel queued before it: each batch would stall the
+            # host until the last step finished, and the health check would count that wait as data loading.
+            self.accelerator_config = {"non_blocking": True}
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise ScratchError(f"--learning_rate must be a positive number, got {self.learning_rate}")
         if self.max_steps == 0 or self.max_steps < -1:
