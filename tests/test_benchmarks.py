@@ -126,7 +126,7 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     steps = {s["step"]: s for s in result["steps"]}
     names = ("throughput_baby", "fused_loss", "time_to_quality", "recipe", "resume")
     assert [steps[n]["status"] for n in names] == ["ok"] * 5
-    assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "stock"}
+    assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "blocking_copies", "stock"}
     recipe = steps["recipe"]["figures"]
     assert recipe["card"] and recipe["samples"] and recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
     assert steps["resume"]["figures"] == {"steps_compared": 5, "max_loss_difference": 0.0}  # CPU: exactly equal
