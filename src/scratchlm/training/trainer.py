@@ -1,9 +1,10 @@
 """`PretrainingTrainer`: what a pretraining run needs inside Trainer's loop, and nothing else.
 
 Decay on weight matrices only, Muon and the one-cycle schedule, the bad-loss guard (`guard.py`: stop, or skip
-the optimizer step), the sequence-length curriculum, evaluations that leave the training RNG alone, and the
-metrics a pretraining run logs (bits per char, the unigram bar, tokens/s). Its callbacks come in as one
-`RunCallbacks`; the private Trainer names it needs are fenced in `scratchlm.internals`.
+the optimizer step), the sequence-length curriculum, full training batches under torch.compile, evaluations
+that leave the training RNG alone, and the metrics a pretraining run logs (bits per char, the unigram bar,
+tokens/s). Its callbacks come in as one `RunCallbacks`; the private Trainer names it needs are fenced in
+`scratchlm.internals`.
 """
 
 from __future__ import annotations
