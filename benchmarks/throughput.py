@@ -212,11 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
         batch = settings.training.per_device_train_batch_size
         blocking = Path(tmp) / "blocking.json"
         blocking.write_text(json.dumps({"non_blocking": False}))
-        sizes = {"half": str(max(1, batch // 2)), "double": str(2 * batch), "blocking.json": str(blocking)}
+        placeholders = {"half": str(max(1, batch // 2)), "double": str(2 * batch), "blocking.json": str(blocking)}
         if settings.training.optim != "muon":
             levers = [name for name in levers if name != "adamw_not_muon"]
         for name in ["recipe+sync", *levers]:
-            flags = [sizes.get(flag, flag) for flag in ARMS[name]]
+            flags = [placeholders.get(flag, flag) for flag in ARMS[name]]
             varied = parse_run_settings([*base, "--output_dir", f"{tmp}/{name}", *flags])
             set_seed(varied.training.seed)
             trainer = build_run(varied, tokenizer=tokenizer, data=data).trainer
