@@ -9,9 +9,9 @@ Steps, each a subprocess with its own time limit (a step that fails or runs out 
 as such, and the suite goes on):
 
 1. throughput of the recipe set-up against a per-step-sync variant and the stock Trainer, for the
-   baby GPT (ctx 256), GPT-2 124M (ctx 1024) and BERT-base (ctx 128): `throughput.py`, with the levers
-   `blocking_copies` (each batch's copy to the GPU waiting, as before the copies stopped blocking) and,
-   for GPT-2, `adamw_not_muon`;
+   baby GPT (ctx 256), GPT-2 124M (ctx 1024, accumulating 16 micro-batches per step as its config does)
+   and BERT-base (ctx 128): `throughput.py`, with the levers `blocking_copies` (each batch's copy to the
+   GPU waiting, as before the copies stopped blocking) and, for GPT-2, `adamw_not_muon`;
 2. the loss with and without the full logits at GPT-2 124M's shapes (micro-batch 32): `fused_loss.py`;
 3. time to quality: the baby GPT on the text (90/10 split) until held-out loss 1.47, at most 1,600 steps:
    `time_to_quality.py`;
@@ -192,12 +192,18 @@ def main(argv: list[str] | None = None) -> dict:
         env = {**os.environ, "SCRATCHLM_CACHE": str(tmp / "cache"), "PYTHONUNBUFFERED": "1"}
         tiny = ["--tiny"] if args.tiny else []
         # Each beside the levers that stand for a setting the recipe took without a GPU figure yet.
+        # GPT-2 accumulates 16 micro-batches as its config does, so that Muon's step weighs what it does in a run.
         throughput_steps = (
-            ("baby", 80, "blocking_copies"),
-            ("gpt2", 170, "blocking_copies,adamw_not_muon"),
-            ("bert", 120, "blocking_copies"),
+            ("baby", 80, "blocking_copies", ["--steps", "40", "--warmup", "20"]),
+            (
+                "gpt2",
+                240,
+                "blocking_copies,adamw_not_muon",
+                ["--steps", "96", "--warmup", "32", "--gradient_accumulation_steps", "16"],
+            ),
+            ("bert", 120, "blocking_copies", ["--steps", "40", "--warmup", "20"]),
         )
-        for model, limit, levers in throughput_steps:
+        for model, limit, levers, length in throughput_steps:
             name = f"throughput_{model}"
             if name not in only:
                 continue
@@ -206,8 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
                 record({"step": name, "status": "skipped (the baby GPT checks this code with --tiny)", "seconds": 0.0})
                 continue
             out = args.out_dir / f"{name}.json"
-            command = [py, "benchmarks/throughput.py", "--model", model, "--steps", "40", "--warmup", "20"]
-            command += ["--levers", levers]
+            command = [py, "benchmarks/throughput.py", "--model", model, *length, "--levers", levers]
             step = run_step(slack, name, [*command, *tiny, "--out", str(out)], limit, args.out_dir, env)
             if step["status"] == "ok":
                 step["figures"] = {

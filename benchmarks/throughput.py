@@ -5,17 +5,21 @@
     python benchmarks/throughput.py --model bert      # BERT-base, context 128
     python benchmarks/throughput.py --model baby      # nanoGPT's baby GPT (10.8M), context 256: overhead-bound
     python benchmarks/throughput.py --model gpt2 --tiny --steps 6 --warmup 2   # the same code, tiny, on CPU
+    python benchmarks/throughput.py --model gpt2 --gradient_accumulation_steps 16 --steps 96 --warmup 32
 
 "recipe": the model, collator, PretrainingTrainer and settings of `config_gpt2_124m.yaml` /
 `config_bert_base.yaml` / `config_baby_shakespeare.yaml` (micro-batch 32 / 256 / 64, torch_compile,
-bf16 where supported), one micro-batch per optimizer step. "recipe+sync": the same with `bad_loss:
+bf16 where supported), one micro-batch per optimizer step unless --gradient_accumulation_steps says
+otherwise (`config_gpt2_124m.yaml` accumulates 16, which spreads Muon's step over 16 micro-batches).
+"recipe+sync": the same with `bad_loss:
 skip`, whose guard reads the loss on the host every step and keeps Trainer's NaN filter (another sync
 per step), as every recipe run did before the guard moved onto the device. "stock": `GPT2LMHeadModel` /
 `BertForMaskedLM` of the same shape (transformers' default config for GPT-2 and BERT), a plain
 `Trainer` with run_clm-style defaults (batch 8 / 32 / 64, bf16, no compile). All read the same random
-token blocks and log every 10 steps, as a real run does (a log line is a host sync); the recipe arms load
+token blocks and log every 10 micro-batches (every optimizer step when it accumulates more), as a real
+run does (a log line is a host sync); the recipe arms load
 data in the config's dataloader workers, the stock one in the training process (run_clm's default). Tokens/s is timed
-over the steps after --warmup (compilation excluded);
+over the micro-batches after --warmup (compilation excluded);
 MFU divides 6N + 12·L·d·T FLOPs per token (nanoGPT's count) by the device's dense bf16 peak
 (`scratchlm.flops.PEAK_BF16_TFLOPS`), GPU only. The loss columns show both runs start at ln(vocab)
 and fall alike.
@@ -137,6 +141,7 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
     row = {
         "run": name,
         "micro_batch": args.per_device_train_batch_size,
+        "accumulation": args.gradient_accumulation_steps,
         "torch_compile": args.torch_compile,
         "bf16": args.bf16,
         "tokens_per_second": tokens / clock.seconds,
@@ -154,8 +159,15 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=list(SHAPES), default="gpt2")
-    parser.add_argument("--steps", type=int, default=60, help="Optimizer steps per run (a multiple of 10).")
-    parser.add_argument("--warmup", type=int, default=20, help="Steps left out of the timing.")
+    parser.add_argument("--steps", type=int, default=60, help="Micro-batches per run (a multiple of 10).")
+    parser.add_argument("--warmup", type=int, default=20, help="Micro-batches left out of the timing.")
+    parser.add_argument(
+        "--gradient_accumulation_steps",
+        type=int,
+        default=1,
+        help="Micro-batches per optimizer step in the recipe arms (the stock Trainer takes 1, run_clm's "
+        "default); --steps and --warmup must be multiples of it.",
+    )
     parser.add_argument("--tiny", action="store_true", help="2 layers, width 64: checks the code path on a CPU.")
     parser.add_argument(
         "--levers",
@@ -164,6 +176,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args(argv)
+    accumulation = args.gradient_accumulation_steps
+    if accumulation < 1 or args.steps % accumulation or args.warmup % accumulation or args.warmup >= args.steps:
+        parser.error(
+            f"--steps {args.steps} and --warmup {args.warmup} must be multiples of --gradient_accumulation_steps "
+            f"{accumulation}, with fewer warm-up micro-batches than micro-batches"
+        )
     levers = LEVERS if args.levers == "all" else [name for name in args.levers.split(",") if name]
     if unknown := [name for name in levers if name not in LEVERS]:
         parser.error(f"--levers: unknown {', '.join(unknown)}; choose from {', '.join(LEVERS)} or 'all'")
@@ -187,20 +205,21 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer_fingerprint="",
     )
     rows = []
+    optimizer_steps, warmup_steps = args.steps // accumulation, args.warmup // accumulation
     with tempfile.TemporaryDirectory() as tmp:
         base = [
             "--config",
             str(config),
             "--max_steps",
-            str(args.steps),
+            str(optimizer_steps),
             "--gradient_accumulation_steps",
-            "1",
+            str(accumulation),
             "--eval_strategy",
             "no",
             "--save_strategy",
             "no",
             "--logging_steps",
-            str(LOGGING_STEPS),
+            str(max(1, LOGGING_STEPS // accumulation)),
             "--report_to",
             "none",
             *(TINY if args.tiny else []),
@@ -208,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         settings = parse_run_settings([*base, "--output_dir", f"{tmp}/recipe"])
         set_seed(settings.training.seed)
         run = build_run(settings, tokenizer=tokenizer, data=data)
-        rows.append(measure("recipe", run.trainer, block, args.warmup))
+        rows.append(measure("recipe", run.trainer, block, warmup_steps))
         batch = settings.training.per_device_train_batch_size
         blocking = Path(tmp) / "blocking.json"
         blocking.write_text(json.dumps({"non_blocking": False}))
@@ -220,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
             varied = parse_run_settings([*base, "--output_dir", f"{tmp}/{name}", *flags])
             set_seed(varied.training.seed)
             trainer = build_run(varied, tokenizer=tokenizer, data=data).trainer
-            rows.append(measure(name, trainer, block, args.warmup))
+            rows.append(measure(name, trainer, block, warmup_steps))
 
         torch.manual_seed(0)
         if not settings.objective.causal:
@@ -268,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         "block_size": block,
         "steps": args.steps,
         "warmup": args.warmup,
+        "gradient_accumulation_steps": accumulation,
         "rows": rows,
         "speedup": rows[0]["tokens_per_second"] / rows[-1]["tokens_per_second"],
         "speedup_over_sync": rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"],

@@ -41,6 +41,18 @@ def test_throughput_times_the_levers_beside_the_recipe(tmp_path):
         throughput.main([*argv, "--levers", "warp_drive"])
 
 
+def test_throughput_accumulates_as_the_config_does_and_counts_micro_batches(tmp_path):
+    argv = ["--model", "baby", "--tiny", "--out", str(tmp_path / "t.json")]
+    result = throughput.main([*argv, "--steps", "16", "--warmup", "4", "--gradient_accumulation_steps", "4"])
+    rows = {row["run"]: row for row in result["rows"]}
+    assert rows["recipe"]["accumulation"] == rows["recipe+sync"]["accumulation"] == 4
+    assert rows["stock"]["accumulation"] == 1
+    # 4 optimizer steps of 4 micro-batches, logged every 2 (8 micro-batches); the stock run every 10 micro-batches
+    assert len(rows["recipe"]["losses"]) == 2 and len(rows["stock"]["losses"]) == 1
+    with pytest.raises(SystemExit):
+        throughput.main([*argv, "--steps", "12", "--warmup", "2", "--gradient_accumulation_steps", "4"])
+
+
 def test_muon_step_benchmark_times_both_orthogonalisations_of_the_demo_models(tmp_path):
     import muon_step
 
