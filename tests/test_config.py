@@ -52,7 +52,8 @@ def test_config_parses(config):
     for key, value in raw.items():
         got = values[key]
         got = got.value if hasattr(got, "value") else got
-        if key == "lr_scheduler_kwargs" and 0 < value.get("num_decay_steps", 1) < 1:  # a fraction becomes steps
+        fraction = value.get("num_decay_steps", 1) if key == "lr_scheduler_kwargs" else 1
+        if fraction != "auto" and 0 < fraction < 1:  # a fraction becomes steps; auto waits for the data
             value = {**value, "num_decay_steps": round(value["num_decay_steps"] * values["max_steps"])}
         assert got == value or (isinstance(value, float) and abs(got - value) < 1e-12), key
 

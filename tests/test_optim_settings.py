@@ -72,13 +72,17 @@ def test_schedules_run_through_trainer_on_their_closed_form(
     assert f"lr_scheduler_type: {schedule}" in (out / "run_config.yaml").read_text()
 
 
-def test_warmup_stable_decay_without_a_step_count_is_refused(tmp_path):
-    from scratchlm.errors import ScratchError
+def test_warmup_stable_decay_by_epochs_decays_over_a_fraction_of_the_steps_they_come_to(
+    tmp_path, zh_file, gpt_tokenizer_dir
+):
+    from scratchlm.training import run_length
 
-    config = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
-    flags = ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", "-1", "--output_dir", str(tmp_path)]
-    with pytest.raises(ScratchError, match="warmup_stable_decay needs --max_steps"):
-        parse_run_settings(["--config", config, *flags], objective="causal")
+    argv = recipe_argv(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml", zh_file, gpt_tokenizer_dir, tmp_path / "o")
+    argv += ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", "-1", "--num_train_epochs", "2"]
+    run = build_run(parse_run_settings(argv, objective="causal"))
+    steps, epochs = run_length(run.trainer.args, run.data)
+    assert epochs == pytest.approx(2, abs=0.01) and steps > 20
+    assert run.trainer.args.lr_scheduler_kwargs == {"num_decay_steps": round(0.2 * steps)}
 
 
 @pytest.mark.parametrize("length", ["0", '"ten"'])
@@ -93,15 +97,17 @@ def test_a_decay_of_no_steps_or_not_a_number_is_refused(tmp_path, length):
 
 
 @pytest.mark.parametrize(
-    "max_steps,decay,warned",
+    "max_steps,decay,warned,decay_steps",
     [
-        (1000, 0.6, True),  # about 8 epochs of the small corpus with a 60% decay
-        (1000, 0.2, False),  # the same repeats with the default decay
-        (100, 0.6, False),  # the long decay on a corpus seen less than once
+        (1000, 0.6, True, 600),  # about 8 epochs of the small corpus with a 60% decay
+        (1000, 0.2, False, 200),  # the same repeats with the default decay
+        (100, 0.6, False, 60),  # the long decay on a corpus seen less than once
+        (1000, '"auto"', False, 200),  # auto: the short decay above 6 epochs
+        (100, '"auto"', False, 60),  # and the long one below
     ],
 )
 def test_a_long_decay_over_a_corpus_seen_many_times_warns(
-    tmp_path, zh_docs, gpt_tokenizer_dir, caplog, max_steps, decay, warned
+    tmp_path, zh_docs, gpt_tokenizer_dir, caplog, max_steps, decay, warned, decay_steps
 ):
     from scratchlm.training import log_run_summary
 
@@ -110,9 +116,11 @@ def test_a_long_decay_over_a_corpus_seen_many_times_warns(
     argv = recipe_argv(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml", corpus, gpt_tokenizer_dir, tmp_path / "o")
     argv += ["--lr_scheduler_type", "warmup_stable_decay", "--max_steps", str(max_steps)]
     argv += ["--lr_scheduler_kwargs", '{"num_decay_steps": ' + str(decay) + "}"]
-    run = build_run(parse_run_settings(argv, objective="causal"))
-    with caplog.at_level(logging.WARNING, logger="scratchlm"):
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        run = build_run(parse_run_settings(argv, objective="causal"))
         summary = log_run_summary(run.trainer, run.data)
+    assert run.trainer.args.lr_scheduler_kwargs == {"num_decay_steps": decay_steps}
+    assert ("(num_decay_steps auto): decaying over the last" in caplog.text) == (decay == '"auto"')
     epochs = summary["total_tokens"] / summary["train_tokens_available"]
     assert (epochs > 6) == (max_steps == 1000), epochs  # the sizes make the cases what they say
     long_decay = [

@@ -341,6 +341,21 @@ def test_a_warmup_stable_decay_run_extends_from_before_its_decay(tmp_path, zh_fi
     assert rates[14] < peak and rates[16] < rates[14]
 
 
+def test_an_auto_decay_resumed_past_6_epochs_is_refused_with_both_lengths(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+    """Auto decays over 60% of a run that sees its corpus once and 20% of one that sees it more than 6 times: the
+    longer run would be another schedule, which the resume refuses with both lengths."""
+    out = tmp_path / "run"
+    auto = ["--lr_scheduler_kwargs", '{"num_decay_steps": "auto"}']
+    run_recipe(flags(zh_file, gpt_tokenizer_dir, out, *WSD, *auto))
+    assert "num_decay_steps: 7" in (out / "run_config.yaml").read_text()  # 60% of 12 steps
+    longer = ["--resume_from_checkpoint", "true", "--max_steps", "4000", "--overwrite_output_dir", "true"]
+    with pytest.raises(SystemExit):
+        run_cli(pretrain_gpt2_zh.cli, flags(zh_file, gpt_tokenizer_dir, out, *WSD, *auto) + longer)
+    assert "was trained with lr_scheduler_kwargs {'num_decay_steps': 7} (this command: {'num_decay_steps': 800})" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_one_cycle_run_cannot_be_resumed_for_another_length(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
     out = tmp_path / "run"
     one_cycle = ["--lr_scheduler_type", "one_cycle"]

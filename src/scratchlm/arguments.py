@@ -447,8 +447,9 @@ class PretrainingArguments(_ScratchTrainingArguments):
         metadata={
             "help": "Schedule after warmup: any of transformers' (linear: down to zero; cosine; cosine_with_min_lr; "
             "constant; warmup_stable_decay: flat at the peak, then down over the last 20%% of the steps unless "
-            "lr_scheduler_kwargs gives num_decay_steps (steps, or a fraction of all steps when below 1) or "
-            "decay_type (cosine, linear, 1-sqrt); ...) or one_cycle (fast.ai's: from peak/25 up to the "
+            "lr_scheduler_kwargs gives num_decay_steps (steps, a fraction of all steps when below 1, or auto: "
+            "60%% on a corpus the run sees up to 6 times, 20%% on one it sees more) or decay_type (cosine, "
+            "linear, 1-sqrt); ...) or one_cycle (fast.ai's: from peak/25 up to the "
             "peak over warmup_steps, then a cosine down to peak/250,000; allows a higher peak: take find-lr's "
             "min-loss rate)."
         },
@@ -643,17 +644,17 @@ class PretrainingArguments(_ScratchTrainingArguments):
 
     def decay_steps_by_default(self, options: dict) -> dict:
         """Warmup-stable-decay decays over the last WSD_DECAY_FRACTION of the steps unless told otherwise; a
-        num_decay_steps below 1 is a fraction of the steps, as warmup_steps below 1 is."""
+        num_decay_steps below 1 is a fraction of the steps, as warmup_steps below 1 is. "auto", and a fraction
+        of a run counted in epochs, wait for the data (`training.schedules.resolve_decay_length`)."""
         fraction = options.get("num_decay_steps", WSD_DECAY_FRACTION)
+        if fraction == "auto":
+            return {**options, "num_decay_steps": fraction}
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction <= 0:
-            raise ScratchError(f"--lr_scheduler_kwargs: num_decay_steps must be a number above 0, got {fraction!r}")
-        if fraction >= 1:
-            return options
-        if self.max_steps <= 0:
             raise ScratchError(
-                "--lr_scheduler_type warmup_stable_decay needs --max_steps, or the decay length in "
-                "--lr_scheduler_kwargs '{\"num_decay_steps\": N}' as a number of steps"
+                f'--lr_scheduler_kwargs: num_decay_steps must be a number above 0 or "auto", got {fraction!r}'
             )
+        if fraction >= 1 or self.max_steps <= 0:
+            return {**options, "num_decay_steps": fraction}
         return {**options, "num_decay_steps": max(1, round(fraction * self.max_steps))}
 
     def profile_window(self) -> tuple[int, int] | None:

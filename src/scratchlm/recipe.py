@@ -34,8 +34,10 @@ from .training import (
     RunCallbacks,
     finish_run,
     log_run_summary,
+    resolve_decay_length,
     resolve_resume,
     resolved_config,
+    run_length,
     setup_run,
     train,
 )
@@ -98,6 +100,7 @@ def build_run(
         spec = objective.packing(tokenizer, settings.data.block_size, settings.data.packing == "aligned")
         with args.main_process_first(desc="tokenizing and packing"):
             data = load_lm_data(settings.data, tokenizer, spec, corpus, seed=args.seed)
+    resolve_decay_length(args, *run_length(args, data))
     model = objective.build_model(settings.model, tokenizer, data.block_size)
     if settings.model.init_from:
         objective.check(settings)  # against the settings of the model it loaded

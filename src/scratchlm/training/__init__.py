@@ -10,9 +10,11 @@ from .run import (
     log_run_summary,
     resolve_resume,
     resolved_config,
+    run_length,
     setup_run,
     train,
 )
+from .schedules import resolve_decay_length
 from .trainer import PretrainingTrainer, lm_eval_metrics, split_blocks
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "finish_run",
     "guard_output_dir",
     "log_run_summary",
+    "resolve_decay_length",
     "resolve_resume",
     "resolved_config",
+    "run_length",
     "setup_run",
     "split_blocks",
     "lm_eval_metrics",

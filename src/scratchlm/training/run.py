@@ -42,7 +42,7 @@ from ..provenance import MANIFEST_FILE, require_clean_git
 from ..runlock import LOCK_NAME
 from ..tokenizer import make_portable
 from ..trackers import trackers_that_fail_to_start
-from .schedules import ShadowSchedule
+from .schedules import EPOCHS_FOR_A_SHORT_DECAY, ShadowSchedule
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger("scratchlm")
@@ -290,12 +290,6 @@ def out_of_memory(args: PretrainingArguments, err: torch.cuda.OutOfMemoryError) 
     return ScratchError(f"{device} ran out of memory in {where}: {'; or '.join(fixes)}{kept}")
 
 
-# Above this many epochs a warmup-stable-decay run that decays for longer than the default ended worse: the
-# demo configs' 60% decay lost to 20% at 8.9 and 13.1 epochs, tied at 6.0 and gained at 1.5 and 3
-# (recipes/pretrain_gpt2_zh/README.md).
-EPOCHS_FOR_A_SHORT_DECAY = 6.0
-
-
 def warn_of_a_long_decay_over_repeats(args: PretrainingArguments, steps: int, epochs: float) -> None:
     if args.lr_scheduler_type != "warmup_stable_decay" or epochs <= EPOCHS_FOR_A_SHORT_DECAY:
         return
@@ -344,6 +338,19 @@ def warn_of_adapting_at_the_trained_rates(args: PretrainingArguments, init_from:
         )
 
 
+def run_length(args: PretrainingArguments, data: LMData) -> tuple[int, float | None]:
+    """(optimizer steps, epochs of the training blocks; None for a stream). By epochs, the steps estimate
+    Trainer's count."""
+    per_step = args.tokens_per_step(data.block_size) // data.block_size
+    if data.streaming:
+        return args.max_steps, None
+    train_blocks = len(data.train)
+    steps = (
+        args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(train_blocks / per_step))
+    )
+    return steps, steps * per_step / max(train_blocks, 1)
+
+
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
     """Sizes, token budget and the bars to clear; warns when the first loss, the warmup or the decay is off."""
     args, model = trainer.args, trainer.model
@@ -352,9 +359,7 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
     block = data.block_size
     per_step = args.tokens_per_step(block) // block  # blocks per optimizer step
     train_blocks = None if data.streaming else len(data.train)
-    steps = (
-        args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * math.ceil(train_blocks / per_step))
-    )
+    steps, epochs = run_length(args, data)
     vocab = model.config.vocab_size
     initial = initial_loss(model, data.validation)
     summary = {
@@ -368,7 +373,6 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
         "ln_vocab": math.log(vocab),
         "initial_loss": initial,
     }
-    epochs = None if data.streaming else steps * per_step / max(train_blocks, 1)
     share = "streamed: length unknown" if epochs is None else f"{epochs:.2f} epochs"
     logger.info(
         "run: %s parameters; global batch %d = %d per device x %d accumulation x %d processes; "
