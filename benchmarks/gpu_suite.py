@@ -19,7 +19,7 @@ as such, and the suite goes on):
    evaluations, samples and checkpoints at steps 100 and 200, the model card written;
 5. a resume from that run's step-100 checkpoint, whose losses must match the uninterrupted run's;
 6. the DDP and FSDP accelerate configs launched with one process each: they start, train and save;
-7. fp16 mixed precision with Muon (what a run on a T4 or V100 is advised to use): the debug shapes for
+7. fp16 mixed precision with Muon (what a run on a T4 or V100 takes by default): the debug shapes for
    100 steps of 16 blocks with `--fp16 true --optim muon`, which must end below the unigram bar (in fp32 on
    a CPU the same command ends at 3.88 against a bar of 5.01).
 

@@ -45,18 +45,38 @@ def test_muon_orthogonalises_in_float32_on_the_cpu_and_on_gpus_that_emulate_bf16
     assert not on_a_device_that_emulates_bf16(update_on_the_gpu)
 
 
-def test_a_run_on_a_gpu_without_bf16_tensor_cores_is_told_about_fp16(gpu):
+def test_a_gpu_with_fp16_tensor_cores_only_trains_in_fp16_unless_told_otherwise(gpu):
+    default = precision.default_mixed_precision
     gpu((7, 5), "Tesla T4")
-    fp32 = precision.precision_advice(bf16=False, fp16=False)
-    assert "Tesla T4 (compute capability 7.5) has no bf16 tensor cores, so this run trains in fp32" in fp32
-    assert "--fp16 true" in fp32
-    assert "--bf16 false --fp16 true" in precision.precision_advice(bf16=True, fp16=False)
-    assert precision.precision_advice(bf16=False, fp16=True) is None
-    gpu((6, 1), "NVIDIA GeForce GTX 1080")  # no tensor cores, and fp16 far slower than fp32: fp32 is right
+    assert default(None, None, use_cpu=False) == (False, True)
+    assert default(None, None, use_cpu=True) == (False, False)
+    assert default(None, False, use_cpu=False) == (False, False)  # --fp16 false is taken as meant
+    assert default(True, None, use_cpu=False) == (True, False)
     assert precision.precision_advice(bf16=False, fp16=False) is None
+    emulated = precision.precision_advice(bf16=True, fp16=False)
+    assert emulated.startswith("--bf16 true: Tesla T4 (compute capability 7.5) emulates bf16, slower than fp32")
+    assert "without the flag the run trains in fp16 mixed precision with loss scaling" in emulated
+    gpu((6, 1), "NVIDIA GeForce GTX 1080")  # no tensor cores, and fp16 far slower than fp32: fp32 is right
+    assert default(None, None, use_cpu=False) == (False, False)
     assert precision.precision_advice(bf16=True, fp16=False).endswith("slower than fp32: pass --bf16 false")
     gpu((9, 0), "NVIDIA H100 80GB HBM3")
+    assert default(None, None, use_cpu=False) == (True, False)
+    assert default(None, True, use_cpu=False) == (False, True)
     assert precision.precision_advice(bf16=True, fp16=False) is None
+
+
+def test_a_run_on_a_t4_is_set_up_for_fp16_with_loss_scaling(gpu, monkeypatch):
+    from transformers import TrainingArguments
+
+    from scratchlm.arguments import FinetuneArguments, PretrainingArguments
+
+    gpu((7, 5), "Tesla T4")
+    monkeypatch.setattr(TrainingArguments, "_setup_devices", property(lambda self: torch.device("cpu")))
+    for arguments in (PretrainingArguments, FinetuneArguments):
+        run = arguments(output_dir="out")
+        assert (run.bf16, run.fp16) == (False, True), arguments
+        assert precision.precision_name(run.bf16, run.fp16) == "fp16 mixed"
+        assert not arguments(output_dir="out", fp16=False).fp16
 
 
 def test_no_precision_advice_on_a_cpu_and_the_run_says_it_trains_in_fp32(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
@@ -84,10 +104,10 @@ def test_on_a_gpu_batches_reach_it_without_waiting_for_the_queued_steps(monkeypa
     assert PretrainingArguments(output_dir="out").accelerator_config.non_blocking is False  # a CPU: nothing to pin
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(TrainingArguments, "_setup_devices", property(lambda self: torch.device("cpu")))
-    gpu_run = PretrainingArguments(output_dir="out", bf16=False)
+    gpu_run = PretrainingArguments(output_dir="out", bf16=False, fp16=False)
     assert gpu_run.dataloader_pin_memory and gpu_run.accelerator_config.non_blocking
     assert not PretrainingArguments(
-        output_dir="out", bf16=False, dataloader_pin_memory=False
+        output_dir="out", bf16=False, fp16=False, dataloader_pin_memory=False
     ).accelerator_config.non_blocking
-    given = PretrainingArguments(output_dir="out", bf16=False, accelerator_config={"even_batches": False})
+    given = PretrainingArguments(output_dir="out", bf16=False, fp16=False, accelerator_config={"even_batches": False})
     assert not given.accelerator_config.non_blocking and not given.accelerator_config.even_batches  # the user's, whole

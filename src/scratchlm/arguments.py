@@ -14,7 +14,7 @@ from transformers import TrainingArguments
 
 from .errors import ScratchError
 from .models.registry import FAMILIES, family_help, family_names
-from .precision import cuda_computes_bf16
+from .precision import default_mixed_precision
 from .trackers import check_trackers
 
 logger = logging.getLogger("scratchlm")
@@ -350,6 +350,13 @@ class _ScratchTrainingArguments(TrainingArguments):
             "help": "bf16 mixed precision; default: on where the CUDA GPU has bf16 tensor cores (Ampere or newer)."
         },
     )
+    fp16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "fp16 mixed precision with loss scaling; default: on where the CUDA GPU has fp16 tensor cores "
+            "but no bf16 ones (Volta and Turing: V100, T4, RTX 20 series)."
+        },
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard."})
     require_clean_git: bool = field(
         default=False, metadata={"help": "Refuse to start when the code's git checkout has uncommitted changes."}
@@ -382,15 +389,14 @@ class _ScratchTrainingArguments(TrainingArguments):
         if not torch.cuda.is_available() and not torch.backends.mps.is_available():
             # Accelerate only starts a CPU process group (gloo) under a multi-process launch when told it runs on CPU.
             self.use_cpu = True
-        if self.bf16 is None:
-            self.bf16 = cuda_computes_bf16() and not self.use_cpu and not self.fp16
-        elif self.bf16 and not torch.cuda.is_available():
+        if self.bf16 and not torch.cuda.is_available():
             raise ScratchError(
                 "--bf16 true needs a CUDA device and none was found: "
                 "drop the flag (bf16 is then used automatically where a GPU computes it) or pass --bf16 false"
             )
         if self.fp16 and not torch.cuda.is_available():  # Trainer would ignore it and the records would say fp16
             raise ScratchError("--fp16 true needs a CUDA device and none was found: drop the flag (CPU runs in fp32)")
+        self.bf16, self.fp16 = default_mixed_precision(self.bf16, self.fp16, self.use_cpu)
         if self.seed < 0:
             raise ScratchError(f"--seed must be 0 or a positive integer, got {self.seed}")
         if self.eval_strategy in ("steps", "STEPS") and self.eval_steps is not None and self.eval_steps <= 0:
