@@ -41,6 +41,14 @@ def test_overfit_trains_with_the_configs_optimizer_without_weight_decay(tmp_path
     assert result["optimizer"] == "MuonWithAdamW" and result["weight_decay"] == 0 and result["steps"] == 2
 
 
+def test_overfit_says_nothing_of_the_configs_schedule_which_it_does_not_use(tmp_path, verdict_opening, caplog):
+    demo = ROOT / "recipes/pretrain_gpt2_zh/config_demo.yaml"  # warmup-stable-decay, its decay's length auto
+    with caplog.at_level("INFO", logger="scratchlm"):
+        overfit(demo, verdict_opening, ["--tokenizer_name_or_path", str(tmp_path / "tok")], max_steps=1)
+    assert "training on all " in caplog.text
+    assert "decay" not in caplog.text  # the text is repeated thousands of times over the config's steps
+
+
 def test_overfit_command_fails_when_the_model_does_not_memorise(tmp_path, verdict_opening, capsys, caplog, monkeypatch):
     monkeypatch.setattr("scratchlm.overfit.PROGRESS_SECONDS", 0)  # a line every step, not every 15 s
     out = tmp_path / "overfit.json"

@@ -48,7 +48,10 @@ def overfit(
         raise ScratchError(f"--text {text}: no such file; give a small text file (about 20 KB)")
     with tempfile.TemporaryDirectory(prefix="scratchlm-overfit-") as tmp:
         argv = ["--config", str(config), "--train_files", str(text), "--validation_files", str(text)]
-        argv += ["--output_dir", f"{tmp}/out", "--dropout", "0.0", "--weight_decay", "0.0", *overrides]
+        argv += ["--output_dir", f"{tmp}/out", "--dropout", "0.0", "--weight_decay", "0.0"]
+        # The loop below holds the peak rates: a constant schedule keeps the config's one, laid out over text
+        # repeated hundreds of times, from choosing a decay or warning about it.
+        argv += ["--lr_scheduler_type", "constant", *overrides]
         settings = parse_run_settings(argv)
         if not settings.objective.causal:
             raise ScratchError(f"{config}: overfit checks causal models; this config is {settings.objective.name}")
