@@ -1,6 +1,8 @@
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("WANDB_MODE", "offline")
 # Session-wide too: fixtures wider than a test run before the per-test cache below is set.
 os.environ["SCRATCHLM_CACHE"] = tempfile.mkdtemp(prefix="scratchlm-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SCRATCHLM_CACHE"], ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
