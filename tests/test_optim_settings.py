@@ -85,6 +85,16 @@ def test_warmup_stable_decay_by_epochs_decays_over_a_fraction_of_the_steps_they_
     assert run.trainer.args.lr_scheduler_kwargs == {"num_decay_steps": round(0.2 * steps)}
 
 
+def test_an_auto_decay_over_a_stream_takes_the_long_decay(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    argv = recipe_argv(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml", zh_file, gpt_tokenizer_dir, tmp_path / "o")
+    argv += ["--streaming", "true", "--lr_scheduler_type", "warmup_stable_decay", "--max_steps", "20"]
+    argv += ["--lr_scheduler_kwargs", '{"num_decay_steps": "auto"}']
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        run = build_run(parse_run_settings(argv, objective="causal"))
+    assert run.trainer.args.lr_scheduler_kwargs == {"num_decay_steps": 12}  # a stream has no epochs to count
+    assert "as the run streams its corpus, which has no epochs" in caplog.text
+
+
 @pytest.mark.parametrize("length", ["0", '"ten"'])
 def test_a_decay_of_no_steps_or_not_a_number_is_refused(tmp_path, length):
     from scratchlm.errors import ScratchError

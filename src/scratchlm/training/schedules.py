@@ -40,11 +40,14 @@ def resolve_decay_length(args, steps: int, epochs: float | None) -> None:
         few_epochs = epochs is None or epochs <= EPOCHS_FOR_A_SHORT_DECAY
         fraction = LONG_DECAY_FRACTION if few_epochs else WSD_DECAY_FRACTION
         if args.should_log:
+            seen = (
+                "streams its corpus, which has no epochs" if epochs is None else f"sees its corpus {epochs:.1f} times"
+            )
             logger.info(
                 "warmup-stable-decay (num_decay_steps auto): decaying over the last %.0f%% of the steps, as the run "
-                "sees its corpus %s (%.0f%% up to %g times, %.0f%% above)",
+                "%s (%.0f%% up to %g epochs, %.0f%% above)",
                 100 * fraction,
-                "as a stream" if epochs is None else f"{epochs:.1f} times",
+                seen,
                 100 * LONG_DECAY_FRACTION,
                 EPOCHS_FOR_A_SHORT_DECAY,
                 100 * WSD_DECAY_FRACTION,
