@@ -42,7 +42,14 @@ EVALUATIONS = 5  # per run: the points of each curve
 def run_flags(corpus: str, steps: int) -> dict[str, str]:
     # Evaluations on logged steps and no checkpoints: the curve is the result, the final model the only save.
     every = max(1, steps // EVALUATIONS)
-    return {"--corpus": corpus, "--max_steps": str(steps), "--eval_steps": str(every), "--logging_steps": str(every)}
+    return {
+        "--corpus": corpus,
+        "--max_steps": str(steps),
+        "--eval_steps": str(every),
+        "--logging_steps": str(every),
+        # The decay the published arms ran with; the config's auto would shorten it to 20% on the 12-epoch arms.
+        "--lr_scheduler_kwargs": '{"num_decay_steps": 0.6}',
+    }
 
 
 def curve(history: list[dict]) -> list[tuple[int, float]]:

@@ -159,7 +159,12 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=list(SHAPES), default="gpt2")
-    parser.add_argument("--steps", type=int, default=60, help="Micro-batches per run (a multiple of 10).")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=60,
+        help="Micro-batches per run (without accumulation a multiple of 10, so that the last step is logged).",
+    )
     parser.add_argument("--warmup", type=int, default=20, help="Micro-batches left out of the timing.")
     parser.add_argument(
         "--gradient_accumulation_steps",
