@@ -13,6 +13,8 @@ as such, and the suite goes on):
    and BERT-base (ctx 128): `throughput.py`, with the levers `blocking_copies` (each batch's copy to the
    GPU waiting, as before the copies stopped blocking) and, for GPT-2, `adamw_not_muon`;
 2. the loss with and without the full logits at GPT-2 124M's shapes (micro-batch 32): `fused_loss.py`;
+   the samples an evaluation draws, prompts one at a time against together, for the baby GPT and GPT-2
+   124M, with the cold first call: `samples.py`;
 3. time to quality: the baby GPT on the text (90/10 split) until held-out loss 1.47, at most 1,600 steps:
    `time_to_quality.py`;
 4. the real recipe on the GPU: `config_gpt2_124m.yaml` on the text for 200 steps with bf16, compile,
@@ -48,6 +50,7 @@ STEPS = (
     "throughput_gpt2",
     "throughput_bert",
     "fused_loss",
+    "samples",
     "time_to_quality",
     "recipe",
     "resume",
@@ -123,6 +126,12 @@ def run_step(slack: float, name: str, command: list[str], timeout: float, out_di
     return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1), "log": str(log)}
 
 
+def judge_recipe_run(step: dict, run_dir: Path) -> None:
+    step["figures"] = check_recipe_run(run_dir)
+    if not step["figures"]["weights"]:
+        step["status"] = "failed (the final model's weights were not saved)"
+
+
 def losses_by_step(run_dir: Path) -> dict[int, float]:
     history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
     return {e["step"]: e["loss"] for e in history if "loss" in e}
@@ -136,6 +145,7 @@ def check_recipe_run(run_dir: Path) -> dict:
         "eval_loss": results["eval_loss"],
         "eval_unigram_loss": results["eval_unigram_loss"],
         "beats_unigram": results["eval_loss"] < results["eval_unigram_loss"],
+        "weights": (run_dir / "model.safetensors").is_file(),  # what from_pretrained loads
         "card": (run_dir / "README.md").is_file(),
         "samples": (run_dir / "samples.json").is_file(),
         "sealed_checkpoints": checkpoints,
@@ -233,6 +243,20 @@ def main(argv: list[str] | None = None) -> dict:
                 }
             record(step)
 
+        if "samples" in only:
+            out = args.out_dir / "samples.json"
+            shapes = (
+                ["--shape", "tiny"] if args.tiny else ["--device", "cuda", "--shape", "baby", "--shape", "gpt2_124m"]
+            )
+            command = [py, "benchmarks/samples.py", *shapes, "--out", str(out)]
+            step = run_step(slack, "samples", command, 90, args.out_dir, env)
+            if step["status"] == "ok":
+                step["figures"] = {
+                    r["shape"]: {**r["seconds"], "cold_call": r["cold_seconds"], "greedy_same": r["identical"]}
+                    for r in json.loads(out.read_text())["rows"]
+                }
+            record(step)
+
         if "time_to_quality" in only:
             out = args.out_dir / "time_to_quality.json"
             # Its best held-out loss came at step 1,500 on an H100.
@@ -248,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "recipe" in only:
             step = run_step(slack, "recipe", [py, *common, "--output_dir", str(tmp / "run")], 150, args.out_dir, env)
             if step["status"] == "ok":
-                step["figures"] = check_recipe_run(tmp / "run")
+                judge_recipe_run(step, tmp / "run")
             record(step)
 
         if "resume" in only:
@@ -278,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
             launch += ["--max_steps", "20", "--save_steps", "10"]
             step = run_step(slack, name, launch, 90, args.out_dir, env)
             if step["status"] == "ok":
-                step["figures"] = check_recipe_run(tmp / name)
+                judge_recipe_run(step, tmp / name)
             record(step)
 
         if "fp16_muon" in only and args.tiny:
@@ -299,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
             fp16 += ["--optim", "muon", "--learning_rate", "0.01"]
             step = run_step(slack, "fp16_muon", [py, *fp16], 60, args.out_dir, env)
             if step["status"] == "ok":
-                step["figures"] = check_recipe_run(tmp / "fp16")
+                judge_recipe_run(step, tmp / "fp16")
                 if not step["figures"]["beats_unigram"]:
                     step["status"] = "failed (the fp16 run did not get below the unigram bar)"
             record(step)

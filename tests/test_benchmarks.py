@@ -89,6 +89,16 @@ def test_generation_benchmark_times_both_ways_and_checks_they_agree(tmp_path):
     assert all(r["tokens_per_second"] > 0 for r in result["rows"])
 
 
+def test_samples_benchmark_times_both_ways_and_checks_they_agree(tmp_path):
+    import samples
+
+    result = samples.main(["--shape", "tiny", "--repeats", "1", "--out", str(tmp_path / "s.json")])
+    (row,) = result["rows"]
+    assert row["identical"] and row["prompts"] == 3
+    assert set(row["seconds"]) == {"one at a time", "together"} and all(s > 0 for s in row["seconds"].values())
+    assert json.loads((tmp_path / "s.json").read_text())["rows"][0]["speedup"] == row["speedup"]
+
+
 def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         throughput.main(["--out", str(tmp_path / "t.json")])
@@ -136,11 +146,13 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     result = gpu_suite.main(["--data", str(text), "--tiny", "--out_dir", str(tmp_path / "suite")])
     assert json.loads((tmp_path / "suite" / "gpu_suite.json").read_text()) == json.loads(json.dumps(result))
     steps = {s["step"]: s for s in result["steps"]}
-    names = ("throughput_baby", "fused_loss", "time_to_quality", "recipe", "resume")
-    assert [steps[n]["status"] for n in names] == ["ok"] * 5
+    names = ("throughput_baby", "fused_loss", "samples", "time_to_quality", "recipe", "resume")
+    assert [steps[n]["status"] for n in names] == ["ok"] * 6
+    assert steps["samples"]["figures"]["tiny"]["greedy_same"]
     assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "blocking_copies", "stock"}
     recipe = steps["recipe"]["figures"]
-    assert recipe["card"] and recipe["samples"] and recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
+    assert recipe["weights"] and recipe["card"] and recipe["samples"]
+    assert recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
     assert steps["resume"]["figures"] == {"steps_compared": 5, "max_loss_difference": 0.0}  # CPU: exactly equal
     skipped = {steps[n]["status"] for n in ("ddp_1_process", "fsdp_1_process", "fp16_muon")}
     assert skipped == {"skipped (needs a GPU)"}

@@ -1,5 +1,6 @@
 """The Trainer set-up of a pretraining run: which parameters decay, what the metrics mean."""
 
+import json
 import math
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from char_tokenizer import CharTokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchlm.arguments import PretrainingArguments
@@ -62,12 +64,8 @@ def test_samples_do_not_move_the_training_rng():
     class Tok:
         pad_token_id = eos_token_id = 0
 
-        def __call__(self, text, return_tensors=None, add_special_tokens=False):
-            class Batch(dict):
-                def to(self, device):
-                    return self
-
-            return Batch(input_ids=torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [1, 2, 3]}
 
         def decode(self, ids, skip_special_tokens=True):
             return " ".join(map(str, ids))
@@ -80,6 +78,73 @@ def test_samples_do_not_move_the_training_rng():
     assert torch.equal(torch.rand(3), expected)
     assert len(samples.texts) == 2 and 0 < samples.metrics["distinct_1"] <= 1
     assert generate_samples(model, Tok(), ["a", "b"], max_new_tokens=5, seed=0).texts == samples.texts
+
+
+def tiny_causal_models():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scratchlm.models.scratch import ScratchDecoderConfig, ScratchDecoderForCausalLM
+
+    small = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    return {
+        "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=128, n_embd=32, n_layer=2, n_head=2)),
+        "llama": LlamaForCausalLM(LlamaConfig(**small, intermediate_size=64, num_key_value_heads=2)),
+        "scratch_decoder": ScratchDecoderForCausalLM(ScratchDecoderConfig(**small, max_position_embeddings=128)),
+    }
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "scratch_decoder"])
+def test_prompts_sampled_together_continue_as_they_do_alone(family):
+    """Left padding changes no prompt's continuation (greedy, with the repetition penalty on), and a
+    prompt that reaches its end token before the others stops there."""
+    from scratchlm.generation import generate_samples
+
+    torch.manual_seed(0)
+    model = tiny_causal_models()[family]
+    for parameter in model.parameters():  # large weights: the greedy choices depend on every input
+        parameter.data.normal_(0, 0.5)
+    prompts = ["hello world!", "a", "abc", "the end"]
+    greedy = dict(do_sample=False, temperature=None, top_k=None, top_p=None, repetition_penalty=1.3)
+    running = generate_samples(model, CharTokenizer(), prompts, 30, eos_token_id=None, **greedy).tokens
+    end = next(t for t in running[1] if any(t not in other for other in running))  # ends some texts, not all
+    together = generate_samples(model, CharTokenizer(), prompts, 30, eos_token_id=end, **greedy)
+    alone = [generate_samples(model, CharTokenizer(), [p], 30, eos_token_id=end, **greedy).tokens[0] for p in prompts]
+    assert together.tokens == alone
+    assert together.tokens[1][-1] == end and len(together.tokens[1]) < 30
+    assert max(map(len, together.tokens)) == 30  # another prompt went on past the first one's end
+
+
+@pytest.mark.slow
+def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(tmp_path):
+    """Under FSDP a forward pass gathers the weights from every process: process zero sampling alone would
+    wait for the others until the collective timed out."""
+    probe = Path(__file__).parent / "sharded_samples_probe.py"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*launch, str(probe), str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["sharded"] and ranks[1]["sharded"]
+    assert len(ranks[0]["samples"]) == 2 and all(0 < len(t) <= 12 for t in ranks[0]["samples"])
+    assert ranks[1]["samples"] is None  # process zero alone logs and keeps them
+
+
+def test_the_final_save_of_an_fsdp_run_with_sharded_checkpoints_gathers_the_whole_model():
+    """Trainer saves no weights as the final model of such a run: the final save must ask for the full state dict
+    (FSDP runs only on GPUs, so the trainer is stood in for)."""
+    from types import SimpleNamespace
+
+    from accelerate import FullyShardedDataParallelPlugin
+
+    from scratchlm.training.run import gather_the_weights_for_the_final_save
+
+    def trainer(fsdp_plugin=None):
+        state = SimpleNamespace(fsdp_plugin=fsdp_plugin)
+        return SimpleNamespace(is_fsdp_enabled=fsdp_plugin is not None, accelerator=SimpleNamespace(state=state))
+
+    sharded = FullyShardedDataParallelPlugin(state_dict_type="SHARDED_STATE_DICT")
+    gather_the_weights_for_the_final_save(trainer(sharded))
+    assert str(sharded.state_dict_type).endswith(".FULL_STATE_DICT")
+    gather_the_weights_for_the_final_save(trainer())  # DDP or one device: nothing to gather
 
 
 @pytest.mark.parametrize("value", ["0", "-1e-4", "nan"])

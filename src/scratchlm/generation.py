@@ -119,38 +119,84 @@ def generate_within_positions(model, input_ids, attention_mask, max_new_tokens: 
     return sequence
 
 
+# A 124M model's KV cache for this many samples of a few hundred tokens stays under a gigabyte.
+PROMPTS_PER_CALL = 32
+
+
+def prompt_token_ids(tokenizer, prompt: str) -> list[int]:
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if ids:
+        return list(ids)
+    # an empty prompt: sample from the start of a document
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise ScratchError("an empty prompt needs a bos or eos token to start from; give some text")
+    return [start]
+
+
+def continue_together(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id, **options) -> list[list[int]]:
+    """Continuations of several prompts from one `generate` call, left-padded to the longest.
+
+    A small model's sampling waits on the per-token work of `generate`, not on arithmetic, so the prompts
+    share it. Each row is padded with its own first token: the repetition penalty counts padding as prompt,
+    and a token the prompt already has changes nothing.
+    """
+    device = next(model.parameters()).device
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.tensor([[ids[0]] * (width - len(ids)) + ids for ids in prompts], device=device)
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_token_id,
+        **options,
+    )
+    stops = set() if eos_token_id is None else set(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
+    continuations = []
+    for row in output[:, width:].tolist():
+        # a row that ended before the others is filled with padding: keep it up to its end token, as alone
+        end = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
+        continuations.append(row[:end])
+    return continuations
+
+
 @torch.no_grad()
 def generate_samples(
     model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, seed: int = 0, **sampling
 ) -> Samples:
-    """Sample one continuation per prompt, leaving the caller's RNG state untouched."""
+    """Sample one continuation per prompt, leaving the caller's RNG state untouched.
+
+    The prompts are continued together, unless a learned-position model must slide its context to reach
+    `max_new_tokens`; then one at a time.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     options = {**DEFAULT_SAMPLING, **sampling}
     eos = options.pop("eos_token_id", tokenizer.eos_token_id)  # None: never stop early
-    texts, new_tokens = [], []
+    options.setdefault("pad_token_id", tokenizer.pad_token_id)
+    token_ids = [prompt_token_ids(tokenizer, prompt) for prompt in prompts]
+    limit = position_limit(model)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        for prompt in prompts:
-            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-            if inputs["input_ids"].shape[1] == 0:  # an empty prompt: sample from the start of a document
-                start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-                if start is None:
-                    raise ScratchError("an empty prompt needs a bos or eos token to start from; give some text")
-                inputs = {"input_ids": torch.tensor([[start]], device=device)}
-            output = generate_within_positions(
-                model,
-                inputs["input_ids"],
-                inputs.get("attention_mask"),
-                max_new_tokens,
-                eos,
-                pad_token_id=tokenizer.pad_token_id,
-                **options,
-            )
-            continuation = output[inputs["input_ids"].shape[1] :].tolist()
-            new_tokens.append(continuation)
-            texts.append(prompt + tokenizer.decode(continuation, skip_special_tokens=True))
+        if limit is not None and max(map(len, token_ids), default=0) + max_new_tokens > limit:
+            continuations = []
+            for ids in token_ids:
+                context = torch.tensor([ids], device=device)
+                output = generate_within_positions(
+                    model, context, torch.ones_like(context), max_new_tokens, eos, **options
+                )
+                continuations.append(output[len(ids) :].tolist())
+        else:
+            continuations = [
+                continuation
+                for start in range(0, len(token_ids), PROMPTS_PER_CALL)
+                for continuation in continue_together(
+                    model, token_ids[start : start + PROMPTS_PER_CALL], max_new_tokens, eos, **options
+                )
+            ]
     model.train(was_training)
-    return Samples(list(prompts), texts, new_tokens)
+    texts = [prompt + tokenizer.decode(ids, skip_special_tokens=True) for prompt, ids in zip(prompts, continuations)]
+    return Samples(list(prompts), texts, continuations)

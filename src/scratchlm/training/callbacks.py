@@ -139,6 +139,20 @@ class StopAtEvalLoss(TrainerCallback):
             control.should_training_stop = True
 
 
+def shards_its_weights(model) -> bool:
+    """Whether each process holds a shard of the weights (FSDP 1 or 2, tensor parallelism, DeepSpeed ZeRO-3)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    parameter = next(model.parameters(), None)
+    return (
+        isinstance(parameter, DTensor)
+        or hasattr(parameter, "ds_id")  # ZeRO-3's partitioned parameters
+        or any(type(module).__name__ == "FullyShardedDataParallel" for module in model.modules())
+    )
+
+
 class SampleCallback(TrainerCallback):
     """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
     the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
@@ -151,9 +165,16 @@ class SampleCallback(TrainerCallback):
         self.samples: Samples | None = None
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if not self.prompts or not state.is_world_process_zero or model is None:
+        if not self.prompts or model is None:
             return
-        self.samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
+        if not (state.is_world_process_zero or shards_its_weights(model)):
+            return
+        # Every process samples where each holds a shard of the weights: a forward pass gathers them from
+        # all, and one process alone would wait for the others until the collective times out.
+        samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
+        if not state.is_world_process_zero:
+            return
+        self.samples = samples
         shown = "\n".join(f"  [{i}] {s!r}" for i, s in enumerate(self.samples.texts))
         logger.info(
             "samples at step %d (distinct-2 %.2f):\n%s",

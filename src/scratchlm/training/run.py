@@ -505,9 +505,19 @@ def log_final_summary(trainer: PretrainingTrainer, eval_metrics: dict, health: l
     logger.info("run finished at step %d\n  %s", trainer.state.global_step, "\n  ".join(lines))
 
 
+def gather_the_weights_for_the_final_save(trainer) -> None:
+    """Under FSDP with sharded checkpoints (fsdp.yaml: fast to save and resume), Trainer saves no weights
+    at all as the final model (transformers#30491): the last save gathers the whole model into one file
+    that `from_pretrained` loads."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None) if trainer.is_fsdp_enabled else None
+    if plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram_counts=None) -> dict:
     """Save model + tokenizer, evaluate, write results, the resolved config, samples, manifest and model card;
     push to the Hub when asked."""
+    gather_the_weights_for_the_final_save(trainer)
     with stops_with_the_fix_when_disk_or_memory_runs_out(trainer):
         trainer.save_model_without_push()  # the card and results must be written before a push
     if trainer.is_world_process_zero():
