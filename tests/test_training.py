@@ -128,6 +128,27 @@ def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(
     assert ranks[1]["samples"] is None  # process zero alone logs and keeps them
 
 
+def test_padding_a_prompt_does_not_penalise_a_token_it_lacks():
+    """transformers 5.17's repetition penalty reads every input id, padding included (newer releases skip
+    padding): a short prompt padded with the tokenizer's pad token would make that token less likely. Here
+    the pad token ties with the token the short prompt continues with, so any penalty on it changes the
+    choice. The lowest-versions test runs this on 5.17."""
+    from scratchlm.generation import generate_samples
+
+    torch.manual_seed(0)
+    model = tiny_causal_models()["llama"]  # an output layer of its own, whose rows can be set
+    for parameter in model.parameters():
+        parameter.data.normal_(0, 0.5)
+    greedy = dict(do_sample=False, temperature=None, top_k=None, top_p=None, repetition_penalty=1.3)
+    pad = CharTokenizer.pad_token_id
+    first = generate_samples(model, CharTokenizer(), ["a"], 1, eos_token_id=None, **greedy).tokens[0][0]
+    model.lm_head.weight.data[pad] = model.lm_head.weight.data[first]  # a tie, which argmax gives to the pad
+    prompts = ["hello world!", "a"]
+    together = generate_samples(model, CharTokenizer(), prompts, 8, eos_token_id=None, **greedy).tokens
+    alone = [generate_samples(model, CharTokenizer(), [p], 8, eos_token_id=None, **greedy).tokens[0] for p in prompts]
+    assert alone[1][0] == pad and together == alone
+
+
 def test_the_final_save_of_an_fsdp_run_with_sharded_checkpoints_gathers_the_whole_model():
     """Trainer saves no weights as the final model of such a run: the final save must ask for the full state dict
     (FSDP runs only on GPUs, so the trainer is stood in for)."""

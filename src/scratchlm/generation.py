@@ -138,8 +138,8 @@ def continue_together(model, prompts: list[list[int]], max_new_tokens: int, eos_
     """Continuations of several prompts from one `generate` call, left-padded to the longest.
 
     A small model's sampling waits on the per-token work of `generate`, not on arithmetic, so the prompts
-    share it. Each row is padded with its own first token: the repetition penalty counts padding as prompt,
-    and a token the prompt already has changes nothing.
+    share it. Each row is padded with its own first token: transformers 5.17 counts padding toward the
+    repetition penalty (newer releases skip it), and a token the prompt already has changes nothing.
     """
     device = next(model.parameters()).device
     width = max(len(ids) for ids in prompts)
