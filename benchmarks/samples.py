@@ -9,9 +9,9 @@ Freshly initialised GPT-2 models of the configs' shapes, their sample prompts an
 (`sample_prompts`, `sample_max_new_tokens`), and scratchlm's sampling settings, through
 `generate_samples`: each prompt alone (a batch of one, as the samples were drawn before) against one
 left-padded batch. Timed for `--repeats` runs each way after one warm-up. With greedy decoding the two
-ways must give the same tokens; that check is the process's first `generate`, and its time is reported as
-the cold call (what a run's first samples pay on top). On a GPU the model samples under bf16 autocast, as
-in a bf16 run. It prints a table and writes JSON.
+ways must give the same tokens; that check is each shape's first `generate` (the first shape's is the
+process's first), and its time is reported as the cold call (what a run's first samples pay on top). On a
+GPU the model samples under bf16 autocast, as in a bf16 run. It prints a table and writes JSON.
 """
 
 from __future__ import annotations

@@ -85,22 +85,15 @@ def position_limit(model) -> int | None:
     return getattr(config, "n_positions", None)  # GPT-2's table; the rotary families (Llama, Qwen3) have none
 
 
-def generate_within_positions(model, input_ids, attention_mask, max_new_tokens: int, eos_token_id, **options):
-    """model.generate, continued past a learned-position model's last position by sliding the context.
+def generate_within_positions(model, prompt: list[int], max_new_tokens: int, eos_token_id, **options) -> list[int]:
+    """A continuation of `prompt` from a learned-position model that slides its context past its last position.
 
-    While the sequence fits, one ordinary `generate` call. Past it, generation goes on in pieces, each
-    conditioned on the last half of the positions, as nanoGPT crops its context.
+    Generation goes on in pieces, each conditioned on the last half of the positions, as nanoGPT crops its
+    context (one piece while the sequence fits).
     """
     limit = position_limit(model)
-    if limit is None or input_ids.shape[1] + max_new_tokens <= limit:
-        return model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos_token_id,
-            **options,
-        )[0]
-    sequence, produced, keep = input_ids[0], 0, max(1, limit // 2)
+    device = next(model.parameters()).device
+    sequence, produced, keep = torch.tensor(prompt, device=device), 0, max(1, limit // 2)
     while produced < max_new_tokens:
         context = sequence if len(sequence) < limit else sequence[-keep:]
         step = min(max_new_tokens - produced, limit - len(context))
@@ -116,7 +109,7 @@ def generate_within_positions(model, input_ids, attention_mask, max_new_tokens: 
         produced += len(new)
         if len(new) < step or (eos_token_id is not None and eos_token_id in new.tolist()):
             break  # the model ended the text
-    return sequence
+    return sequence[len(prompt) :].tolist()
 
 
 # A 124M model's KV cache for this many samples of a few hundred tokens stays under a gigabyte.
@@ -182,13 +175,7 @@ def generate_samples(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         if limit is not None and max(map(len, token_ids), default=0) + max_new_tokens > limit:
-            continuations = []
-            for ids in token_ids:
-                context = torch.tensor([ids], device=device)
-                output = generate_within_positions(
-                    model, context, torch.ones_like(context), max_new_tokens, eos, **options
-                )
-                continuations.append(output[len(ids) :].tolist())
+            continuations = [generate_within_positions(model, ids, max_new_tokens, eos, **options) for ids in token_ids]
         else:
             continuations = [
                 continuation
