@@ -120,17 +120,44 @@ def test_prompts_sampled_together_continue_as_they_do_alone(family):
 
 
 @pytest.mark.slow
-def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(tmp_path):
+@pytest.mark.parametrize("fsdp_version", [1, 2])
+def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(tmp_path, fsdp_version):
     """Under FSDP a forward pass gathers the weights from every process: process zero sampling alone would
-    wait for the others until the collective timed out."""
+    wait for the others until the collective timed out. FSDP 1 gathers the weights outside its blocks only
+    in its root wrapper's forward, which `generate` does not pass through."""
     probe = Path(__file__).parent / "sharded_samples_probe.py"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*launch, str(probe), str(tmp_path)], capture_output=True, text=True, timeout=240)
+    command = [*launch, str(probe), str(tmp_path), str(fsdp_version)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["sharded"] and ranks[1]["sharded"]
     assert len(ranks[0]["samples"]) == 2 and all(0 < len(t) <= 12 for t in ranks[0]["samples"])
+    assert ranks[0]["samples"] == ranks[0]["unsharded"]  # the same tokens as the model sampled whole
     assert ranks[1]["samples"] is None  # process zero alone logs and keeps them
+
+
+def test_an_evaluation_hands_the_samples_the_model_as_the_trainer_wraps_it(tmp_path):
+    """The callbacks are handed the model inside FSDP 1's wrapper, whose root weights only the wrapper gathers."""
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
+    args = PretrainingArguments(
+        output_dir=str(tmp_path), report_to="none", sample_prompts=["ab"], sample_max_new_tokens=3
+    )
+    blocks = [{"input_ids": list(range(i, i + 16)), "labels": list(range(i, i + 16))} for i in range(4)]
+    trainer = PretrainingTrainer(
+        model=model,
+        args=args,
+        objective=OBJECTIVES["causal"],
+        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
+        chars_per_token=1.0,
+        eval_unigram_loss=1.0,
+        eval_dataset=blocks,
+        processing_class=CharTokenizer(),
+    )
+    trainer.model_wrapped = torch.nn.Sequential(model)  # a wrapper, as FSDP 1 would make
+    trainer.evaluate()
+    samples = trainer.run_callbacks.samples
+    assert samples.wrapped_model is trainer.model_wrapped and len(samples.samples.tokens[0]) == 3
 
 
 def test_padding_a_prompt_does_not_penalise_a_token_it_lacks():

@@ -8,6 +8,7 @@ one place that builds them all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -153,6 +154,19 @@ def shards_its_weights(model) -> bool:
     )
 
 
+@contextlib.contextmanager
+def weights_gathered_for_generation(wrapped_model):
+    """FSDP 1 keeps the weights outside its wrapped blocks (embeddings, final norm, output layer) sharded in
+    its root wrapper, which gathers them only in its own forward; `generate` runs the model inside it, so those
+    are gathered here, and each wrapped block still gathers its own in its forward. FSDP 2 hooks the model
+    itself, and Trainer registers `generate` with it."""
+    if type(wrapped_model).__name__ != "FullyShardedDataParallel":
+        yield
+        return
+    with type(wrapped_model).summon_full_params(wrapped_model, writeback=False, recurse=False):
+        yield
+
+
 class SampleCallback(TrainerCallback):
     """Generates from fixed prompts after each evaluation, so degeneration shows while it happens;
     the samples and their repetition metrics go to the log and, as a table, to wandb / tensorboard."""
@@ -162,6 +176,8 @@ class SampleCallback(TrainerCallback):
         # The Trainer's callbacks, where the reporting integrations live: Trainer creates those from --report_to,
         # so PretrainingTrainer hands them over once it has them.
         self.trackers: list = []
+        # The model as Trainer wraps it (callbacks are handed the model inside): PretrainingTrainer sets it.
+        self.wrapped_model = None
         self.samples: Samples | None = None
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -171,7 +187,8 @@ class SampleCallback(TrainerCallback):
             return
         # Every process samples where each holds a shard of the weights: a forward pass gathers them from
         # all, and one process alone would wait for the others until the collective times out.
-        samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
+        with weights_gathered_for_generation(self.wrapped_model):
+            samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
         if not state.is_world_process_zero:
             return
         self.samples = samples

@@ -138,6 +138,8 @@ class PretrainingTrainer(TrainerInternals):
     def evaluate(self, *args, **kwargs):
         # The same random masks (MLM) at every evaluation, without moving the training RNG:
         # evaluations stay comparable and training continues exactly as it would have.
+        if self.run_callbacks.samples is not None:
+            self.run_callbacks.samples.wrapped_model = self.model_wrapped
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.args.seed)
