@@ -97,8 +97,14 @@ def config_to_train(init_from: str, objective: str):
     return config
 
 
-# Where the stock families' configs keep the dropout `build_model` set from --dropout (gpt2, llama/qwen3, bert).
-STOCK_DROPOUT_NAMES = ("resid_pdrop", "attention_dropout", "hidden_dropout_prob")
+# Where the families' configs keep the dropout `build_model` set from --dropout (gpt2, llama/qwen3, bert, ours).
+DROPOUT_NAMES = ("resid_pdrop", "attention_dropout", "hidden_dropout_prob", "dropout")
+
+
+def dropout_of(config) -> float | None:
+    return next((value for name in DROPOUT_NAMES if isinstance(value := getattr(config, name, None), float)), None)
+
+
 SCRATCH_OPTIONS = ("hidden_act", "qk_norm", "zero_init_projections", "tie_word_embeddings", "logit_softcap", "bias")
 
 
@@ -118,9 +124,8 @@ def load_model_to_train(args, objective: str, tokenizer: PreTrainedTokenizerBase
     args.model_type = config.model_type
     args.n_layer, args.n_head = config.num_hidden_layers, config.num_attention_heads
     args.n_embd, args.n_positions = config.hidden_size, config.max_position_embeddings
-    for name in STOCK_DROPOUT_NAMES + ("dropout",):
-        if isinstance(getattr(config, name, None), float):
-            args.dropout = getattr(config, name)
+    if (dropout := dropout_of(config)) is not None:
+        args.dropout = dropout
     if family.ours:  # our configs keep these options under the settings' own names
         for name in ("norm_placement", "position_embedding", *SCRATCH_OPTIONS):
             if hasattr(args, name) and hasattr(config, name):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import TrainerCallback
 
+from ..models import dropout_of
 from .schedules import ShadowSchedule, peak_rate
 
 logger = logging.getLogger("scratchlm")
@@ -159,7 +160,26 @@ def learning_rate_verdict(optimizer, schedule: ShadowSchedule, step: int) -> Ver
     return Verdict("learning_rate", "ok", f"learning rate {applied:.3e} as the {kind} schedule gives", applied)
 
 
-def overfitting_verdict(points: list[tuple[float, float | None]], epoch: float | None = None) -> Verdict:
+def stronger_regularisation(dropout: float | None, weight_decay: float | None) -> str:
+    """The flags that regularise more than the run does now: the run's own values are where the advice starts."""
+    flags = []
+    if dropout is None:
+        flags.append("--dropout 0.1")
+    elif dropout < 0.5:
+        flags.append(f"--dropout {max(0.1, round(dropout + 0.1, 2)):g} (now {dropout:g})")
+    if weight_decay is None:
+        flags.append("--weight_decay")
+    else:
+        flags.append(f"--weight_decay {max(0.1, 2 * weight_decay):g} (now {weight_decay:g})")
+    return "; ".join(flags)
+
+
+def overfitting_verdict(
+    points: list[tuple[float, float | None]],
+    epoch: float | None = None,
+    dropout: float | None = None,
+    weight_decay: float | None = None,
+) -> Verdict:
     """`points`: (held-out loss, mean training loss since the evaluation before) at each evaluation so far."""
     if len(points) < 3:
         return Verdict("overfitting", "n/a", "judged from the third evaluation on")
@@ -167,12 +187,13 @@ def overfitting_verdict(points: list[tuple[float, float | None]], epoch: float |
     rising = e0 < e1 < e2
     if rising and t1 is not None and t2 is not None and t2 < t1:
         seen = f" after {epoch:.1f} epochs" if epoch and epoch >= 1 else ""
+        regularise = stronger_regularisation(dropout, weight_decay)
         return Verdict(
             "overfitting",
             "warn",
             f"held-out loss rose at two evaluations in a row ({e0:.3f}, {e1:.3f}, {e2:.3f}) while the training loss "
             f"fell ({t1:.3f}, {t2:.3f}){seen}: the model is memorising its corpus. Train fewer epochs (--max_steps, "
-            "or --stop_at_eval_loss), give it more text, or regularise it (--dropout 0.1, --weight_decay); "
+            f"or --stop_at_eval_loss), give it more text, or regularise it ({regularise}); "
             "--load_best_model_at_end true with --metric_for_best_model eval_loss keeps the best checkpoint",
             e2 - e0,
         )
@@ -242,11 +263,16 @@ class HealthMonitor(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.window_end = time.perf_counter()
 
-    def on_evaluate(self, args, state, control, metrics=None, optimizer=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, optimizer=None, model=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
             return
         verdicts = self.report(
-            args, state, optimizer or self.optimizer, metrics["eval_loss"], metrics.get("eval_unigram_loss")
+            args,
+            state,
+            optimizer or self.optimizer,
+            metrics["eval_loss"],
+            metrics.get("eval_unigram_loss"),
+            dropout_of(model.config) if model is not None and hasattr(model, "config") else None,
         )
         if "eval_minimal_pairs_accuracy" in metrics:
             verdicts.append(
@@ -255,7 +281,9 @@ class HealthMonitor(TrainerCallback):
                 )
             )
 
-    def report(self, args, state, optimizer, eval_loss: float, unigram_loss: float | None) -> list[Verdict]:
+    def report(
+        self, args, state, optimizer, eval_loss: float, unigram_loss: float | None, dropout: float | None = None
+    ) -> list[Verdict]:
         step, total = state.global_step, state.max_steps
         steps = step - self.window_first_step
         clipped = int(self.clipped.item()) if torch.is_tensor(self.clipped) else int(self.clipped)
@@ -287,7 +315,9 @@ class HealthMonitor(TrainerCallback):
             ]
             self.evaluations.append((eval_loss, sum(losses) / len(losses) if losses else None))
             self.last_evaluated_step = step
-        verdicts.append(overfitting_verdict(self.evaluations, state.epoch))
+        verdicts.append(
+            overfitting_verdict(self.evaluations, state.epoch, dropout, getattr(args, "weight_decay", None))
+        )
         self.verdicts = verdicts
         self.clipped, self.norm_sum, self.overflowed = 0, 0.0, 0
         self.data_wait, self.window_start, self.window_end = 0.0, None, None
