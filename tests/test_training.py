@@ -18,17 +18,25 @@ from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer, RunCallbacks, lm_eval_metrics
 
 
-def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
-    args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no")
-    trainer = PretrainingTrainer(
+def tiny_gpt2_trainer(tmp_path, **settings) -> PretrainingTrainer:
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
+    args = PretrainingArguments(output_dir=str(tmp_path), report_to="none", **settings)
+    blocks = [{"input_ids": list(range(i, i + 16)), "labels": list(range(i, i + 16))} for i in range(4)]
+    return PretrainingTrainer(
         model=model,
         args=args,
         objective=OBJECTIVES["causal"],
         run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
         chars_per_token=1.0,
         eval_unigram_loss=1.0,
+        eval_dataset=blocks,
+        processing_class=CharTokenizer(),
     )
+
+
+def test_weight_decay_on_matrices_and_embeddings_only(tmp_path):
+    trainer = tiny_gpt2_trainer(tmp_path, eval_strategy="no")
+    model = trainer.model
     optimizer = trainer.create_optimizer()
     by_decay = {group["weight_decay"]: group["params"] for group in optimizer.param_groups}
     assert set(by_decay) == {0.1, 0.0}
@@ -139,22 +147,8 @@ def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(
 
 def test_an_evaluation_hands_the_samples_the_model_as_the_trainer_wraps_it(tmp_path):
     """The callbacks are handed the model inside FSDP 1's wrapper, whose root weights only the wrapper gathers."""
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2))
-    args = PretrainingArguments(
-        output_dir=str(tmp_path), report_to="none", sample_prompts=["ab"], sample_max_new_tokens=3
-    )
-    blocks = [{"input_ids": list(range(i, i + 16)), "labels": list(range(i, i + 16))} for i in range(4)]
-    trainer = PretrainingTrainer(
-        model=model,
-        args=args,
-        objective=OBJECTIVES["causal"],
-        run_callbacks=RunCallbacks.for_run(args, tokens_per_step=1),
-        chars_per_token=1.0,
-        eval_unigram_loss=1.0,
-        eval_dataset=blocks,
-        processing_class=CharTokenizer(),
-    )
-    trainer.model_wrapped = torch.nn.Sequential(model)  # a wrapper, as FSDP 1 would make
+    trainer = tiny_gpt2_trainer(tmp_path, sample_prompts=["ab"], sample_max_new_tokens=3)
+    trainer.model_wrapped = torch.nn.Sequential(trainer.model)  # a wrapper, as FSDP 1 would make
     trainer.evaluate()
     samples = trainer.run_callbacks.samples
     assert samples.wrapped_model is trainer.model_wrapped and len(samples.samples.tokens[0]) == 3
