@@ -11,7 +11,7 @@ as such, and the suite goes on):
 1. throughput of the recipe set-up against a per-step-sync variant and the stock Trainer, for the
    baby GPT (ctx 256), GPT-2 124M (ctx 1024, accumulating 16 micro-batches per step as its config does)
    and BERT-base (ctx 128): `throughput.py`, with the levers `blocking_copies` (each batch's copy to the
-   GPU waiting, as before the copies stopped blocking) and, for GPT-2, `adamw_not_muon`;
+   GPU waiting, as before the copies stopped blocking) and, for GPT-2 and the baby GPT, `adamw_not_muon`;
 2. the loss with and without the full logits at GPT-2 124M's shapes (micro-batch 32): `fused_loss.py`;
    the samples an evaluation draws, prompts one at a time against together, for the baby GPT and GPT-2
    124M, with the cold first call: `samples.py`;
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Each beside the levers that stand for a setting the recipe took without a GPU figure yet.
         # GPT-2 accumulates 16 micro-batches as its config does, so that Muon's step weighs what it does in a run.
         throughput_steps = (
-            ("baby", 80, "blocking_copies", ["--steps", "40", "--warmup", "20"]),
+            ("baby", 80, "blocking_copies,adamw_not_muon", ["--steps", "40", "--warmup", "20"]),
             (
                 "gpt2",
                 240,

@@ -149,7 +149,13 @@ def test_gpu_suite_runs_every_step_and_checks_the_resume(tmp_path, shared_data):
     names = ("throughput_baby", "fused_loss", "samples", "time_to_quality", "recipe", "resume")
     assert [steps[n]["status"] for n in names] == ["ok"] * 6
     assert steps["samples"]["figures"]["tiny"]["greedy_same"]
-    assert set(steps["throughput_baby"]["figures"]) == {"recipe", "recipe+sync", "blocking_copies", "stock"}
+    assert set(steps["throughput_baby"]["figures"]) == {
+        "recipe",
+        "recipe+sync",
+        "blocking_copies",
+        "adamw_not_muon",
+        "stock",
+    }
     recipe = steps["recipe"]["figures"]
     assert recipe["weights"] and recipe["card"] and recipe["samples"]
     assert recipe["sealed_checkpoints"] == ["checkpoint-10", "checkpoint-20"]
