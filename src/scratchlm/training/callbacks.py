@@ -159,7 +159,10 @@ def weights_gathered_for_generation(wrapped_model):
     """FSDP 1 keeps the weights outside its wrapped blocks (embeddings, final norm, output layer) sharded in
     its root wrapper, which gathers them only in its own forward; `generate` runs the model inside it, so those
     are gathered here, and each wrapped block still gathers its own in its forward. FSDP 2 hooks the model
-    itself, and Trainer registers `generate` with it."""
+    itself, and Trainer registers `generate` with it. Gathered this way they stay float32: with accelerate's
+    FSDP 1 default (no mixed-precision policy of FSDP's own; autocast does it) that matches the blocks, but
+    with a bf16 `mixed_precision_policy` the blocks compute in bf16 beside them (on a CPU the final norm
+    refuses the mix; not run on a GPU)."""
     if type(wrapped_model).__name__ != "FullyShardedDataParallel":
         yield
         return
