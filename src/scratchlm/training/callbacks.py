@@ -9,6 +9,7 @@ one place that builds them all.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -155,19 +156,34 @@ def shards_its_weights(model) -> bool:
 
 
 @contextlib.contextmanager
-def weights_gathered_for_generation(wrapped_model):
-    """FSDP 1 keeps the weights outside its wrapped blocks (embeddings, final norm, output layer) sharded in
-    its root wrapper, which gathers them only in its own forward; `generate` runs the model inside it, so those
-    are gathered here, and each wrapped block still gathers its own in its forward. FSDP 2 hooks the model
-    itself, and Trainer registers `generate` with it. Gathered this way they stay float32: with accelerate's
-    FSDP 1 default (no mixed-precision policy of FSDP's own; autocast does it) that matches the blocks, but
-    with a bf16 `mixed_precision_policy` the blocks compute in bf16 beside them (on a CPU the final norm
-    refuses the mix; not run on a GPU)."""
-    if type(wrapped_model).__name__ != "FullyShardedDataParallel":
+def forward_through_the_wrapper(model, wrapped_model):
+    """FSDP 1 wraps the model: the weights outside its wrapped blocks (embeddings, final norm, output layer)
+    are gathered, and cast to its mixed precision, only in the wrapper's forward, and `generate` calls the
+    model inside it. While sampling, the model's forward goes through the wrapper's. (FSDP 2 hooks the model
+    itself, and Trainer registers `generate` with it.)"""
+    if type(wrapped_model).__name__ != "FullyShardedDataParallel" or wrapped_model.module is not model:
         yield
         return
-    with type(wrapped_model).summon_full_params(wrapped_model, writeback=False, recurse=False):
+    own = vars(model).get("forward")  # accelerate's autocast sets one on the instance
+    inner_forward = model.forward
+
+    # `generate` reads the forward's signature to choose its inputs (positions, cache), so it keeps it.
+    @functools.wraps(inner_forward)
+    def through_the_wrapper(*args, **kwargs):
+        model.forward = inner_forward  # the wrapper calls the model, which must then run its own forward
+        try:
+            return wrapped_model(*args, **kwargs)
+        finally:
+            model.forward = through_the_wrapper
+
+    model.forward = through_the_wrapper
+    try:
         yield
+    finally:
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own
 
 
 class SampleCallback(TrainerCallback):
@@ -190,7 +206,7 @@ class SampleCallback(TrainerCallback):
             return
         # Every process samples where each holds a shard of the weights: a forward pass gathers them from
         # all, and one process alone would wait for the others until the collective times out.
-        with weights_gathered_for_generation(self.wrapped_model):
+        with forward_through_the_wrapper(model, self.wrapped_model):
             samples = generate_samples(model, processing_class, self.prompts, self.max_new_tokens, seed=self.seed)
         if not state.is_world_process_zero:
             return
