@@ -38,9 +38,10 @@ DATA_WAIT_WARN_SHARE = 0.10
 LR_TOLERANCE = 1e-3  # relative
 # At a high constant learning rate a model that still improves moves its held-out loss up and down by a few
 # hundredths between evaluations, two rises in a row included (the small baby GPT under Muon rose twice in a
-# row four times in a run whose last evaluation was its best): the rise is judged on means of three.
+# row four times in a run whose last evaluation was its best): the rise is judged on means of three, whose
+# jitter reached 0.036 in such runs (benchmarks/README.md, "The overfitting health verdict on these runs").
 OVERFITTING_SPAN = 3
-OVERFITTING_MARGIN = 0.02  # nats/token the latest mean must be above the lowest before
+OVERFITTING_MARGIN = 0.05  # nats/token the latest mean must be above the lowest before
 
 
 @dataclass
