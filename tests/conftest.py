@@ -3,6 +3,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +60,20 @@ def two_processes(script: Path | str) -> list[str]:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own packed-data cache, so hits and misses are the test's own."""
     monkeypatch.setenv("SCRATCHLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_left_as_found():
+    """A run's stop-on-signal handler left behind outlives the run: a worker forked later inherits it, ignores
+    the SIGTERM that ends it, and the pool's join hangs the whole test session."""
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name)]
+    before = {signum: signal.getsignal(signum) for signum in signals}
+    yield
+    after = {signum: signal.getsignal(signum) for signum in signals}
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+    left = [signal.Signals(signum).name for signum in signals if after[signum] != before[signum]]
+    assert not left, f"the test left its own handler for {', '.join(left)}"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from transformers import TrainerCallback, set_seed
 from .errors import ScratchError
 from .objectives import parse_run_settings
 from .recipe import build_run
-from .training import guard_output_dir, setup_run
+from .training import guard_output_dir, setup_run, train
 
 logger = logging.getLogger("scratchlm")
 
@@ -120,7 +120,7 @@ def find_lr(
         trainer.optimizer, lambda step: (min_lr / max_lr) * growth**step
     )
     trainer.add_callback(StopWhenDiverged())
-    trainer.train()
+    train(trainer, None, steps)
 
     history = [e for e in trainer.state.log_history if "loss" in e and "learning_rate" in e]
     lrs, losses = [e["learning_rate"] for e in history], [e["loss"] for e in history]

@@ -37,13 +37,16 @@ class PreemptionCallback(TrainerCallback):
         self.received = signal.Signals(signum).name
         # A second signal gets the default action at once (the checkpoint being written then lacks its
         # manifest, so it never counts as complete).
-        self._restore()
+        self.restore_signal_handlers()
         logger.warning(
             "%s received: finishing this step, then saving a checkpoint and stopping (send it again to stop at once)",
             self.received,
         )
 
-    def _restore(self) -> None:
+    def restore_signal_handlers(self) -> None:
+        """Put back the handlers the run found. Trainer calls on_train_end only when training ends well: `train`
+        calls this too, or a run stopped by an error leaves its handler in the process, and a worker forked
+        later (a tokenizing pool) ignores the SIGTERM that should end it."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -92,4 +95,4 @@ class PreemptionCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
+        self.restore_signal_handlers()

@@ -165,8 +165,14 @@ def train(trainer: PretrainingTrainer, resume_from: str | None, steps: int):
         if 0 < trainer.args.max_steps <= state.global_step:
             return nothing_left_to_train(trainer, Path(resume_from), state)
         check_schedule_length(trainer.args, Path(resume_from), state, saved["config"], steps)
-    with stops_with_the_fix_when_disk_or_memory_runs_out(trainer), trackers_that_fail_to_start(trainer.args.report_to):
-        return trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        with (
+            stops_with_the_fix_when_disk_or_memory_runs_out(trainer),
+            trackers_that_fail_to_start(trainer.args.report_to),
+        ):
+            return trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        trainer.run_callbacks.preemption.restore_signal_handlers()
 
 
 def check_schedule_length(
