@@ -263,6 +263,19 @@ def test_profile_steps_write_a_trace_and_the_top_operators(tmp_path, zh_file, gp
     assert any(r.getMessage().startswith("profile of steps 3-4") for r in caplog.records)
 
 
+def test_a_run_that_stops_with_an_error_inside_the_profile_window_writes_the_steps_before_it(
+    tmp_path, zh_file, gpt_tokenizer_dir
+):
+    from scratchlm.errors import ScratchError
+
+    exploding = ("--learning_rate", 1e4, "--warmup_steps", 0, "--max_steps", 20)
+    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, *exploding, "--profile_steps", "1-10")
+    with pytest.raises(ScratchError, match="the training loss"):
+        pretrain_gpt2_zh.cli(argv)
+    events = json.loads((tmp_path / "out" / "profile" / "trace_steps_1-10.json").read_text())["traceEvents"]
+    assert any("aten::" in str(e.get("name", "")) for e in events)
+
+
 @pytest.mark.parametrize("window", ["25-20", "0-3", "twenty"])
 def test_a_malformed_profile_window_is_refused(tmp_path, window):
     from scratchlm.errors import ScratchError

@@ -105,6 +105,18 @@ class ProfileSteps(TrainerCallback):
         if self.profiler is not None:  # the run ended inside the window
             self.finish()
 
+    def finish_if_recording(self) -> None:
+        """After an error inside the window: the steps recorded so far are the ones that explain it."""
+        if self.profiler is None:
+            return
+        logger.info(
+            "the run stopped inside --profile_steps %d-%d: writing the steps it recorded", self.first, self.last
+        )
+        try:
+            self.finish()
+        except Exception as err:  # the run's own error is the one to report
+            logger.warning("could not write the profile of the steps before the error: %s", err)
+
     def finish(self) -> None:
         profiler, self.profiler = self.profiler, None
         profiler.__exit__(None, None, None)
@@ -298,6 +310,13 @@ class RunCallbacks:
             if samples
             else None,
         )
+
+    def after_training(self) -> None:
+        """What on_train_end does for the process, done also when training raises (Trainer then skips
+        on_train_end): the signal handlers go back, and a profiler still recording stops and writes its steps."""
+        self.preemption.restore_signal_handlers()
+        if self.profile is not None:
+            self.profile.finish_if_recording()
 
     def as_list(self) -> list[TrainerCallback]:
         return [cb for f in fields(self) if (cb := getattr(self, f.name)) is not None]

@@ -44,9 +44,9 @@ class PreemptionCallback(TrainerCallback):
         )
 
     def restore_signal_handlers(self) -> None:
-        """Put back the handlers the run found. Trainer calls on_train_end only when training ends well: `train`
-        calls this too, or a run stopped by an error leaves its handler in the process, and a worker forked
-        later (a tokenizing pool) ignores the SIGTERM that should end it."""
+        """Put back the handlers the run found, also after an error (`RunCallbacks.after_training`): a handler
+        left behind outlives the run, and a worker forked later (a tokenizing pool) ignores the SIGTERM that
+        should end it."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}

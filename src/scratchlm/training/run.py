@@ -172,7 +172,7 @@ def train(trainer: PretrainingTrainer, resume_from: str | None, steps: int):
         ):
             return trainer.train(resume_from_checkpoint=resume_from)
     finally:
-        trainer.run_callbacks.preemption.restore_signal_handlers()
+        trainer.run_callbacks.after_training()
 
 
 def check_schedule_length(
