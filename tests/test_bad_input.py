@@ -319,6 +319,26 @@ def test_a_tokenizer_path_to_its_json_file_names_the_folder(capsys, tmp_path, zh
     assert f"is a file: pass the folder that holds it ({gpt_tokenizer_dir})" in err
 
 
+def test_a_gpt_style_tokenizer_for_the_masked_lm_names_the_flag_that_adds_its_tokens(
+    capsys, tmp_path, zh_file, gpt_tokenizer_dir
+):
+    import pretrain_bert_mlm
+
+    argv = [
+        "--config",
+        str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *map(str, corpus(zh_file, gpt_tokenizer_dir)),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(pretrain_bert_mlm.cli, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no cls_token, sep_token, mask_token" in err and "train_tokenizer.py --special_tokens_style bert" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_data_cache_dir_that_is_a_file(capsys, tmp_path, zh_file, gpt_tokenizer_dir):
     cache = tmp_path / "cache"
     cache.write_text("mine")

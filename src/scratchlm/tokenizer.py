@@ -291,9 +291,13 @@ def load_tokenizer(
         raise ScratchError(f"could not load tokenizer {name_or_path}: {err}".replace("\n", " ")) from None
     missing = [name for name in required if getattr(tok, name, None) is None]
     if missing:
+        # The default style gives a GPT-style tokenizer, which has no [CLS]/[SEP]/[MASK]: name the flag that adds them.
+        bert_tokens = {"cls_token", "sep_token", "mask_token"} & set(missing)
         raise ScratchError(
             f"tokenizer {name_or_path} has no {', '.join(missing)}, which this recipe needs: train one with "
-            "tokenizer_training/train_tokenizer.py (it adds them) or add them with tokenizer.add_special_tokens"
+            "tokenizer_training/train_tokenizer.py"
+            + (" --special_tokens_style bert" if bert_tokens else "")
+            + " (it adds them) or add them with tokenizer.add_special_tokens"
         )
     return tok
 

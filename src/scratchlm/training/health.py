@@ -332,6 +332,9 @@ class HealthMonitor(TrainerCallback):
         verdicts.append(
             overfitting_verdict(self.evaluations, state.epoch, dropout, getattr(args, "weight_decay", None))
         )
+        # A warning stands until its check turns ok again: the summary line says it is still on, and the
+        # full text is logged once, so twenty evaluations do not bury the rest of the log under one advice.
+        already_warned = {v.check for v in self.verdicts if v.verdict == "warn"}
         self.verdicts = verdicts
         self.clipped, self.norm_sum, self.overflowed = 0, 0.0, 0
         self.data_wait, self.window_start, self.window_end = 0.0, None, None
@@ -340,7 +343,7 @@ class HealthMonitor(TrainerCallback):
             summary = "; ".join(f"{v.check} {v.verdict}" for v in verdicts)
             logger.info("health at step %d: %s", step, summary)
             for v in verdicts:
-                if v.verdict == "warn":
+                if v.verdict == "warn" and v.check not in already_warned:
                     logger.warning("health: %s", v.message)
         return verdicts
 
