@@ -16,7 +16,9 @@ from packaging.version import Version
 from scratchlm.cli import main as scratchlm_main
 from scratchlm.data.files import TEXT
 from scratchlm.errors import Preempted, run_cli
+from scratchlm.objectives import parse_run_settings
 from scratchlm.provenance import MANIFEST_FILE
+from scratchlm.recipe import build_run
 from scratchlm.runlock import LOCK_NAME
 
 import pretrain_gpt2_zh
@@ -208,6 +210,80 @@ def test_stop_under_accelerate_launch_keeps_a_checkpoint_that_takes_longer_than_
     assert (out / f"checkpoint-{step}" / MANIFEST_FILE).is_file()
     assert f"newest complete checkpoint: {out / f'checkpoint-{step}'}" in stop.stdout
     assert took > 5, f"step + save took {took:.1f} s: too small a model to show the launcher's 5 s grace biting"
+
+
+ECHOED_CTRL_C = """
+import os, signal, time
+from scratchlm.training.preemption import PreemptionCallback
+preemption = PreemptionCallback()
+preemption.on_train_begin(None, None, None)
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)  # the launcher's, a moment later
+print("still running after", preemption.received, flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGINT)  # a person's second Ctrl-C
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("second Ctrl-C: KeyboardInterrupt", flush=True)
+os.kill(os.getpid(), signal.SIGTERM)  # the run's handlers are gone: the default action
+time.sleep(5)
+"""
+
+
+def test_sigterm_right_after_ctrl_c_is_the_same_stop_and_a_second_ctrl_c_stops_at_once():
+    """Ctrl-C reaches the launcher too, which passes it on as SIGTERM: taken as a second request, it would end
+    the run at once and lose the checkpoint the first asked for."""
+    result = subprocess.run([sys.executable, "-c", ECHOED_CTRL_C], capture_output=True, text=True, timeout=60)
+    said = [line for line in result.stdout.splitlines() if line.startswith(("still", "second"))]
+    assert said == ["still running after SIGINT", "second Ctrl-C: KeyboardInterrupt"], result.stdout
+    assert result.returncode == -signal.SIGTERM, result.stderr
+
+
+def test_the_loader_workers_leave_ctrl_c_to_the_training_process(tmp_path, zh_file, gpt_tokenizer_dir):
+    """A terminal's Ctrl-C (and a scheduler's SIGUSR1 to every process) reaches the loader's workers too: one
+    that took it would end, and torch would raise in the middle of the step the training process finishes."""
+    argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, tmp_path / "out", "--dataloader_num_workers", "2")
+    trainer = build_run(parse_run_settings(argv, objective="causal")).trainer
+    collate = trainer.data_collator
+
+    def collate_then_signalled(features):  # runs in a worker
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return collate(features)
+
+    trainer.data_collator = collate_then_signalled
+    for loader in (trainer.get_train_dataloader(), trainer.get_eval_dataloader()):
+        batches = list(loader)
+        assert batches and all(batch["input_ids"].shape[1] == 32 for batch in batches)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes, workers", [(1, 0), (1, 2), (2, 0)])
+def test_ctrl_c_under_accelerate_launch_saves_a_checkpoint(tmp_path, zh_file, gpt_tokenizer_dir, processes, workers):
+    """The README's command is `accelerate launch`: a Ctrl-C reaches the launcher and the run (and its loader
+    workers), and the one-process launcher passes it on to all of them as SIGTERM before it kills them 5 s
+    later; torch elastic (several processes) passes it on as SIGINT and waits 30 s."""
+    recipe = ROOT / "recipes/pretrain_gpt2_zh.py"
+    if processes == 1:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", str(recipe)]
+    else:
+        launcher = two_processes(recipe)
+    out = tmp_path / "out"
+    flags = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--max_steps", "100000", "--logging_steps", "1")
+    flags += ["--eval_steps", "100000", "--save_steps", "100000", "--dataloader_num_workers", str(workers)]
+    with open(tmp_path / "run.log", "w") as log:
+        run = launch([*launcher, *map(str, flags)], log)
+    wait_for_steps(run, tmp_path / "run.log", 20)
+    os.killpg(run.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
+    run.wait(timeout=120)
+    log = (tmp_path / "run.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    stopped = [line for line in log.splitlines() if line.startswith("stopped: SIGINT at step ")]
+    assert stopped, log[-3000:]
+    step = int(stopped[0].split()[4].rstrip(";"))
+    assert (out / f"checkpoint-{step}" / MANIFEST_FILE).is_file()
+    if processes == 1 and LAUNCHER_FORWARDS_SIGTERM:  # torch elastic passes SIGINT on to its own process groups
+        assert "the same stop, passed on by a launcher" in log
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Preemption: a cluster or spot machine sends SIGTERM (or SIGINT, SIGUSR1) before it kills a job. The run
 finishes the optimizer step it is in (with several processes, the first step at which they can agree
 cheaply: a log, a save, an evaluation, or every 10 steps), saves a sealed checkpoint and stops; the recipe
-then says how to resume and exits with status 75 (`errors.Preempted`).
+then says how to resume and exits with status 75 (`errors.Preempted`). A Ctrl-C under `accelerate launch` reaches
+the run twice, from the terminal and from the launcher, which passes it on as SIGTERM: one stop, not two.
 
 `--save_every_minutes` saves a checkpoint whenever that long has passed since the last save, for the kills that
 come without a signal or with too short a grace (`accelerate launch` itself SIGKILLs 5 s after it passes a
@@ -9,7 +10,9 @@ SIGTERM on). The main process's clock decides, and the processes agree on it whe
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import signal
 import time
 
@@ -23,25 +26,42 @@ logger = logging.getLogger("scratchlm")
 # Windows has no SIGUSR1; run_cli refuses Windows, but the module must import there for that line to be said
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
 AGREE_EVERY = 10
+# A launcher passes a Ctrl-C on to the run as SIGTERM within milliseconds; a person's second request comes later
+# or as the same signal. Long enough for a handler that waits for a long CPU operation to end.
+ECHO_SECONDS = 3.0
 
 
 class PreemptionCallback(TrainerCallback):
     def __init__(self, save_every_minutes: float | None = None):
         self.received: str | None = None  # the signal's name, once one came
+        self._first_signal: tuple[str, float] | None = None  # this process's own, with when it came
         self.stopped_at: int | None = None
         self.save_every_seconds = save_every_minutes * 60 if save_every_minutes else None
         self._last_save = time.monotonic()
         self._previous: dict = {}
 
     def _on_signal(self, signum, frame):
-        self.received = signal.Signals(signum).name
-        # A second signal gets the default action at once (the checkpoint being written then lacks its
+        name = signal.Signals(signum).name
+        now = time.monotonic()
+        if self._first_signal is None:
+            self._first_signal = (name, now)
+            self.received = name
+            logger.warning(
+                "%s received: finishing this step, then saving a checkpoint and stopping (send it again to stop at "
+                "once)",
+                name,
+            )
+            return
+        first, first_at = self._first_signal
+        if name != first and now - first_at < ECHO_SECONDS:
+            # Ctrl-C reaches the launcher too, which passes it on as SIGTERM a moment later: the same request,
+            # not a second one (taken as one, it would throw away the checkpoint the first asked for).
+            logger.info("%s %.1f s after %s: the same stop, passed on by a launcher", name, now - first_at, first)
+            return
+        # A second request gets the signal's own action at once (the checkpoint being written then lacks its
         # manifest, so it never counts as complete).
         self.restore_signal_handlers()
-        logger.warning(
-            "%s received: finishing this step, then saving a checkpoint and stopping (send it again to stop at once)",
-            self.received,
-        )
+        signal.raise_signal(signum)
 
     def restore_signal_handlers(self) -> None:
         """Put back the handlers the run found, also after an error (`RunCallbacks.after_training`): a handler
@@ -96,3 +116,27 @@ class PreemptionCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore_signal_handlers()
+
+
+def leave_stops_to_the_main_process(dataloader):
+    """Makes the loader's worker processes leave a stop to the training process, which finishes its step and
+    saves: they ignore SIGINT and SIGUSR1, and end quietly (status 0) on SIGTERM, as torch's workers do when
+    their own parent sends it. A terminal's Ctrl-C reaches every process of its group, and `accelerate launch`
+    passes the signal on as SIGTERM to every descendant of the run, its loader workers too; a worker killed
+    by a signal makes torch raise in the middle of that last step, and the checkpoint is lost."""
+    loader = getattr(dataloader, "base_dataloader", dataloader)  # accelerate's wrapper starts the workers of this
+    init = loader.worker_init_fn
+    if not (isinstance(init, functools.partial) and init.func is _init_loader_worker):  # Trainer reuses a loader
+        loader.worker_init_fn = functools.partial(_init_loader_worker, init)
+    return dataloader
+
+
+def _init_loader_worker(then, worker_id: int) -> None:
+    for signum in SIGNALS:
+        signal.signal(signum, _end_worker if signum == signal.SIGTERM else signal.SIG_IGN)
+    if then is not None:
+        then(worker_id)
+
+
+def _end_worker(signum, frame):
+    os._exit(0)

@@ -21,6 +21,7 @@ from ..internals import TrainerInternals, skip_steps_when
 from .callbacks import RunCallbacks
 from .losses import HeadInput, causal_lm_loss
 from .muon import build_muon
+from .preemption import leave_stops_to_the_main_process
 from .schedules import build_scheduler
 
 logger = logging.getLogger("scratchlm")
@@ -112,12 +113,15 @@ class PretrainingTrainer(TrainerInternals):
             and len(dataset) >= args.train_batch_size * args.world_size
         )
         if not full_batches_only:
-            return super().get_train_dataloader()
+            return leave_stops_to_the_main_process(super().get_train_dataloader())
         args.dataloader_drop_last = True  # Trainer reads it when it builds the loader; evaluation keeps every block
         try:
-            return super().get_train_dataloader()
+            return leave_stops_to_the_main_process(super().get_train_dataloader())
         finally:
             args.dataloader_drop_last = False
+
+    def get_eval_dataloader(self, *args, **kwargs):
+        return leave_stops_to_the_main_process(super().get_eval_dataloader(*args, **kwargs))
 
     def get_batch_samples(self, *args, **kwargs):
         with self.run_callbacks.health.fetching(self.state.global_step):
