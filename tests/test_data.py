@@ -81,6 +81,30 @@ def test_a_corpus_of_one_or_a_few_documents_holds_out_their_last_lines(tmp_path,
         load_corpus(DataArguments(train_files=[str(tmp_path / "short.txt")]))
 
 
+def test_a_play_read_one_document_per_line_is_named_with_the_settings_that_read_it_whole(tmp_path, caplog):
+    speeches = [
+        f"SPEAKER {i % 7}:\nBut soft, what light through yonder window {i} breaks?\nIt is the east, and the sun.\n"
+        for i in range(200)
+    ]
+    play = tmp_path / "play.txt"
+    play.write_text("\n".join(speeches), encoding="utf-8")
+    paragraphs = tmp_path / "articles.txt"  # a paragraph a line, blank lines between: WikiText's layout
+    paragraphs.write_text("\n\n".join(f"Paragraph {i} " + "of an article, " * 25 for i in range(200)), encoding="utf-8")
+    tweets = tmp_path / "tweets.txt"  # short lines, no paragraphs: each is a document
+    tweets.write_text("\n".join(f"a short post, number {i}" for i in range(300)), encoding="utf-8")
+
+    def warned(path, sample_by="line"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="scratchlm"):
+            load_corpus(DataArguments(train_files=[str(path)], text_sample_by=sample_by))
+        return [r.getMessage() for r in caplog.records if "--text_sample_by line" in r.getMessage()]
+
+    (warning,) = warned(play)
+    assert warning.startswith(f"{play} is read as one document per line (--text_sample_by line), but its lines")
+    assert "--text_sample_by paragraph (a blank line ends a document) or document (one per file)" in warning
+    assert warned(play, "paragraph") == warned(paragraphs) == warned(tweets) == []
+
+
 def test_a_local_dataset_folder_needs_no_hub(tmp_path, zh_docs):
     from datasets import DatasetDict
 

@@ -37,6 +37,32 @@ def open_decompressed(path: Path):
     return _DECOMPRESSORS.get(path.suffix.lower(), open)(path, "rb")
 
 
+# A sample of a .txt file's start decides whether its lines look like parts of documents: a play, verse, a novel
+# wrapped at a fixed width, one sentence per line. Short lines alone are also tweets or titles; the blank lines
+# that group them are what says a document goes on past its line.
+LAYOUT_SAMPLE_BYTES = 1 << 20
+SHORT_LINE_CHARACTERS = 80
+PARAGRAPH_BREAK_SHARE = 0.05
+
+
+def median_line_if_lines_are_parts_of_documents(path: Path) -> int | None:
+    """The median length of a text file's lines when they are short and blank lines group them, else None."""
+    if kind_suffix(path) not in (".txt", ".text"):
+        return None
+    try:
+        with open_decompressed(path) as f:
+            sample = f.read(LAYOUT_SAMPLE_BYTES)
+    except (OSError, EOFError, lzma.LZMAError):  # a damaged file is reported where it is read
+        return None
+    lines = sample.decode("utf-8", errors="replace").split("\n")[:-1]  # the last may be cut
+    lengths = sorted(len(line.strip()) for line in lines if line.strip())
+    if len(lengths) < 100:
+        return None
+    median = lengths[len(lengths) // 2]
+    blank_share = 1 - len(lengths) / len(lines)
+    return median if median <= SHORT_LINE_CHARACTERS and blank_share >= PARAGRAPH_BREAK_SHARE else None
+
+
 def _supported_endings() -> str:
     compressed = [kind + compression for kind in (".txt", ".jsonl") for compression in _DECOMPRESSORS]
     return f"{', '.join(sorted(_LOADERS))} (or compressed, e.g. {', '.join(compressed)})"
