@@ -14,10 +14,10 @@ from conftest import ROOT
 DEBUG = str(ROOT / "recipes/pretrain_gpt2_zh/config_debug.yaml")
 
 
-def fails_with(capsys, tmp_path, *flags):
+def fails_with(capsys, tmp_path, *flags, recipe=pretrain_gpt2_zh, config=DEBUG):
     argv = [
         "--config",
-        DEBUG,
+        config,
         "--output_dir",
         str(tmp_path / "out"),
         "--tokenizer_name_or_path",
@@ -25,7 +25,7 @@ def fails_with(capsys, tmp_path, *flags):
         *map(str, flags),
     ]
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(pretrain_gpt2_zh.cli, argv)
+        run_cli(recipe.cli, argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
@@ -324,17 +324,8 @@ def test_a_gpt_style_tokenizer_for_the_masked_lm_names_the_flag_that_adds_its_to
 ):
     import pretrain_bert_mlm
 
-    argv = [
-        "--config",
-        str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml"),
-        "--output_dir",
-        str(tmp_path / "out"),
-        *map(str, corpus(zh_file, gpt_tokenizer_dir)),
-    ]
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(pretrain_bert_mlm.cli, argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
+    bert_debug = str(ROOT / "recipes/pretrain_bert_mlm/config_debug.yaml")
+    err = fails_with(capsys, tmp_path, *corpus(zh_file, gpt_tokenizer_dir), recipe=pretrain_bert_mlm, config=bert_debug)
     assert "has no cls_token, sep_token, mask_token" in err and "train_tokenizer.py --special_tokens_style bert" in err
     assert not (tmp_path / "out").exists()
 
