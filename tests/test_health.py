@@ -12,7 +12,7 @@ from scratchlm.arguments import PretrainingArguments
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
 from scratchlm.training import RunCallbacks
-from scratchlm.training.health import data_wait_verdict
+from scratchlm.training.health import CLIPPING_FROM_STEP, data_wait_verdict
 from scratchlm.training.run import log_final_summary
 
 import pretrain_gpt2_zh
@@ -80,14 +80,25 @@ def test_the_summary_says_above_for_a_loss_over_the_unigram_bar(caplog):
 
 
 def test_clipping_on_every_step_warns_once_and_stays_on_in_the_summary(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
-    verdicts, warnings = train(flags(tmp_path, zh_file, gpt_tokenizer_dir, "--max_grad_norm", 1e-4), caplog)
+    argv = flags(tmp_path, zh_file, gpt_tokenizer_dir, "--max_grad_norm", 1e-4, "--eval_steps", 20)
+    verdicts, warnings = train(argv, caplog)
     assert verdicts["clipping"] == "warn"
-    # Both evaluations (steps 40 and 80) find every step clipped: the advice is logged at the first only.
-    (warning,) = [w for w in warnings if "gradient clipped" in w]
-    assert "gradient clipped on 100% of the last 40 steps" in warning
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health at step")]
-    assert [s.split(":")[0] for s in summaries] == ["health at step 40", "health at step 80"]
-    assert all("clipping warn" in s for s in summaries)
+    assert [s.split(";")[1].strip() for s in summaries] == ["clipping n/a"] * 2 + ["clipping warn"] * 2
+    # Steps 61-80 are clipped as steps 51-60 were: the advice is logged at the first warning only.
+    (warning,) = [w for w in warnings if "gradient clipped" in w]
+    assert "gradient clipped on 100% of the last 10 steps" in warning
+
+
+def test_clipping_is_judged_after_the_first_steps_whose_gradients_are_large_in_any_run():
+    import torch
+
+    from scratchlm.training.health import HealthMonitor
+
+    monitor = HealthMonitor(tokens_per_step=64, unigram_tokens=10**6, data_wait_fix="")
+    for step in range(1, CLIPPING_FROM_STEP + 11):
+        monitor.count_clipping(torch.tensor(5.0 if step <= CLIPPING_FROM_STEP else 0.5), max_norm=1.0, step=step)
+    assert (monitor.judged_steps, int(monitor.clipped), float(monitor.norm_sum)) == (10, 0, 5.0)
 
 
 @pytest.mark.slow
@@ -197,7 +208,7 @@ def test_steps_that_fp16_loss_scaling_skips_count_neither_as_clipped_nor_in_the_
 
     monitor = HealthMonitor(tokens_per_step=64, unigram_tokens=10**6, data_wait_fix="")
     for norm in (0.5, float("inf"), 2.0, float("nan")):  # an overflowing fp16 step has a non-finite norm
-        monitor.count_clipping(torch.tensor(norm), max_norm=1.0)
+        monitor.count_clipping(torch.tensor(norm), max_norm=1.0, step=CLIPPING_FROM_STEP + 1)
     assert (int(monitor.clipped), float(monitor.norm_sum), int(monitor.overflowed)) == (1, 2.5, 2)
 
 

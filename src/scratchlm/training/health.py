@@ -34,6 +34,10 @@ CLIPPING_WARN_SHARE = 0.9
 # Clipping on nearly every step is a problem when it scales the updates down hard. Norms just above the
 # limit are common late in a healthy run (the demo's grow to 1.1-1.2 as its learning rate decays).
 CLIPPING_WARN_FACTOR = 2.0
+# The first steps' gradients are large in any run, while the loss falls from ln(vocab) towards the unigram bar
+# (the Llama demo config: norms up to 2.9 until step 35 and under 1 from step 40, at max_grad_norm 1), so
+# clipping is judged on the steps after these: a short run's first evaluation would otherwise advise a lower rate.
+CLIPPING_FROM_STEP = 50
 DATA_WAIT_WARN_SHARE = 0.10
 LR_TOLERANCE = 1e-3  # relative
 # At a high constant learning rate a model that still improves moves its held-out loss up and down by a few
@@ -236,6 +240,7 @@ class HealthMonitor(TrainerCallback):
         self.clipped: torch.Tensor | int = 0
         self.norm_sum: torch.Tensor | float = 0.0
         self.overflowed: torch.Tensor | int = 0  # fp16 loss scaling skips these steps: no norm to count
+        self.judged_steps = 0  # optimizer steps after CLIPPING_FROM_STEP since the last report
         self.data_wait = 0.0
         self.window_start: float | None = None
         self.window_end: float | None = None
@@ -249,7 +254,11 @@ class HealthMonitor(TrainerCallback):
         self.last_evaluated_step = 0
 
     # -- counting, called by PretrainingTrainer ------------------------------------------------
-    def count_clipping(self, grad_norm: torch.Tensor, max_norm: float) -> None:
+    def count_clipping(self, grad_norm: torch.Tensor, max_norm: float, step: int) -> None:
+        """`step` is the optimizer step the norm belongs to (1 for the first)."""
+        if step <= CLIPPING_FROM_STEP:
+            return
+        self.judged_steps += 1
         if torch.is_tensor(grad_norm) and math.isfinite(max_norm):  # both sums stay on the device
             norm = grad_norm.detach().float()
             finite = torch.isfinite(norm)
@@ -302,7 +311,8 @@ class HealthMonitor(TrainerCallback):
         steps = step - self.window_first_step
         clipped = int(self.clipped.item()) if torch.is_tensor(self.clipped) else int(self.clipped)
         norm_sum = float(self.norm_sum.item()) if torch.is_tensor(self.norm_sum) else float(self.norm_sum)
-        counted = steps - (int(self.overflowed.item()) if torch.is_tensor(self.overflowed) else int(self.overflowed))
+        overflowed = int(self.overflowed.item()) if torch.is_tensor(self.overflowed) else int(self.overflowed)
+        counted = self.judged_steps - overflowed
         wall = (self.window_end or 0.0) - (self.window_start or 0.0)
         if self.schedule is None or self.schedule.num_training_steps != total:
             self.schedule = ShadowSchedule(args, total)
@@ -317,7 +327,13 @@ class HealthMonitor(TrainerCallback):
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
-            clipping_verdict(clipped, counted, args.max_grad_norm, norm_sum / max(counted, 1)),
+            clipping_verdict(clipped, counted, args.max_grad_norm, norm_sum / max(counted, 1))
+            if self.judged_steps or not steps
+            else Verdict(
+                "clipping",
+                "n/a",
+                f"judged from step {CLIPPING_FROM_STEP + 1} on: the first steps' gradients are large in any run",
+            ),
             data_wait_verdict(self.data_wait, wall, self.data_wait_fix),
             learning_rate_verdict(optimizer, self.schedule, step),
         ]
@@ -336,7 +352,7 @@ class HealthMonitor(TrainerCallback):
         # full text is logged once, so twenty evaluations do not bury the rest of the log under one advice.
         already_warned = {v.check for v in self.verdicts if v.verdict == "warn"}
         self.verdicts = verdicts
-        self.clipped, self.norm_sum, self.overflowed = 0, 0.0, 0
+        self.clipped, self.norm_sum, self.overflowed, self.judged_steps = 0, 0.0, 0, 0
         self.data_wait, self.window_start, self.window_end = 0.0, None, None
         self.window_first_step = step
         if state.is_world_process_zero:

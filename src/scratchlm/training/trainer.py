@@ -55,7 +55,7 @@ class PretrainingTrainer(TrainerInternals):
         return self.run_callbacks.guard.skipped_steps
 
     def on_gradient_norm(self, grad_norm, max_norm: float) -> None:
-        self.run_callbacks.health.count_clipping(grad_norm, max_norm)
+        self.run_callbacks.health.count_clipping(grad_norm, max_norm, self.state.global_step + 1)
 
     def get_decay_parameter_names(self, model) -> list[str]:
         if self.args.weight_decay_on == "linear":  # BERT-era: the weights of linear layers, embeddings undecayed
