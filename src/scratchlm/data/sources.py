@@ -123,23 +123,25 @@ class LocalFiles:
             hasher.update(flag.encode())
             for path in expand_files(patterns, flag):
                 self.checker.hash(path, hasher)
-        if args.text_sample_by == "line":  # after the checks, which name a file that cannot be read
-            self._warn_if_documents_span_lines()
+        self._warn_if_documents_span_lines()  # after the checks, which name a file that cannot be read
         return hasher.hexdigest()
 
     def _warn_if_documents_span_lines(self) -> None:
-        for path in expand_files(self.args.train_files, "--train_files"):
-            if (median := median_line_if_lines_are_parts_of_documents(path)) is not None:
-                logger.warning(
-                    "%s is read as one document per line (--text_sample_by line), but its lines are short (median "
-                    "%d characters) and blank lines group them, as in a play, verse, a novel or one sentence per "
-                    "line: every line would end with an end-of-text token, and the model learns to end the text at "
-                    "every line. If a document spans lines, pass --text_sample_by paragraph (a blank line ends a "
-                    "document) or document (one per file)",
-                    path,
-                    median,
-                )
-                return
+        """Judged on the first training file only: a corpus's files share a layout, and this runs on every start,
+        where a thousand shards would each be read again."""
+        if self.args.text_sample_by != "line":
+            return
+        first = expand_files(self.args.train_files, "--train_files")[0]
+        if (median := median_line_if_lines_are_parts_of_documents(first)) is not None:
+            logger.warning(
+                "%s is read as one document per line (--text_sample_by line), but its lines are short (median "
+                "%d characters) and blank lines group them, as in a play, verse, a novel or one sentence per "
+                "line: every line would end with an end-of-text token, and the model learns to end the text at "
+                "every line. If a document spans lines, pass --text_sample_by paragraph (a blank line ends a "
+                "document) or document (one per file)",
+                first,
+                median,
+            )
 
     def load(self, fingerprint: str | None = None) -> Loaded:
         args = self.args
@@ -167,8 +169,7 @@ class LocalFiles:
 
     def stream_fingerprint_parts(self) -> list:
         """Names, sizes and modification times: a content hash would read the whole corpus before training."""
-        if self.args.text_sample_by == "line":
-            self._warn_if_documents_span_lines()
+        self._warn_if_documents_span_lines()
         return [
             [str(path.resolve()), *file_stats(path)] for path in expand_files(self.args.train_files, "--train_files")
         ]

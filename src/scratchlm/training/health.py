@@ -316,6 +316,14 @@ class HealthMonitor(TrainerCallback):
         wall = (self.window_end or 0.0) - (self.window_start or 0.0)
         if self.schedule is None or self.schedule.num_training_steps != total:
             self.schedule = ShadowSchedule(args, total)
+        if steps and not self.judged_steps:
+            clipping = Verdict(
+                "clipping",
+                "n/a",
+                f"judged from step {CLIPPING_FROM_STEP + 1} on: the first steps' gradients are large in any run",
+            )
+        else:
+            clipping = clipping_verdict(clipped, counted, args.max_grad_norm, norm_sum / max(counted, 1))
         verdicts = [
             unigram_verdict(
                 eval_loss,
@@ -327,13 +335,7 @@ class HealthMonitor(TrainerCallback):
             )
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
-            clipping_verdict(clipped, counted, args.max_grad_norm, norm_sum / max(counted, 1))
-            if self.judged_steps or not steps
-            else Verdict(
-                "clipping",
-                "n/a",
-                f"judged from step {CLIPPING_FROM_STEP + 1} on: the first steps' gradients are large in any run",
-            ),
+            clipping,
             data_wait_verdict(self.data_wait, wall, self.data_wait_fix),
             learning_rate_verdict(optimizer, self.schedule, step),
         ]
