@@ -54,6 +54,8 @@ from scratchlm.flops import model_flops_per_token, peak_tflops
 from scratchlm.objectives import parse_run_settings
 from scratchlm.precision import cuda_computes_bf16
 from scratchlm.recipe import build_run
+from scratchlm.training import PretrainingTrainer
+from scratchlm.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # model -> (vocab of the stand-in tokenizer, context, stock batch, recipe config)
@@ -134,7 +136,10 @@ def measure(name: str, trainer: Trainer, block: int, warmup: int) -> dict:
     trainer.add_callback(clock)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer.train()
+    if isinstance(trainer, PretrainingTrainer):  # as a recipe trains: its signal handlers go back after each arm
+        train(trainer, None, trainer.args.max_steps)
+    else:
+        trainer.train()
     args = trainer.args
     tokens = (args.max_steps - warmup) * args.per_device_train_batch_size * args.gradient_accumulation_steps * block
     model = trainer.model

@@ -12,7 +12,8 @@ from scratchlm.arguments import PretrainingArguments
 from scratchlm.objectives import parse_run_settings
 from scratchlm.recipe import build_run
 from scratchlm.training import RunCallbacks
-from scratchlm.training.health import CLIPPING_FROM_STEP, data_wait_verdict
+from scratchlm.training import health as health_checks
+from scratchlm.training.health import CLIPPING_FROM_STEP, DATA_WAIT_WARN_SECONDS, data_wait_verdict
 from scratchlm.training.run import log_final_summary
 
 import pretrain_gpt2_zh
@@ -102,7 +103,10 @@ def test_clipping_is_judged_after_the_first_steps_whose_gradients_are_large_in_a
 
 
 @pytest.mark.slow
-def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplog, monkeypatch):
+    # 30 ms a step over 80 steps: a run this long would have to sleep for minutes to reach the real floor.
+    monkeypatch.setattr(health_checks, "DATA_WAIT_WARN_SECONDS", 1.0)
+
     def sleepy(trainer):
         collate = trainer.data_collator
 
@@ -128,9 +132,34 @@ def test_a_sleeping_dataloader_warns(tmp_path, zh_file, gpt_tokenizer_dir, caplo
 def test_the_data_wait_warning_suggests_only_what_the_run_does_not_do(tmp_path, workers, prepared, said, not_said):
     args = PretrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=workers, report_to="none")
     health = RunCallbacks.for_run(args, tokens_per_step=16, prepared_data=prepared).health
-    verdict = data_wait_verdict(0.5, 1.0, health.data_wait_fix)
-    assert verdict.verdict == "warn" and verdict.message.startswith("50.0% of training time waiting for data: ")
+    verdict = data_wait_verdict(0.5, 1.0, health.data_wait_fix, steps=10, run_steps=1000)
+    assert verdict.verdict == "warn"
+    assert verdict.message.startswith("50.0% of training time waiting for data, 50 ms a step: 50.0 s over the run's ")
     assert all(s in verdict.message for s in said) and not any(s in verdict.message for s in not_said)
+
+
+def test_a_wait_too_short_to_matter_over_the_whole_run_is_no_warning():
+    # The debug config on 2 CPU cores: 1 ms of each 5-ms step fetches the batch, 8 ms over the run.
+    fix = "give the loader --dataloader_num_workers 2-8"
+    short = data_wait_verdict(0.004, 0.02, fix, steps=4, run_steps=8)
+    assert short.verdict == "ok" and short.message.endswith("8 steps, too little to be worth a change")
+    assert short.value == pytest.approx(0.2)
+    # The same rate over a run long enough for it to add up to the floor warns.
+    steps_to_the_floor = int(DATA_WAIT_WARN_SECONDS / 0.001) + 1
+    long = data_wait_verdict(0.004, 0.02, fix, steps=4, run_steps=steps_to_the_floor)
+    assert long.verdict == "warn" and long.message.endswith(fix)
+    assert data_wait_verdict(0.001, 0.02, fix, steps=4, run_steps=10**6).message == (
+        "5.0% of training time waiting for data"
+    )
+
+
+def test_the_debug_config_on_its_own_gets_no_data_wait_warning(tmp_path, zh_file, gpt_tokenizer_dir, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="scratchlm"):
+        pretrain_gpt2_zh.cli(recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out))
+    health = {v["check"]: v for v in json.loads((out / "health.json").read_text())}
+    assert health["data_wait"]["verdict"] == "ok", health["data_wait"]["message"]
+    assert not [r for r in caplog.records if "waiting for data" in r.getMessage() and r.levelno >= logging.WARNING]
 
 
 class HalvesTheRate(TrainerCallback):

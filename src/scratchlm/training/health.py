@@ -4,7 +4,8 @@
   token frequencies (a model that has not by then has a bug or a bad learning rate);
 - clipping: the share of optimizer steps whose gradient norm was above `max_grad_norm`, and their mean
   norm (summed on the device, read at the report): a warning when nearly every step is cut hard;
-- data wait: the share of training wall time spent fetching batches (Trainer's `get_batch_samples`);
+- data wait: the share of training wall time spent fetching batches (Trainer's `get_batch_samples`), when at
+  that rate the whole run would spend long enough on it to be worth a change;
 - learning rate: the rate each parameter group was given against what the schedule gives at that step;
 - overfitting: held-out loss rising at two evaluations in a row while the training loss falls, and its mean over
   the last three evaluations above the lowest such mean before by more than the eval-to-eval jitter of a
@@ -39,6 +40,10 @@ CLIPPING_WARN_FACTOR = 2.0
 # clipping is judged on the steps after these: a short run's first evaluation would otherwise advise a lower rate.
 CLIPPING_FROM_STEP = 50
 DATA_WAIT_WARN_SHARE = 0.10
+# A large share of tiny steps can still be too little time to be worth a change: the debug config's steps take
+# 5 ms on a CPU, of which fetching 4 blocks takes 1 ms (17%), 8 ms over its 8 steps, and neither loader workers
+# nor prepared shards shorten it. The wait warns only when, at its rate, the whole run would wait this long.
+DATA_WAIT_WARN_SECONDS = 30.0
 LR_TOLERANCE = 1e-3  # relative
 # At a high constant learning rate a model that still improves moves its held-out loss up and down by a few
 # hundredths between evaluations, two rises in a row included (the small baby GPT under Muon rose twice in a
@@ -132,14 +137,20 @@ def data_wait_fix(workers: int, prepared: bool) -> str:
     return ", or ".join(fixes)
 
 
-def data_wait_verdict(wait_seconds: float, wall_seconds: float, fix: str) -> Verdict:
-    if wall_seconds <= 0:
+def data_wait_verdict(wait_seconds: float, wall_seconds: float, fix: str, steps: int, run_steps: int) -> Verdict:
+    """`steps` is how many optimizer steps the wait and wall time cover, `run_steps` how many the run has."""
+    if wall_seconds <= 0 or steps <= 0:
         return Verdict("data_wait", "n/a", "no training time since the last report")
     share = wait_seconds / wall_seconds
     line = f"{share:.1%} of training time waiting for data"
-    if share > DATA_WAIT_WARN_SHARE:
-        return Verdict("data_wait", "warn", f"{line}: {fix}", share)
-    return Verdict("data_wait", "ok", line, share)
+    if share <= DATA_WAIT_WARN_SHARE:
+        return Verdict("data_wait", "ok", line, share)
+    per_step = wait_seconds / steps
+    run_wait = per_step * max(run_steps, steps)
+    line += f", {per_step * 1000:.3g} ms a step: {run_wait:,.1f} s over the run's {max(run_steps, steps):,} steps"
+    if run_wait < DATA_WAIT_WARN_SECONDS:
+        return Verdict("data_wait", "ok", f"{line}, too little to be worth a change", share)
+    return Verdict("data_wait", "warn", f"{line}: {fix}", share)
 
 
 def learning_rate_verdict(optimizer, schedule: ShadowSchedule, step: int) -> Verdict:
@@ -336,7 +347,7 @@ class HealthMonitor(TrainerCallback):
             if unigram_loss is not None
             else Verdict("unigram", "n/a", "no unigram bar"),
             clipping,
-            data_wait_verdict(self.data_wait, wall, self.data_wait_fix),
+            data_wait_verdict(self.data_wait, wall, self.data_wait_fix, steps, total),
             learning_rate_verdict(optimizer, self.schedule, step),
         ]
         if steps == 0 and self.verdicts:  # an evaluation right after another: keep what the steps showed
