@@ -313,6 +313,39 @@ def test_ctrl_c_while_tokenizing_with_worker_processes_is_one_line(tmp_path, zh_
     assert [p.suffix for p in (cache / "packed").iterdir()] == [".lock"]  # no cache, not even a half-built one
 
 
+SLOW_TOKENIZER_TRAINING = """
+import os, signal, sys, threading, time
+from scratchlm.arguments import TokenizerArguments
+from scratchlm.tokenizer import train_tokenizer
+
+def texts():  # 1 GB: minutes of work in Rust, which reads it in batches and only then counts words in them
+    page = " ".join(f"word{i} of a page" for i in range(1000))
+    for _ in range(100_000):
+        yield page
+
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+start = time.monotonic()
+try:
+    train_tokenizer(texts(), TokenizerArguments(vocab_size=300), sys.argv[1])
+except KeyboardInterrupt:
+    print(f"KeyboardInterrupt after {time.monotonic() - start:.0f} s", flush=True)
+"""
+
+
+def test_ctrl_c_stops_tokenizer_training_at_once(tmp_path):
+    """tokenizers trains in Rust threads and returns to the interpreter when it is done: a Ctrl-C waited for the
+    whole training (minutes here). The tests turn its parallelism off; a user's run has it on."""
+    result = subprocess.run(
+        [sys.executable, "-c", SLOW_TOKENIZER_TRAINING, str(tmp_path / "tok")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "true"},
+    )
+    assert result.returncode == 0 and result.stdout.startswith("KeyboardInterrupt after "), result.stderr[-2000:]
+    assert not (tmp_path / "tok").exists()
+
+
 def _predicate_then_ctrl_c(step) -> None:
     step({TEXT: ["text", " "]})
     os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to every worker of the group
