@@ -66,14 +66,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def _signal_handlers_left_as_found():
     """A run's stop-on-signal handler left behind outlives the run: a worker forked later inherits it, ignores
     the SIGTERM that ends it, and the pool's join hangs the whole test session."""
-    from scratchlm.training.preemption import SIGNALS
+    from scratchlm.errors import STOP_SIGNALS
 
-    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     yield
-    after = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    after = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum, handler in before.items():
         signal.signal(signum, handler)
-    left = [signal.Signals(signum).name for signum in SIGNALS if after[signum] != before[signum]]
+    left = [signal.Signals(signum).name for signum in STOP_SIGNALS if after[signum] != before[signum]]
     assert not left, f"the test left its own handler for {', '.join(left)}"
 
 

@@ -13,10 +13,9 @@ from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback
 
 from scratchlm import provenance
 from scratchlm.arguments import PretrainingArguments
-from scratchlm.errors import ScratchError, run_cli
+from scratchlm.errors import STOP_SIGNALS, ScratchError, run_cli
 from scratchlm.objectives import OBJECTIVES
 from scratchlm.training import PretrainingTrainer, RunCallbacks
-from scratchlm.training.preemption import SIGNALS
 
 import pretrain_gpt2_zh
 from conftest import ROOT, recipe_argv, two_processes
@@ -34,7 +33,7 @@ def losses(out):
 
 
 def test_exploding_loss_stops_naming_the_step(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
-    handlers = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     with pytest.raises(SystemExit) as exit_info:
         run_cli(
             pretrain_gpt2_zh.cli,
@@ -45,7 +44,7 @@ def test_exploding_loss_stops_naming_the_step(tmp_path, zh_file, gpt_tokenizer_d
     assert err.startswith("error: step 2: the training loss") and "running average" in err and "\n" not in err
     assert "--bad_loss skip" in err and not (tmp_path / "out" / "model.safetensors").exists()
     # the run's stop-on-signal handlers go with it: a pool forked later must still die of SIGTERM
-    assert {signum: signal.getsignal(signum) for signum in SIGNALS} == handlers
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == handlers
 
 
 class LossBecomesNan(TrainerCallback):

@@ -286,16 +286,31 @@ def test_ctrl_c_under_accelerate_launch_saves_a_checkpoint(tmp_path, zh_file, gp
         assert "the same stop, passed on by a launcher" in log
 
 
+LAUNCHED = ["-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "--cpu"]
+
+
 @pytest.mark.slow
-def test_ctrl_c_while_tokenizing_with_worker_processes_is_one_line(tmp_path, zh_docs, gpt_tokenizer_dir):
+@pytest.mark.parametrize(
+    "launcher, stop, said, status",
+    [
+        ([], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
+        (LAUNCHED, "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
+        ([], "scratchlm_stop", "stopped: SIGTERM received", 128 + signal.SIGTERM),
+    ],
+)
+def test_a_stop_while_tokenizing_with_worker_processes_is_one_line(
+    tmp_path, zh_docs, gpt_tokenizer_dir, launcher, stop, said, status
+):
     """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the main process stops them
-    and says so once, and no cache that looks complete is left."""
+    and says so once, and no cache that looks complete is left. Under `accelerate launch` the SIGTERM that the
+    launcher passes on at once is the same stop; it, and the SIGTERM of `scratchlm stop` before there is a step
+    to finish, used to end the run without a word."""
     corpus = tmp_path / "big.txt"
     with corpus.open("w", encoding="utf-8") as f:
         while f.tell() < 20_000_000:  # enough documents for worker processes and seconds of tokenizing
             f.write("\n".join(zh_docs) + "\n")
     cache = tmp_path / "cache"
-    command = [sys.executable, str(ROOT / "recipes/pretrain_gpt2_zh.py")]
+    command = [sys.executable, *launcher, str(ROOT / "recipes/pretrain_gpt2_zh.py")]
     command += recipe_argv(DEBUG, corpus, gpt_tokenizer_dir, tmp_path / "run", "--data_cache_dir", cache)
     with open(tmp_path / "run.log", "w") as log:
         run = launch([*command, "--text_sample_by", "line"], log)
@@ -304,11 +319,14 @@ def test_ctrl_c_while_tokenizing_with_worker_processes_is_one_line(tmp_path, zh_
         assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         time.sleep(0.2)
     time.sleep(1.5)
-    os.killpg(run.pid, signal.SIGINT)
-    assert run.wait(timeout=120) == 130
+    if stop == "ctrl_c":
+        os.killpg(run.pid, signal.SIGINT)
+    else:
+        scratchlm_main(["stop", str(tmp_path / "run")])
+    assert run.wait(timeout=120) == status
     output = (tmp_path / "run.log").read_text()
     assert "Traceback" not in output, output[-3000:]
-    assert output.strip().splitlines()[-1].startswith("stopped: interrupted (Ctrl-C)")
+    assert output.strip().splitlines()[-1].startswith(said)
     assert not (tmp_path / "run").exists()
     assert [p.suffix for p in (cache / "packed").iterdir()] == [".lock"]  # no cache, not even a half-built one
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# Windows has no SIGUSR1; run_cli refuses Windows, but the modules must import there for that line to be said
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
+# A launcher passes a Ctrl-C on to the run as SIGTERM within milliseconds; a person's second request comes later
+# or as the same signal. Long enough for a handler that waits for a long CPU operation to end.
+ECHO_SECONDS = 3.0
+DEFAULT_HANDLERS = {
+    signum: signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL for signum in STOP_SIGNALS
+}
 
 TRACEBACK_FLAG = "--traceback"
 DEBUG_FLAG = "--debug"  # alone it means --traceback; with a value it is TrainingArguments' own --debug option
@@ -80,7 +92,8 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     argv = [a for i, a in enumerate(argv) if a != TRACEBACK_FLAG and i not in bare_debug]
     code = 0
     try:
-        entry(argv)
+        with stops_as_an_interrupt():
+            entry(argv)
     except Exception as err:
         # A Ctrl-C inside a library's worker pool can surface as that library's own error (datasets: a
         # TimeoutError while it cleans up its pool), with the KeyboardInterrupt only in the context.
@@ -116,11 +129,61 @@ def say(line: str) -> None:
 
 
 def _say_interrupted() -> int:
-    say(
-        "stopped: interrupted (Ctrl-C); nothing finished was overwritten, and whatever was half-written is "
-        "never taken for complete"
-    )
-    return 130
+    name = _first_stop.get("name", "SIGINT")
+    how = "interrupted (Ctrl-C)" if name == "SIGINT" else f"{name} received"
+    say(f"stopped: {how}; nothing finished was overwritten, and whatever was half-written is never taken for complete")
+    return 128 + signal.Signals[name]
+
+
+# -- stops outside training ------------------------------------------------------------------------------
+# While a recipe trains, PreemptionCallback takes these signals and saves a checkpoint. Before that (training a
+# tokenizer, tokenizing) and in the other commands, a SIGTERM (`scratchlm stop`, a scheduler) or SIGUSR1 killed
+# the process without a word, and under `accelerate launch` so did a Ctrl-C, which the launcher passes on as
+# SIGTERM at once. Each now ends the command as a Ctrl-C does, with one `stopped:` line and nothing half-written
+# taken for complete; the launcher's copy of a Ctrl-C is the same stop.
+_first_stop: dict = {}  # the first signal's name and when it came
+
+
+def _stop_as_an_interrupt(signum, frame):
+    name, now = signal.Signals(signum).name, time.monotonic()
+    if not _first_stop:
+        _first_stop.update(name=name, at=now)
+        raise KeyboardInterrupt
+    if name != _first_stop["name"] and now - _first_stop["at"] < ECHO_SECONDS:
+        return  # a launcher passing the first one on: the stop is already under way
+    take_default_action(signum)  # a second request
+
+
+def take_default_action(signum: int) -> None:
+    """The signal's own action, at once: a SIGINT raises KeyboardInterrupt, a SIGTERM or SIGUSR1 ends the process."""
+    signal.signal(signum, DEFAULT_HANDLERS[signum])
+    signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def stops_as_an_interrupt():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    _first_stop.clear()
+    previous = {signum: signal.signal(signum, _stop_as_an_interrupt) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _forked_child_takes_signals_by_default() -> None:
+    """A forked worker (a tokenizing pool, a loader) must die of the SIGTERM that its pool or a launcher sends it;
+    with this handler it would raise in whatever it was doing instead, and its pool could wait for it forever."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is _stop_as_an_interrupt:
+            signal.signal(signum, DEFAULT_HANDLERS[signum])
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child_takes_signals_by_default)
 
 
 def leave_interrupts_to_the_main_process() -> None:

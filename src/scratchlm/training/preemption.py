@@ -21,14 +21,11 @@ from accelerate import PartialState
 from accelerate.utils import reduce
 from transformers import TrainerCallback
 
+from ..errors import ECHO_SECONDS, STOP_SIGNALS, take_default_action
+
 logger = logging.getLogger("scratchlm")
 
-# Windows has no SIGUSR1; run_cli refuses Windows, but the module must import there for that line to be said
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
 AGREE_EVERY = 10
-# A launcher passes a Ctrl-C on to the run as SIGTERM within milliseconds; a person's second request comes later
-# or as the same signal. Long enough for a handler that waits for a long CPU operation to end.
-ECHO_SECONDS = 3.0
 
 
 class PreemptionCallback(TrainerCallback):
@@ -61,7 +58,7 @@ class PreemptionCallback(TrainerCallback):
         # A second request gets the signal's own action at once (the checkpoint being written then lacks its
         # manifest, so it never counts as complete).
         self.restore_signal_handlers()
-        signal.raise_signal(signum)
+        take_default_action(signum)
 
     def restore_signal_handlers(self) -> None:
         """Put back the handlers the run found, also after an error (`RunCallbacks.after_training`): a handler
@@ -72,7 +69,7 @@ class PreemptionCallback(TrainerCallback):
         self._previous = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._previous = {signum: signal.signal(signum, self._on_signal) for signum in SIGNALS}
+        self._previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
         self._last_save = time.monotonic()
 
     def on_save(self, args, state, control, **kwargs):
@@ -132,7 +129,7 @@ def leave_stops_to_the_main_process(dataloader):
 
 
 def _init_loader_worker(then, worker_id: int) -> None:
-    for signum in SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _end_worker if signum == signal.SIGTERM else signal.SIG_IGN)
     if then is not None:
         then(worker_id)
