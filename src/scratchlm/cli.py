@@ -199,7 +199,7 @@ def cmd_stop(args, overrides: list[str]) -> None:
     holder = stop_run(args.run_dir, wait=args.wait)
     print(
         f"sent SIGTERM to pid {holder['pid']}, the run training into {args.run_dir}: it finishes its step, saves a "
-        "checkpoint and stops"
+        "checkpoint and stops (before its first step, it stops at once)"
     )
     if args.wait:
         newest = next((c for c in checkpoints_newest_first(args.run_dir) if checkpoint_problem(c) is None), None)
