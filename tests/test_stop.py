@@ -364,6 +364,27 @@ def test_ctrl_c_stops_tokenizer_training_at_once(tmp_path):
     assert not (tmp_path / "tok").exists()
 
 
+def _sleep_a_moment() -> None:
+    time.sleep(1.0)
+
+
+@pytest.mark.parametrize("deaf", [True, False])
+def test_spawned_workers_started_deaf_ignore_a_ctrl_c_while_they_import(deaf):
+    """`scratchlm prepare`'s workers are spawned: each imports scratchlm for seconds before its initializer runs,
+    and a Ctrl-C in those seconds printed a traceback from every one of them."""
+    import contextlib
+    import multiprocessing
+
+    from scratchlm.errors import workers_start_deaf_to_ctrl_c
+
+    with workers_start_deaf_to_ctrl_c() if deaf else contextlib.nullcontext():
+        worker = multiprocessing.get_context("spawn").Process(target=_sleep_a_moment)
+        worker.start()
+    os.kill(worker.pid, signal.SIGINT)  # it is still importing this module
+    worker.join(timeout=60)
+    assert (worker.exitcode == 0) is deaf  # without: killed by the SIGINT, or a KeyboardInterrupt's status 1
+
+
 def _predicate_then_ctrl_c(step) -> None:
     step({TEXT: ["text", " "]})
     os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to every worker of the group

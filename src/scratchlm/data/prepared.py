@@ -25,7 +25,7 @@ from datasets import Dataset, Features, Sequence, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
 from ..arguments import DataArguments, TokenizerArguments
-from ..errors import ScratchError, leave_interrupts_to_the_main_process, writable_folder
+from ..errors import ScratchError, leave_interrupts_to_the_main_process, workers_start_deaf_to_ctrl_c, writable_folder
 from ..tokenizer import load_tokenizer, tokenizer_fingerprint
 from . import integrity
 from .cached import UNIGRAM_FILE
@@ -136,9 +136,11 @@ def prepare(
     counts = np.zeros(len(tokenizer), dtype=np.int64)
     splits, characters, val_chars, val_bytes, val_tokens, dropped = {}, 0, 0, 0, 0, 0
 
-    with multiprocessing.get_context("spawn").Pool(
-        num_proc, initializer=_init_worker, initargs=(str(tokenizer_dir),)
-    ) as pool:
+    with workers_start_deaf_to_ctrl_c():
+        pool = multiprocessing.get_context("spawn").Pool(
+            num_proc, initializer=_init_worker, initargs=(str(tokenizer_dir),)
+        )
+    with pool:
         for split in ("train", "validation"):
             writer = _ShardWriter(tmp, split, features, shard_blocks)
             documents = corpus.train if split == "train" else corpus.validation
