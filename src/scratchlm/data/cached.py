@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 PIPELINE_VERSION = 6  # bump whenever tokenize/pack/cache layout change what a cached dataset holds
 META_FILE = "scratchlm_data.json"
 UNIGRAM_FILE = "unigram_counts.npy"
+# Documents are packed in batches of this many, one process a batch: the last tokens of each, too few for a
+# block, are in none (0.11% of zh_demo's training tokens at block 128).
+PACKING_BATCH_DOCUMENTS = 1000
 
 
 def cache_root(args: DataArguments) -> Path:
@@ -60,7 +63,7 @@ def _build(corpus: Corpus, tokenizer, spec: PackingSpec, num_proc: int | None, t
         blocks = docs.map(
             _tokenize_and_pack,
             batched=True,
-            batch_size=1000,
+            batch_size=PACKING_BATCH_DOCUMENTS,
             fn_kwargs={"tokenizer": tokenizer, "spec": layout},
             remove_columns=docs.column_names,
             num_proc=num_proc if num_proc and num_proc > 1 and len(docs) >= 2000 else None,

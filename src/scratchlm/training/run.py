@@ -34,6 +34,7 @@ from ..checkpoints import (
     out_of_space,
 )
 from ..data import LMData, corpus_name
+from ..data.cached import PACKING_BATCH_DOCUMENTS
 from ..errors import ScratchError, quiet_progress_bars_off_a_terminal
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
@@ -360,7 +361,8 @@ def run_length(args: PretrainingArguments, data: LMData) -> tuple[int, float | N
 def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, float]:
     """Sizes, token budget and the bars to clear; warns when the first loss, the warmup or the decay is off."""
     args, model = trainer.args, trainer.model
-    init_from = trainer.run_callbacks.manifest.manifest.get("config", {}).get("init_from")
+    config = trainer.run_callbacks.manifest.manifest.get("config", {})
+    init_from = config.get("init_from")
     params = sum(p.numel() for p in model.parameters())
     block = data.block_size
     per_step = args.tokens_per_step(block) // block  # blocks per optimizer step
@@ -398,9 +400,13 @@ def log_run_summary(trainer: PretrainingTrainer, data: LMData) -> dict[str, floa
     dropped = data.stats.train_dropped_tokens
     if dropped and not data.streaming:
         logger.info(
-            "%s training tokens (%.2f%%) are in no block: cropped by --packing aligned, or a tail shorter than a block",
+            "%s training tokens (%.2f%%) are in no block: %s",
             f"{dropped:,}",
             100 * dropped / (dropped + train_blocks * block),
+            "cropped from documents by --packing aligned"
+            if config.get("packing") == "aligned"
+            else f"the last tokens of every {PACKING_BATCH_DOCUMENTS:,} documents packed together (of the whole "
+            "corpus, for prepared data), too few to fill a block",
         )
     if data.streaming and args.dataloader_num_workers == 0:
         logger.warning(
