@@ -82,7 +82,9 @@ def test_held_out_blocks_are_joined_whatever_the_training_packing(zh_file, gpt_t
     assert len(stream_starts) > 50 and all(start in allowed for start in stream_starts)
 
 
-def test_a_run_trains_on_aligned_blocks_and_refuses_shifted_windows(tmp_path, zh_file, gpt_tokenizer_dir, capsys):
+def test_a_run_trains_on_aligned_blocks_and_refuses_shifted_windows(
+    tmp_path, zh_file, gpt_tokenizer_dir, capsys, caplog
+):
     from scratchlm.errors import run_cli
 
     out = tmp_path / "aligned"
@@ -92,7 +94,10 @@ def test_a_run_trains_on_aligned_blocks_and_refuses_shifted_windows(tmp_path, zh
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --packing aligned starts every block at a document") and "--window_order fixed" in err
     assert not out.exists()
-    pretrain_gpt2_zh.cli([*argv, "--window_order", "fixed"])
+    with caplog.at_level("INFO", logger="scratchlm"):
+        pretrain_gpt2_zh.cli([*argv, "--window_order", "fixed"])
+    (left_out,) = [r.getMessage() for r in caplog.records if "are in no block" in r.getMessage()]
+    assert left_out.endswith("are in no block: cropped from documents by --packing aligned")
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["config"]["packing"] == "aligned"
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8

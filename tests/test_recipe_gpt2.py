@@ -100,6 +100,8 @@ def test_second_run_hits_the_data_cache_and_reuses_the_tokenizer(debug_run, zh_f
     with caplog.at_level("INFO"):
         run_recipe("--train_files", zh_file, "--output_dir", out.parent / "run2", "--tokenizer_name_or_path", tok)
     assert "cache hit" in caplog.text and "does not exist yet" not in caplog.text
+    # Joined packing leaves out only the last tokens of each batch of documents packed together.
+    assert "are in no block: the last tokens of every 1,000 documents packed together" in caplog.text
     assert (tok / "tokenizer.json").read_bytes() == tokenizer_before
 
 
