@@ -137,9 +137,9 @@ def _say_interrupted() -> int:
 
 # -- stops outside training ------------------------------------------------------------------------------
 # While a recipe trains, PreemptionCallback takes these signals and saves a checkpoint. Before that (training a
-# tokenizer, tokenizing) and in the other commands, a SIGTERM (`scratchlm stop`, a scheduler) or SIGUSR1 killed
-# the process without a word, and under `accelerate launch` so did a Ctrl-C, which the launcher passes on as
-# SIGTERM at once. Each now ends the command as a Ctrl-C does, with one `stopped:` line and nothing half-written
+# tokenizer, tokenizing) and in the other commands, a SIGTERM (`scratchlm stop`, a scheduler) or SIGUSR1 would
+# kill the process without a word, and under `accelerate launch` so would a Ctrl-C, which the launcher passes on
+# as SIGTERM at once. Each ends the command as a Ctrl-C does, with one `stopped:` line and nothing half-written
 # taken for complete; the launcher's copy of a Ctrl-C is the same stop.
 _first_stop: dict = {}  # the first signal's name and when it came
 
@@ -203,7 +203,7 @@ def leave_interrupts_to_the_main_process() -> None:
 def workers_start_deaf_to_ctrl_c():
     """Processes started inside begin with Ctrl-C ignored, which fork and exec both pass on: a spawned worker
     imports for seconds before its initializer can leave Ctrl-C to the main process, and a Ctrl-C in those
-    seconds printed a traceback from every worker (`scratchlm prepare`'s pool). This process ignores Ctrl-C
+    seconds would print a traceback from every worker (`scratchlm prepare`'s pool). This process ignores Ctrl-C
     too while inside, so keep it to the starting (16 ms for 2 spawned workers, 47 ms for 8)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -92,9 +92,9 @@ def _train_answering_ctrl_c(tok: Tokenizer, texts: Iterable[str], trainer) -> No
     """`tok.train_from_iterator`, in a thread of its own.
 
     tokenizers trains in Rust threads and returns to the interpreter when it is done, so a Ctrl-C in the thread that
-    called it waited for the whole training: 11 s on zh_demo (12 MB at 1 MB/s on 2 cores), a quarter of an hour
-    on 1 GB. The main thread now only waits, and takes a Ctrl-C at once; the texts then stop flowing, which ends
-    the training within seconds (2 s on zh_demo), and the interrupt goes on up as it would have.
+    calls it would wait for the whole training: 11 s on zh_demo (12 MB at 1 MB/s on 2 cores), a quarter of an hour
+    on 1 GB. The main thread only waits, and takes a Ctrl-C at once; the texts then stop flowing, which ends the
+    training within seconds (2 s on zh_demo), and the interrupt goes on up.
     """
     stop = threading.Event()
     failures: list[BaseException] = []
