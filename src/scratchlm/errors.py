@@ -1,4 +1,4 @@
-"""One clear line for bad input, a traceback only when asked for."""
+"""One clear line for bad input or a stop, a traceback only when asked for; the signals that stop a command."""
 
 from __future__ import annotations
 
