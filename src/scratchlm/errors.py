@@ -103,11 +103,11 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
             say(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}")
             code = err.exit_code
         else:
-            code = _say_interrupted()
+            code = say_interrupted()
     except KeyboardInterrupt:
         if show_traceback:
             raise
-        code = _say_interrupted()
+        code = say_interrupted()
     _close_process_group()
     if code:
         sys.exit(code)
@@ -128,7 +128,7 @@ def say(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def _say_interrupted() -> int:
+def say_interrupted() -> int:
     name = _first_stop.get("name", "SIGINT")
     how = "interrupted (Ctrl-C)" if name == "SIGINT" else f"{name} received"
     say(f"stopped: {how}; nothing finished was overwritten, and whatever was half-written is never taken for complete")

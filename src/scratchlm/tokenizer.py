@@ -19,7 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .arguments import TokenizerArguments
-from .errors import ScratchError, writable_folder
+from .errors import ScratchError, say_interrupted, writable_folder
 from .hub import hub_reachable
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ BERT_SPECIALS = {
     "mask_token": "[MASK]",
 }
 CHAR_UNK = "<|unk|>"
-STOPPING_SECONDS = 5.0  # how long a Ctrl-C waits for tokenizer training to stop reading texts
 
 
 def special_tokens(style: str, with_unk: bool) -> dict[str, str]:
@@ -95,8 +94,12 @@ def _train_answering_ctrl_c(tok: Tokenizer, texts: Iterable[str], trainer) -> No
     calls it would wait for the whole training: 11 s on zh_demo (12 MB at 1 MB/s on 2 cores), a quarter of an hour
     on 1 GB. The main thread only waits, and takes a Ctrl-C at once; the texts then stop flowing, which ends the
     training within seconds (2 s on zh_demo), and the interrupt goes on up.
+
+    The interpreter must not shut down while the Rust threads still read texts: they would call into a finalized
+    interpreter and abort the process ("FATAL: exception not rethrown"). So the wait goes on until the training has
+    returned, on an Event: Python 3.11's `Thread.join`, interrupted, marks a running thread as finished.
     """
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
     def until_stopped() -> Iterator[str]:
@@ -110,15 +113,18 @@ def _train_answering_ctrl_c(tok: Tokenizer, texts: Iterable[str], trainer) -> No
             tok.train_from_iterator(until_stopped(), trainer)
         except BaseException as err:  # re-raised in the calling thread
             failures.append(err)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=train, name="tokenizer training", daemon=True)
-    worker.start()
+    threading.Thread(target=train, name="tokenizer training", daemon=True).start()
     try:
-        worker.join()  # a signal interrupts the wait (POSIX)
+        done.wait()  # a signal interrupts the wait (POSIX)
     except BaseException:
         stop.set()
-        # Past its texts the training is all Rust and cannot be stopped; the process may exit before it ends.
-        worker.join(STOPPING_SECONDS)
+        try:
+            done.wait()  # what was read is still counted and merged: seconds
+        except BaseException:  # asked again: leave at once, without shutting the interpreter down under Rust
+            os._exit(say_interrupted())
         raise
     if failures:
         raise failures[0]
