@@ -145,9 +145,9 @@ def data_wait_verdict(wait_seconds: float, wall_seconds: float, fix: str, steps:
     line = f"{share:.1%} of training time waiting for data"
     if share <= DATA_WAIT_WARN_SHARE:
         return Verdict("data_wait", "ok", line, share)
-    per_step = wait_seconds / steps
-    run_wait = per_step * max(run_steps, steps)
-    line += f", {per_step * 1000:.3g} ms a step: {run_wait:,.1f} s over the run's {max(run_steps, steps):,} steps"
+    per_step, run_steps = wait_seconds / steps, max(run_steps, steps)
+    run_wait = per_step * run_steps
+    line += f", {per_step * 1000:.3g} ms a step: {run_wait:,.1f} s over the run's {run_steps:,} steps"
     if run_wait < DATA_WAIT_WARN_SECONDS:
         return Verdict("data_wait", "ok", f"{line}, too little to be worth a change", share)
     return Verdict("data_wait", "warn", f"{line}: {fix}", share)
