@@ -71,7 +71,7 @@ def train(family: str, work: Path, steps: int) -> Path:
     recipe += ["--model_type", family, "--output_dir", str(out), "--max_steps", str(steps), "--vocab_size", "2000"]
     recipe += ["--eval_steps", str(steps), "--save_steps", str(steps), "--warmup_steps", str(steps // 10)]
     recipe += ["--block_size", str(CONTEXT), "--n_layer", "4", "--n_head", "4", "--n_embd", "128"]
-    recipe += ["--per_device_train_batch_size", "16", "--sample_prompts", "[]"]
+    recipe += ["--per_device_train_batch_size", "16", "--sample_max_new_tokens", "0"]
     run(recipe, family, work)
     return out
 

@@ -208,3 +208,44 @@ def test_an_existing_tokenizer_trained_to_other_settings_is_named(tmp_path, zh_f
     (warning,) = warnings("--vocab_size", 500, "--normalization", "nfkc")
     assert "(normalization none, not nfkc; vocab_size 400, not 500)" in warning
     assert "give a --tokenizer_name_or_path that does not exist yet" in warning
+
+
+@pytest.fixture
+def english_file(tmp_path):
+    """A corpus in English, unlike the debug config's, whose prompts include Chinese."""
+    import random
+
+    rng = random.Random(0)
+    who = ["The miller", "A sailor", "Old Tom", "The queen", "My sister", "Every child"]
+    did = ["walked to", "sang about", "looked at", "forgot", "painted", "asked for"]
+    what = ["the river", "a red boat", "the old mill", "their supper", "the long road", "a quiet song"]
+    lines = [f"{rng.choice(who)} {rng.choice(did)} {rng.choice(what)} in the morning." for _ in range(600)]
+    path = tmp_path / "en.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, lines
+
+
+def test_config_prompts_foreign_to_the_flags_corpus_give_way_to_its_document_starts(
+    tmp_path, english_file, zh_file, gpt_tokenizer_dir, caplog
+):
+    """The debug config's prompts "中国" and "the" were written for Chinese: on an English corpus named by a
+    flag, "中国" becomes the first words of a held-out document and "the" stays; prompts given as flags, or on
+    a corpus that has their characters, stay as they are; with none at all, held-out documents give them."""
+    path, lines = english_file
+
+    def prompts(train_file, tokenizer, *flags, config=DEBUG):
+        argv = recipe_argv(config, train_file, tokenizer, tmp_path / "out", *flags)
+        return build_run(parse_run_settings(argv, objective="causal")).settings.training.sample_prompts
+
+    with caplog.at_level("INFO", logger="scratchlm"):
+        start, kept = prompts(path, tmp_path / "tok")
+    assert kept == "the" and any(line.startswith(start + " ") for line in lines), start
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("samples start from")]
+    assert f"samples start from '{start}', 'the' (the config file's '中国' were written for its default corpus" in line
+    assert prompts(path, tmp_path / "tok", "--sample_prompts", "中国", "the") == ["中国", "the"]
+    assert prompts(zh_file, gpt_tokenizer_dir)[0] == "中国"
+    assert prompts(path, tmp_path / "tok", "--sample_max_new_tokens", 0) == []
+    no_prompts = tmp_path / "no_prompts.yaml"
+    no_prompts.write_text("".join(line for line in open(DEBUG) if not line.startswith("sample_prompts")))
+    chosen = prompts(path, tmp_path / "tok", config=no_prompts)
+    assert len(chosen) == 4 and all(any(line.startswith(p + " ") for line in lines) for p in chosen), chosen

@@ -127,6 +127,36 @@ def test_prompts_sampled_together_continue_as_they_do_alone(family):
     assert all(row[-1] == end for row in together if len(row) < 30)
 
 
+class Characters:
+    """One token per character, 0 the end of a text."""
+
+    eos_token_id = 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if i)
+
+
+def test_document_start_prompts_are_the_first_words_of_held_out_documents():
+    """Each prompt is the start of a held-out document's first line: at most 3 words of its first 8 tokens, no
+    word cut short; once each, in order, and none from a document whose first words the block cuts."""
+    from scratchlm.generation import document_start_prompts, prompts_foreign_to
+
+    def row(*parts):
+        return {"input_ids": torch.tensor([t for part in parts for t in ([0] if part == 0 else map(ord, part))])}
+
+    blocks = [
+        row("ab\ncd", 0, "one two th"),  # the first block starts with a document
+        row("ree four", 0, "ab\nxy", 0, "tail"),  # "tail" may go on in the next block
+        row("x", 0, "Verylongword more", 0),
+        row("zz", 0, "a b c d e", 0),
+    ]
+    chars = Characters()
+    assert document_start_prompts(blocks, chars, 0, count=3) == ["ab", "one two", "Verylong"]
+    assert document_start_prompts(blocks, chars, 0, count=10) == ["ab", "one two", "Verylong", "a b c"]
+    # half of a prompt's characters or more never seen in the held-out text: foreign
+    assert prompts_foreign_to(["ROMEO:", "ab", "中国 ab", "中国 X"], blocks, chars) == ["ROMEO:", "中国 X"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fsdp", ["1", "1-bf16", "2"])
 def test_samples_from_weights_sharded_over_processes_are_drawn_by_every_process(tmp_path, fsdp):

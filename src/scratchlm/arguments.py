@@ -507,9 +507,14 @@ class PretrainingArguments(_ScratchTrainingArguments):
         },
     )
     sample_prompts: list[str] | None = field(
-        default=None, metadata={"help": "Prompts sampled from at each evaluation and at the end."}
+        default=None,
+        metadata={
+            "help": "Prompts sampled from at each evaluation and at the end; default: the first words of 4 "
+            "held-out documents. A config file's prompts are set aside for those when flags name another corpus "
+            "whose held-out text lacks most of their characters."
+        },
     )
-    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample."})
+    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample; 0: no samples."})
     curriculum_block_size: int | None = field(
         default=None,
         metadata={

@@ -100,15 +100,25 @@ def field_names(dataclass_types) -> set[str]:
     return {f.name for dc in dataclass_types for f in dataclasses.fields(dc) if f.init}
 
 
+def read_config_file(argv: list[str], default_config: str | Path | None = None):
+    """`argv`'s config file (`default_config` without `--config`), its settings, and the other arguments."""
+    config_path, cli_flags = split_config_flag(argv)
+    config_path = config_path or default_config
+    return config_path, load_yaml_config(config_path) if config_path else {}, cli_flags
+
+
+def flag_names(cli_flags: list[str]) -> set[str]:
+    """The settings that flags give, as field names."""
+    return {a[2:].split("=", 1)[0].replace("-", "_") for a in cli_flags if a.startswith("--")}
+
+
 def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_config: str | Path | None = None):
     """Parse `argv` (flags and an optional `--config`) into one instance of each dataclass.
 
     With no `--config`, `default_config` is loaded (a recipe's demo config). Unknown YAML keys and
     unknown flags are errors.
     """
-    config_path, cli_flags = split_config_flag(argv)
-    config_path = config_path or default_config
-    config = load_yaml_config(config_path) if config_path else {}
+    config_path, config, cli_flags = read_config_file(argv, default_config)
     known = field_names(dataclass_types)
     unknown = sorted(set(config) - known)
     if unknown:
@@ -116,7 +126,7 @@ def parse_config(dataclass_types: tuple[type, ...], argv: list[str], default_con
             f"config file {config_path}: unknown key(s) {', '.join(unknown)}{did_you_mean(unknown, known)}; "
             "check the spelling against the recipe's --help"
         )
-    overridden = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli_flags if a.startswith("--")}
+    overridden = flag_names(cli_flags)
     config = {k: v for k, v in config.items() if k not in overridden}
     parser = HfArgumentParser(
         dataclass_types,

@@ -187,3 +187,59 @@ def generate_samples(
     model.train(was_training)
     texts = [prompt + tokenizer.decode(ids, skip_special_tokens=True) for prompt, ids in zip(prompts, continuations)]
     return Samples(list(prompts), texts, continuations)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts from the run's own held-out text
+# ---------------------------------------------------------------------------------------------
+PROMPT_WORDS = 3
+PROMPT_TOKENS = 8
+HELDOUT_BLOCKS_READ = 256
+
+
+def heldout_token_rows(blocks, limit: int = HELDOUT_BLOCKS_READ):
+    """The token ids of the first `limit` held-out blocks, as lists."""
+    for row in range(min(len(blocks), limit)):
+        yield [int(t) for t in blocks[row]["input_ids"]]
+
+
+def document_start_prompts(blocks, tokenizer, separator_id: int, count: int) -> list[str]:
+    """The first words (at most PROMPT_WORDS, from PROMPT_TOKENS tokens, on the first line) of the first
+    `count` documents that start in the held-out `blocks`, where documents are joined by `separator_id` and
+    the first block starts with one: how the run's own corpus begins a text."""
+    prompts: list[str] = []
+    for row, ids in enumerate(heldout_token_rows(blocks)):
+        starts = ([0] if row == 0 else []) + [i + 1 for i, t in enumerate(ids) if t == separator_id]
+        for start in starts:
+            head = ids[start : start + PROMPT_TOKENS]
+            if separator_id in head:
+                head, cut_off = head[: head.index(separator_id)], False
+            elif len(head) < PROMPT_TOKENS:
+                continue  # the block ends inside the document's first words
+            else:
+                cut_off = True
+            text = tokenizer.decode(head, skip_special_tokens=True).rstrip("\ufffd")  # a byte cut mid-character
+            lines = text.strip().splitlines()
+            words = lines[0].split() if lines else []
+            if cut_off and len(lines) == 1 and len(words) > 1 and not text[-1].isspace():
+                words = words[:-1]  # a word cut short
+            prompt = " ".join(words[:PROMPT_WORDS])
+            if prompt and prompt not in prompts:
+                prompts.append(prompt)
+            if len(prompts) == count:
+                return prompts
+    return prompts
+
+
+def prompts_foreign_to(prompts: Sequence[str], blocks, tokenizer) -> list[str]:
+    """The prompts most of whose characters never occur in the held-out `blocks`' text: a model trained on
+    that corpus has never seen them, so its continuation says little."""
+    seen: set[str] = set()
+    for ids in heldout_token_rows(blocks):
+        seen.update(tokenizer.decode(ids, skip_special_tokens=True))
+    foreign = []
+    for prompt in prompts:
+        chars = [c for c in prompt if not c.isspace()]
+        if chars and sum(c in seen for c in chars) * 2 < len(chars):
+            foreign.append(prompt)
+    return foreign

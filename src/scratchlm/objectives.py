@@ -23,7 +23,7 @@ from .arguments import (
     PretrainingArguments,
     TokenizerArguments,
 )
-from .config import load_yaml_config, parse_config, split_config_flag
+from .config import flag_names, load_yaml_config, parse_config, read_config_file, split_config_flag
 from .data import LMData, PackingSpec
 from .data.packing import unigram_cross_entropy
 from .errors import ScratchError
@@ -177,6 +177,9 @@ class RunSettings:
     data: DataArguments = field(init=False)
     training: PretrainingArguments = field(init=False)
     masking: MaskingArguments | None = field(init=False)
+    # "its corpus, X": the config file's, when the run keeps that file's sample_prompts but trains on a corpus its flags
+    # name: the prompts were written for the other corpus (`recipe.sample_prompts_of_the_run` checks them).
+    prompts_written_for: str | None = None
 
     def __post_init__(self):
         by_type = {type(s): s for s in self.parsed}
@@ -205,6 +208,27 @@ def _named_objective(argv: list[str], default_config) -> tuple[str | None, str]:
     return None, ""
 
 
+CORPUS_SETTINGS = ("corpus", "train_files", "dataset_name", "dataset_config_name", "prepared_data")
+
+
+def corpus_of_the_config_prompts(argv: list[str], default_config, data: DataArguments) -> str | None:
+    """The config file's corpus, where the file gives the sample_prompts and flags give another corpus."""
+    _, config, cli_flags = read_config_file(argv, default_config)
+    flagged = flag_names(cli_flags)
+    if "sample_prompts" not in config or "sample_prompts" in flagged:
+        return None
+
+    def moved(key: str) -> bool:
+        given = config.get(key)
+        given = [given] if isinstance(given, str) and isinstance(getattr(data, key), list) else given
+        return key in flagged and getattr(data, key) != given
+
+    if not any(moved(key) for key in CORPUS_SETTINGS):
+        return None
+    named = [f"{key} {config[key]}" if key != "corpus" else config[key] for key in CORPUS_SETTINGS if config.get(key)]
+    return f"its corpus, {', '.join(named)}" if named else "its default corpus"
+
+
 def parse_run_settings(
     argv: list[str], objective: str | None = None, default_config=None, script: str | None = None
 ) -> RunSettings:
@@ -227,6 +251,7 @@ def parse_run_settings(
         )
     chosen = OBJECTIVES[name]
     settings = RunSettings(chosen, parse_config(chosen.settings, argv, default_config=default_config))
+    settings.prompts_written_for = corpus_of_the_config_prompts(argv, default_config, settings.data)
     settings.training.objective = name
     if settings.training.prediction_loss_only is None:
         settings.training.prediction_loss_only = chosen.loss_only_evaluation

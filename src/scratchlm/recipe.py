@@ -19,6 +19,7 @@ from .data import Corpus, LMData, corpus_name, load_corpus, load_lm_data, source
 from .errors import Preempted, ScratchError
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
+from .generation import document_start_prompts, prompts_foreign_to
 from .models import config_to_train
 from .objectives import RunSettings, parse_run_settings
 from .provenance import run_manifest
@@ -148,6 +149,8 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         raise ScratchError(f"--curriculum_block_size {short} must divide --block_size {data.block_size} and be smaller")
     peak = peak_tflops(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
     tokens_per_step = args.tokens_per_step(data.block_size)
+    if objective.causal:
+        args.sample_prompts = sample_prompts_of_the_run(settings, tokenizer, data)  # the manifest names those used
     manifest = run_manifest(
         resolved_config(*settings.parsed),
         data.corpus_description,
@@ -180,6 +183,46 @@ def build_trainer(settings: RunSettings, model, tokenizer: PreTrainedTokenizerBa
         minimal_pairs=minimal_pairs_metric(settings, tokenizer, data),
         **objective.trainer_options(),
     )
+
+
+SAMPLED_DOCUMENTS = 4
+
+
+def sample_prompts_of_the_run(settings: RunSettings, tokenizer: PreTrainedTokenizerBase, data: LMData) -> list[str]:
+    """The prompts sampled from at each evaluation: --sample_prompts, but where none are given, or where the
+    config file's were written for its own corpus and the run's corpus (named by flags) has never seen them,
+    the first words of held-out documents, so the samples show what the model learned of this corpus."""
+    args = settings.training
+    prompts = list(args.sample_prompts or [])
+    if args.sample_max_new_tokens <= 0:
+        return []
+    if prompts and settings.prompts_written_for is None:
+        return prompts
+    foreign = prompts_foreign_to(prompts, data.validation, tokenizer) if prompts else []
+    if prompts and not foreign:
+        return prompts
+    starts = iter(
+        p
+        for p in document_start_prompts(data.validation, tokenizer, tokenizer.eos_token_id, SAMPLED_DOCUMENTS)
+        if p not in prompts
+    )
+    if prompts:  # each foreign prompt in its place, while there are starts
+        chosen = [p for p in (next(starts, None) if p in foreign else p for p in prompts) if p is not None]
+    else:
+        chosen = list(starts)
+    if args.should_log:
+        why = (
+            f"the config file's {', '.join(map(repr, foreign))} were written for "
+            f"{settings.prompts_written_for}: most of their characters never occur in this corpus's held-out text"
+            if foreign
+            else "no --sample_prompts given"
+        )
+        logger.info(
+            "samples start from %s (%s; --sample_prompts to choose them, --sample_max_new_tokens 0 for no samples)",
+            ", ".join(map(repr, chosen)) or "no prompt: the held-out text starts no document",
+            why,
+        )
+    return chosen
 
 
 def minimal_pairs_metric(settings: RunSettings, tokenizer, data: LMData) -> MinimalPairsMetric | None:
