@@ -107,7 +107,9 @@ def test_wandb_offline_run_has_the_keys_and_sample_tables(tmp_path, zh_file, gpt
         "repeated_4gram_share",
         "longest_repeat_share",
     ]
-    assert [row[1] for row in table["data"]] == ["中国", "the"] and table["data"][0][2].startswith("中国")
+    # the debug config's "the" gives way to a held-out document's first words on this Chinese corpus
+    assert [row[1] for row in table["data"]][0] == "中国" and len(table["data"]) == 2
+    assert all(text.startswith(prompt) for _, prompt, text, *_ in table["data"])
 
 
 def test_tensorboard_has_the_scalars_and_sample_text(tensorboard_run):
