@@ -99,6 +99,19 @@ def test_samples_benchmark_times_both_ways_and_checks_they_agree(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["rows"][0]["speedup"] == row["speedup"]
 
 
+def test_eval_speed_benchmark_times_both_ways_and_they_agree(tmp_path):
+    import eval_speed
+
+    result = eval_speed.main(
+        ["--shape", "tiny", "--repeats", "1", "--sentences", "200", "--text_characters", "5000"]
+        + ["--out", str(tmp_path / "e.json")]
+    )
+    (row,) = result["rows"]
+    assert row["text_bits_per_char_difference"] < 1e-5 and row["pairs_log_prob_max_difference"] < 1e-3
+    assert len(row["seconds"]) == 4 and all(s > 0 for s in row["seconds"].values())
+    assert json.loads((tmp_path / "e.json").read_text())["rows"][0]["pairs_speedup"] == row["pairs_speedup"]
+
+
 def test_throughput_refuses_to_time_a_cpu_as_a_gpu(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         throughput.main(["--out", str(tmp_path / "t.json")])

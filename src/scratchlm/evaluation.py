@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.utils.logging import tqdm  # quiet off a terminal, as the CLI sets it
 
 from .data.files import not_utf8_advice
 from .errors import ScratchError
@@ -34,6 +35,9 @@ PAIR_KEYS = ("sentence_good", "sentence_bad")
 # Grouping fields, most specific first: BLiMP names its paradigms UID and its phenomena linguistics_term.
 PARADIGM_KEYS = ("UID", "paradigm")
 PHENOMENON_KEYS = ("linguistics_term", "phenomenon", "field")
+# `scratchlm eval --text`: tokens per forward pass; a 1.3M-parameter model at 128 positions scores a text
+# 1.5 to 1.8 times as fast as one window at a time (benchmarks/README.md, `eval_speed.py`).
+TEXT_TOKENS_PER_BATCH = 1024
 
 
 @dataclass
@@ -161,21 +165,22 @@ def causal_log_probs(model, tokenizer, sentences: Sequence[str], batch_size: int
     rows = [[start, *ids] for ids in _encode(tokenizer, sentences)]
     if limit is not None:
         rows = [row[-limit:] for row in rows]  # a sentence longer than the context: its end is scored
-    results = []
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+    by_length = sorted(range(len(rows)), key=lambda r: len(rows[r]))  # batches of like lengths: little padding
     for first in range(0, len(rows), batch_size):
-        batch = rows[first : first + batch_size]
-        width = max(map(len, batch))
+        batch = by_length[first : first + batch_size]
+        width = max(len(rows[r]) for r in batch)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         mask = torch.zeros(len(batch), width, dtype=torch.long)
-        for i, row in enumerate(batch):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        for i, r in enumerate(batch):
+            ids[i, : len(rows[r])] = torch.tensor(rows[r])
+            mask[i, : len(rows[r])] = 1
         ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (batch, width, vocab)
         log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # predicts positions 1..width-1
         picked = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1) * mask[:, 1:]  # (batch, width-1)
-        for i, row in enumerate(batch):
-            results.append((float(picked[i].sum()), len(row) - 1))
+        for i, r in enumerate(batch):
+            results[r] = (float(picked[i].sum()), len(rows[r]) - 1)
     return results
 
 
@@ -192,8 +197,9 @@ def masked_log_probs(model, tokenizer, sentences: Sequence[str], batch_size: int
         if limit is not None:
             ids = ids[: limit - 2]
         rows.append([cls, *ids, sep])
-    # One masked copy per scored token: (sentence, position) pairs, run in batches of copies.
+    # One masked copy per scored token: (sentence, position) pairs, run in batches of copies of like lengths.
     copies = [(s, pos) for s, row in enumerate(rows) for pos in range(1, len(row) - 1)]
+    copies.sort(key=lambda copy: len(rows[copy[0]]))
     totals = [0.0] * len(rows)
     for first in range(0, len(copies), batch_size):
         chunk = copies[first : first + batch_size]
@@ -246,14 +252,20 @@ def pair_accuracy(scores: list[tuple[float, int]], normalised: bool = False) -> 
 
 
 def score_minimal_pairs(
-    model, tokenizer, paradigms: list[Paradigm], causal: bool, unigram_counts: np.ndarray | None = None
+    model,
+    tokenizer,
+    paradigms: list[Paradigm],
+    causal: bool,
+    unigram_counts: np.ndarray | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Accuracy per paradigm, per phenomenon and overall (mean over paradigms), for the model and the unigram bar."""
+    """Accuracy per paradigm, per phenomenon and overall (mean over paradigms), for the model and the unigram bar;
+    `progress`: a bar over the paradigms on a terminal."""
     was_training = model.training
     model.eval()
     score = causal_log_probs if causal else masked_log_probs
     per_paradigm = []
-    for paradigm in paradigms:
+    for paradigm in tqdm(paradigms, desc="minimal pairs", unit="paradigm", disable=not progress):
         sentences = [s for pair in paradigm.pairs for s in pair]
         scores = score(model, tokenizer, sentences)
         row = {
@@ -324,7 +336,7 @@ class MinimalPairsMetric:
 # Bits per byte of a text
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def text_bits(model, tokenizer, text: str, unigram_counts: np.ndarray | None = None) -> dict:
+def text_bits(model, tokenizer, text: str, unigram_counts: np.ndarray | None = None, progress: bool = False) -> dict:
     """The causal model's bits per byte and per character on `text`, cut into context-long windows. Special
     tokens in it (documents joined by end-of-text) are predicted like any token, but their letters are
     markup, not text: they are left out of the characters and bytes. With the training run's token counts,
@@ -341,11 +353,17 @@ def text_bits(model, tokenizer, text: str, unigram_counts: np.ndarray | None = N
     window = _max_positions(model) or 1024
     windows = [ids[i : i + window] for i in range(0, len(ids), window)]
     windows = [w for w in windows if len(w) > 1]
+    # Full windows go TEXT_TOKENS_PER_BATCH tokens at a time (their loss, a mean over equal rows, times their
+    # predicted tokens); a shorter last window on its own.
+    full, per_batch = [w for w in windows if len(w) == window], max(1, TEXT_TOKENS_PER_BATCH // window)
+    batches = [full[i : i + per_batch] for i in range(0, len(full), per_batch)]
+    batches += [[w] for w in windows if len(w) < window]
     nats, predicted = 0.0, 0
-    for row in windows:
-        tensor = torch.tensor([row], device=device)
-        nats += model(input_ids=tensor, labels=tensor).loss.float().item() * (len(row) - 1)
-        predicted += len(row) - 1
+    for batch in tqdm(batches, desc="text", unit="batch", disable=not progress):
+        tensor = torch.tensor(batch, device=device)
+        tokens = tensor.shape[0] * (tensor.shape[1] - 1)
+        nats += model(input_ids=tensor, labels=tensor).loss.float().item() * tokens
+        predicted += tokens
     characters, size = len(counted), len(counted.encode("utf-8"))
 
     def per_text(nats_per_token: float, prefix: str = "") -> dict:
@@ -425,9 +443,11 @@ def run_eval(
     results: dict = {}
     if paradigms is not None:
         counts = _find_unigram_counts(model_dir)
+        pairs = sum(len(p.pairs) for p in paradigms)
+        logger.info("minimal pairs: scoring %s pairs of %d paradigms", f"{pairs:,}", len(paradigms))
         results["minimal_pairs"] = {
             "source": minimal_pairs,
-            **score_minimal_pairs(model, tokenizer, paradigms, causal, counts),
+            **score_minimal_pairs(model, tokenizer, paradigms, causal, counts, progress=True),
         }
         if counts is None:
             results["minimal_pairs"]["unigram_bar"] = f"no {UNIGRAM_COUNTS_FILE} in {model_dir} or its parent"
@@ -438,7 +458,11 @@ def run_eval(
             content = text.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ScratchError(f"--text {text} is not UTF-8 text: {not_utf8_advice(text)}") from None
-        results["text"] = {"file": str(text), **text_bits(model, tokenizer, content, _find_unigram_counts(model_dir))}
+        logger.info("text: scoring %s (%s characters)", text, f"{len(content):,}")
+        results["text"] = {
+            "file": str(text),
+            **text_bits(model, tokenizer, content, _find_unigram_counts(model_dir), progress=True),
+        }
     out = model_dir / EVAL_FILE
     previous = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
     merged = {**previous, **results}
