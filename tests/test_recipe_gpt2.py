@@ -124,7 +124,7 @@ def test_existing_output_dir_is_never_overwritten(debug_run, zh_file, capsys):
         )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: output_dir") and "--resume_from_checkpoint true" in err and "\n" not in err
+    assert err.startswith("error: --output_dir") and "--resume_from_checkpoint true" in err and "\n" not in err
     assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
 

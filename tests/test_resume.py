@@ -279,7 +279,7 @@ def test_a_checkpoint_of_another_folder_does_not_write_over_a_full_output_dir(
     assert refused.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"error: output_dir {out} already exists and is not empty: pass --output_dir {ref_out} to continue there, "
+        f"error: --output_dir {out} already exists and is not empty: pass --output_dir {ref_out} to continue there, "
         "--overwrite_output_dir true to write over it, or choose another --output_dir"
     )
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]

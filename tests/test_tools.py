@@ -452,6 +452,18 @@ def test_find_lr_suggests_a_rate_and_leaves_the_run_alone(tmp_path, zh_file, gpt
     assert not run_dir.exists()
 
 
+def test_find_lr_into_a_used_folder_names_its_own_flags(tmp_path, zh_file, capsys):
+    out = tmp_path / "lr"
+    out.mkdir()
+    (out / "lr_find.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        scratchlm(["find-lr", DEBUG, "--out", str(out), "--train_files", str(zh_file)])
+    assert capsys.readouterr().err.strip() == (
+        f"error: --out {out} already exists and is not empty: pass --overwrite to write over it, or choose another --out"
+    )
+    assert (out / "lr_find.json").read_text() == "{}"
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -77,7 +77,7 @@ def find_lr(
         raise ScratchError(f"--steps must be at least 10, got {steps}")
     settings = parse_run_settings(["--config", str(config_file), *overrides])
     run_args = settings.training
-    guard_output_dir(out, overwrite)
+    guard_output_dir(out, overwrite, flag="--out", overwrite_flag="--overwrite")
     if out.resolve() == Path(run_args.output_dir).resolve():
         raise ScratchError(f"--out {out} is the run's output_dir: the LR finder never writes there; choose another")
     optim = run_args.optim

@@ -150,11 +150,17 @@ def resolve_resume(args: PretrainingArguments) -> str | None:
     return None
 
 
-def guard_output_dir(out: Path, overwrite: bool, alternatives: str = "") -> None:
+def guard_output_dir(
+    out: Path,
+    overwrite: bool,
+    alternatives: str = "",
+    flag: str = "--output_dir",
+    overwrite_flag: str = "--overwrite_output_dir true",
+) -> None:
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
         raise ScratchError(
-            f"output_dir {out} already exists and is not empty: pass {alternatives}"
-            "--overwrite_output_dir true to write over it, or choose another --output_dir"
+            f"{flag} {out} already exists and is not empty: pass {alternatives}"
+            f"{overwrite_flag} to write over it, or choose another {flag}"
         )
 
 
