@@ -88,7 +88,7 @@ def find_lr(
             "(Muon's own rate, --muon_learning_rate, is not swept)"
         )
         optim = "adamw_torch_fused"
-    # A throwaway copy of the run's settings: no checkpoints, evaluation, warmup or bad-loss stop.
+    # A throwaway copy of the run's settings: no checkpoints, evaluation, samples, warmup or bad-loss stop.
     args = dataclasses.replace(
         run_args,
         optim=optim,
@@ -109,6 +109,7 @@ def find_lr(
         resume_from_checkpoint=None,
         curriculum_block_size=None,
         stop_at_eval_loss=None,
+        sample_max_new_tokens=0,
     )
     settings = dataclasses.replace(settings, parsed=(*settings.parsed[:-1], args))
     setup_run(args)

@@ -51,7 +51,7 @@ def overfit(
         argv += ["--output_dir", f"{tmp}/out", "--dropout", "0.0", "--weight_decay", "0.0"]
         # The loop below holds the peak rates: a constant schedule keeps the config's one, laid out over text
         # repeated hundreds of times, from choosing a decay or warning about it.
-        argv += ["--lr_scheduler_type", "constant", *overrides]
+        argv += ["--lr_scheduler_type", "constant", *overrides, "--sample_max_new_tokens", "0"]  # it samples itself
         settings = parse_run_settings(argv)
         if not settings.objective.causal:
             raise ScratchError(f"{config}: overfit checks causal models; this config is {settings.objective.name}")
