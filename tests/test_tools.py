@@ -168,6 +168,7 @@ def test_plot_compares_runs_by_tokens_and_draws_a_matching_reference(
         ("run", "run"),
     ]
     ran, wider = drawn[-1][1], drawn[1][1]
+    assert ran["train"][0] == [0, json.loads((run / "all_results.json").read_text())["initial_loss"]]
     assert ran["x"] == "tokens" and ran["eval"][-1][0] == wider["eval"][-1][0] == 8 * 4 * 32  # by tokens, not steps
     assert [role for role, _ in plotting.loss_curves(wide)] == ["run"]  # its batch differs: no reference
     out = tmp_path / "plots"

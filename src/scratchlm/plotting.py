@@ -80,11 +80,17 @@ def run_curve(run_dir: Path) -> dict:
     steps, train = series(history, "loss")
     eval_steps, held_out = series(history, "eval_loss")
     _, unigram = series(history, "eval_unigram_loss")
+    # A finished run's loss before its first step starts its curve: where the model began, beside ln(vocab).
+    results_file = run_dir / "all_results.json"
+    initial = (
+        json.loads(results_file.read_text(encoding="utf-8")).get("initial_loss") if results_file.is_file() else None
+    )
+    start = [[0, initial]] if initial is not None else []
     return {
         "name": run_dir.name,
         "x": "tokens" if per_step else "steps",
         "settings": {k: config[k] for k in CURVE_SETTINGS if k in config},
-        "train": [[s * scale, v] for s, v in zip(steps, train)],
+        "train": start + [[s * scale, v] for s, v in zip(steps, train)],
         "eval": [[s * scale, v] for s, v in zip(eval_steps, held_out)],
         "unigram": unigram[-1] if unigram else None,
     }
@@ -147,6 +153,11 @@ def loss_curves(run_dir: Path, compare: list[Path] = (), reference: bool = True)
     return drawn
 
 
+def few(points) -> str:
+    """A line with markers where it has too few points to show as a line (a short run's one logged loss)."""
+    return "o-" if len(points) < 3 else "-"
+
+
 def plot_run(
     run_dir: Path, out_dir: Path | None = None, compare: list[Path] = (), reference: bool = True
 ) -> tuple[list[Path], list[tuple[str, dict]]]:
@@ -164,7 +175,14 @@ def plot_run(
         label = f"reference ({curve['name']})" if role == "reference" else curve["name"]
         width = 3.0 if role == "reference" else 1.2
         if curve["train"]:
-            ax.plot(*zip(*curve["train"]), color=color, alpha=0.6, linewidth=width, label=f"{label}: train")
+            ax.plot(
+                *zip(*curve["train"]),
+                few(curve["train"]),
+                color=color,
+                alpha=0.6,
+                linewidth=width,
+                label=f"{label}: train",
+            )
         if curve["eval"]:
             ax.plot(*zip(*curve["eval"]), "o-", color=color, linewidth=width, label=f"{label}: held-out")
     unigram = drawn[-1][1]["unigram"]
@@ -182,7 +200,7 @@ def plot_run(
         if not steps:
             continue
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(steps, values)
+        ax.plot(steps, values, few(steps))
         ax.set(xlabel="step", ylabel=label, title=f"{run_dir.name}: {label}")
         written.append(_save(fig, plt, out_dir / name))
     steps, accuracy = series(history, "eval_minimal_pairs_accuracy")
