@@ -193,12 +193,11 @@ def sample_prompts_of_the_run(settings: RunSettings, tokenizer: PreTrainedTokeni
     config file's were written for its own corpus and the run's corpus (named by flags) has never seen them,
     the first words of held-out documents, so the samples show what the model learned of this corpus."""
     args = settings.training
-    prompts = list(args.sample_prompts or [])
     if args.sample_max_new_tokens <= 0:
         return []
-    if prompts and settings.prompts_written_for is None:
-        return prompts
-    foreign = prompts_foreign_to(prompts, data.validation, tokenizer) if prompts else []
+    prompts = list(args.sample_prompts or [])
+    checked = prompts and settings.prompts_written_for is not None
+    foreign = prompts_foreign_to(prompts, data.validation, tokenizer) if checked else []
     if prompts and not foreign:
         return prompts
     starts = iter(
@@ -206,10 +205,9 @@ def sample_prompts_of_the_run(settings: RunSettings, tokenizer: PreTrainedTokeni
         for p in document_start_prompts(data.validation, tokenizer, tokenizer.eos_token_id, SAMPLED_DOCUMENTS)
         if p not in prompts
     )
-    if prompts:  # each foreign prompt in its place, while there are starts
-        chosen = [p for p in (next(starts, None) if p in foreign else p for p in prompts) if p is not None]
-    else:
-        chosen = list(starts)
+    # each foreign prompt gives way in its place, while there are document starts
+    chosen = [next(starts, None) if p in foreign else p for p in prompts] if prompts else list(starts)
+    chosen = [p for p in chosen if p is not None]
     if args.should_log:
         why = (
             f"the config file's {', '.join(map(repr, foreign))} were written for "
