@@ -460,7 +460,8 @@ def test_find_lr_into_a_used_folder_names_its_own_flags(tmp_path, zh_file, capsy
     with pytest.raises(SystemExit):
         scratchlm(["find-lr", DEBUG, "--out", str(out), "--train_files", str(zh_file)])
     assert capsys.readouterr().err.strip() == (
-        f"error: --out {out} already exists and is not empty: pass --overwrite to write over it, or choose another --out"
+        f"error: --out {out} already exists and is not empty: pass --overwrite to write over it, "
+        "or choose another --out"
     )
     assert (out / "lr_find.json").read_text() == "{}"
 
