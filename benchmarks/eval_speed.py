@@ -2,6 +2,7 @@
 """`scratchlm eval`'s two scorers, each beside the way it ran before, in one run.
 
     python benchmarks/eval_speed.py                        # the demo config's shape, 2 CPU threads
+    python benchmarks/eval_speed.py --shape demo_vocab4k   # the same with a 4k vocabulary
     python benchmarks/eval_speed.py --shape gpt2_124m      # slow on a CPU
     python benchmarks/eval_speed.py --device cuda --shape gpt2_124m
 
@@ -34,6 +35,7 @@ from scratchlm.evaluation import causal_log_probs, text_bits
 # shape: (n_layer, n_embd, n_head, vocab, positions), as in the configs
 SHAPES = {
     "demo": (4, 128, 2, 8000, 128),  # config_demo.yaml
+    "demo_vocab4k": (4, 128, 2, 4000, 128),  # its shape with half the output layer
     "gpt2_124m": (12, 768, 12, 32000, 1024),  # config_gpt2_124m.yaml
     "tiny": (1, 32, 2, 97, 64),  # for the tests
 }

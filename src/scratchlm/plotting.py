@@ -153,7 +153,7 @@ def loss_curves(run_dir: Path, compare: list[Path] = (), reference: bool = True)
     return drawn
 
 
-def few(points) -> str:
+def line_style(points) -> str:
     """A line with markers where it has too few points to show as a line (a short run's one logged loss)."""
     return "o-" if len(points) < 3 else "-"
 
@@ -177,7 +177,7 @@ def plot_run(
         if curve["train"]:
             ax.plot(
                 *zip(*curve["train"]),
-                few(curve["train"]),
+                line_style(curve["train"]),
                 color=color,
                 alpha=0.6,
                 linewidth=width,
@@ -200,7 +200,7 @@ def plot_run(
         if not steps:
             continue
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(steps, values, few(steps))
+        ax.plot(steps, values, line_style(steps))
         ax.set(xlabel="step", ylabel=label, title=f"{run_dir.name}: {label}")
         written.append(_save(fig, plt, out_dir / name))
     steps, accuracy = series(history, "eval_minimal_pairs_accuracy")
