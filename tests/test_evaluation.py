@@ -195,8 +195,9 @@ print("bits/char", run_eval(out, text=Path(sys.argv[-1]))["text"]["bits_per_char
 
 def test_a_gpt2_run_and_its_eval_print_no_false_transformers_warnings(tmp_path, zh_file, gpt_tokenizer_dir):
     """transformers warns that GPT-2's `loss_type=None` is unrecognised (its loss is the causal one all the
-    same) and that a text longer than the context "will result in indexing errors" (`--text` cuts it into
-    windows): neither is true of a run or of `scratchlm eval --text`, so neither reaches the user. A fresh
+    same), that a text longer than the context "will result in indexing errors" (`--text` cuts it into
+    windows), and that the filesystem's mtime "may not be reliable" (two checkpoints saved within a second):
+    none is true of a run or of `scratchlm eval --text`, so none reaches the user. A fresh
     process, because transformers gives each warning once per process."""
     out = tmp_path / "run"
     text = tmp_path / "long.txt"
@@ -213,6 +214,8 @@ def test_a_gpt2_run_and_its_eval_print_no_false_transformers_warnings(tmp_path, 
     printed = probe.stdout + probe.stderr
     assert "loss_type" not in printed
     assert "Token indices sequence length" not in printed
+    assert (out / "checkpoint-4").is_dir() and (out / "checkpoint-8").is_dir()  # saved within a second
+    assert "mtime may not be reliable" not in printed
 
 
 def test_the_run_logs_bits_per_byte_and_keeps_its_token_counts(runs):

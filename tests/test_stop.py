@@ -101,6 +101,41 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, zh_
     assert not out.exists()
 
 
+@pytest.mark.parametrize("save_strategy", ["steps", "no"])
+def test_a_stop_while_the_final_model_is_written_says_how_to_finish_it(
+    tmp_path, zh_file, gpt_tokenizer_dir, capsys, monkeypatch, save_strategy
+):
+    from scratchlm.internals import TrainerInternals
+
+    save = TrainerInternals.save_model_without_push
+
+    def save_after_a_sigterm(trainer):
+        os.kill(os.getpid(), signal.SIGTERM)  # taken by run_cli's handler, as a scheduler's would be
+        save(trainer)
+
+    monkeypatch.setattr(TrainerInternals, "save_model_without_push", save_after_a_sigterm)
+    out = tmp_path / "run"
+    argv = recipe_argv(DEBUG, zh_file, gpt_tokenizer_dir, out, "--save_strategy", save_strategy)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(pretrain_gpt2_zh.cli, argv)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (out / "config.json").exists() and not (out / MANIFEST_FILE).exists()
+    if save_strategy == "no":  # nothing to finish from: the stop is a stop
+        assert stopped.value.code == 128 + signal.SIGTERM
+        assert line.startswith("stopped: SIGTERM received; nothing finished was overwritten")
+        return
+    assert stopped.value.code == Preempted.exit_code
+    assert line == (
+        f"stopped: SIGTERM received after the last step, while the final model, evaluation and card were written; "
+        f"{out / 'checkpoint-8'} holds everything trained: finish with the same command plus "
+        "--resume_from_checkpoint true (nothing is trained again)"
+    )
+    monkeypatch.setattr(TrainerInternals, "save_model_without_push", save)
+    pretrain_gpt2_zh.cli([*argv, "--resume_from_checkpoint", "true"])
+    assert (out / MANIFEST_FILE).is_file() and (out / "README.md").is_file()
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+
+
 class SecondPerReading:
     """A monotonic clock that moves one second each time it is read: a debug step can be shorter than the
     save interval, and the test must not depend on how fast the host is."""

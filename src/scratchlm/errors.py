@@ -97,7 +97,7 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
     except Exception as err:
         # A Ctrl-C inside a library's worker pool can surface as that library's own error (datasets: a
         # TimeoutError while it cleans up its pool), with the KeyboardInterrupt only in the context.
-        if show_traceback or not (isinstance(err, ScratchError) or _interrupted(err)):
+        if show_traceback or not (isinstance(err, ScratchError) or raised_by_a_stop(err)):
             raise
         if isinstance(err, ScratchError):
             say(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}")
@@ -113,8 +113,9 @@ def run_cli(entry: Callable[[list[str]], object], argv: list[str] | None = None)
         sys.exit(code)
 
 
-def _interrupted(err: BaseException) -> bool:
-    seen = err.__context__
+def raised_by_a_stop(err: BaseException) -> bool:
+    """Whether `err` is a stop (Ctrl-C, or a signal taken as one), or an error raised while one was handled."""
+    seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, KeyboardInterrupt):
             return True
@@ -128,11 +129,18 @@ def say(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def say_interrupted() -> int:
+def what_stopped() -> str:
+    """The stop under way, in words: "interrupted (Ctrl-C)" or "SIGTERM received"."""
     name = _first_stop.get("name", "SIGINT")
-    how = "interrupted (Ctrl-C)" if name == "SIGINT" else f"{name} received"
-    say(f"stopped: {how}; nothing finished was overwritten, and whatever was half-written is never taken for complete")
-    return 128 + signal.Signals[name]
+    return "interrupted (Ctrl-C)" if name == "SIGINT" else f"{name} received"
+
+
+def say_interrupted() -> int:
+    say(
+        f"stopped: {what_stopped()}; nothing finished was overwritten, and whatever was half-written is never taken "
+        "for complete"
+    )
+    return 128 + signal.Signals[_first_stop.get("name", "SIGINT")]
 
 
 # -- stops outside training ------------------------------------------------------------------------------

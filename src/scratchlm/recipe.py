@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase, set_seed
 
 from .arguments import DataArguments, TokenizerArguments
 from .data import Corpus, LMData, corpus_name, load_corpus, load_lm_data, source_of, training_windows
-from .errors import Preempted, ScratchError
+from .errors import Preempted, ScratchError, raised_by_a_stop
 from .evaluation import MinimalPairsMetric
 from .flops import model_flops_per_token, peak_tflops
 from .generation import document_start_prompts, prompts_foreign_to
@@ -40,6 +40,7 @@ from .training import (
     resolved_config,
     run_length,
     setup_run,
+    stopped_after_the_last_step,
     train,
 )
 
@@ -78,7 +79,13 @@ def pretrain(settings: RunSettings) -> dict:
                 f"{preemption.received} at step {preemption.stopped_at}; saved {checkpoint}. Resume with "
                 "the same command plus --resume_from_checkpoint true"
             )
-        return finish_run(run.trainer, result, summary, run.data.unigram_counts)
+        try:
+            return finish_run(run.trainer, result, summary, run.data.unigram_counts)
+        except (KeyboardInterrupt, Exception) as err:
+            stop = stopped_after_the_last_step(run.trainer) if raised_by_a_stop(err) else None
+            if stop is None:
+                raise
+            raise stop from None
 
 
 def build_run(

@@ -12,6 +12,7 @@ from .run import (
     resolved_config,
     run_length,
     setup_run,
+    stopped_after_the_last_step,
     train,
 )
 from .schedules import resolve_decay_length
@@ -36,6 +37,7 @@ __all__ = [
     "run_length",
     "setup_run",
     "split_blocks",
+    "stopped_after_the_last_step",
     "lm_eval_metrics",
     "train",
 ]

@@ -35,7 +35,7 @@ from ..checkpoints import (
 )
 from ..data import LMData, corpus_name
 from ..data.cached import PACKING_BATCH_DOCUMENTS
-from ..errors import ScratchError, quiet_progress_bars_off_a_terminal
+from ..errors import Preempted, ScratchError, quiet_progress_bars_off_a_terminal, what_stopped
 from ..hub import check_push_possible, upload_folder
 from ..outputs import write_run_outputs
 from ..precision import precision_advice, precision_name
@@ -64,6 +64,7 @@ def setup_run(args: PretrainingArguments) -> None:
     logger.setLevel(level)
     datasets.utils.logging.set_verbosity_warning()
     transformers.utils.logging.set_verbosity_warning()
+    silence_the_checkpoint_mtime_alarm()
     if quiet_progress_bars_off_a_terminal():
         args.disable_tqdm = True  # Trainer then prints plain log lines
     if not torch.cuda.is_available():
@@ -81,6 +82,20 @@ def setup_run(args: PretrainingArguments) -> None:
     if args.require_clean_git:
         require_clean_git()
     check_push_possible(args)
+
+
+class _CheckpointsSavedWithinASecond(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mtime may not be reliable" not in record.getMessage()
+
+
+def silence_the_checkpoint_mtime_alarm() -> None:
+    """Trainer orders checkpoints by modification time to delete the oldest, and where all of them were saved
+    within a second (a short run) it warns "mtime may not be reliable on this filesystem" and orders them by
+    step instead: an alarm about the user's disk that is false, over the order that is right anyway."""
+    trainer_utils = logging.getLogger("transformers.trainer_utils")
+    if not any(isinstance(f, _CheckpointsSavedWithinASecond) for f in trainer_utils.filters):
+        trainer_utils.addFilter(_CheckpointsSavedWithinASecond())
 
 
 def keep_freed_memory_in_the_heap() -> bool:
@@ -530,6 +545,20 @@ def gather_the_weights_for_the_final_save(trainer) -> None:
     plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None) if trainer.is_fsdp_enabled else None
     if plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
         plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def stopped_after_the_last_step(trainer: PretrainingTrainer) -> Preempted | None:
+    """A stop while the final model, evaluation and card are written: the sealed checkpoint of the last step holds
+    everything trained, and a resume from it writes them without training again (`nothing_left_to_train`). None
+    where no checkpoint was saved at the end (--save_strategy no)."""
+    checkpoint = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+    if not (checkpoint / MANIFEST_FILE).is_file():
+        return None
+    return Preempted(
+        f"{what_stopped()} after the last step, while the final model, evaluation and card were written; {checkpoint} "
+        "holds everything trained: finish with the same command plus --resume_from_checkpoint true (nothing is "
+        "trained again)"
+    )
 
 
 def finish_run(trainer: PretrainingTrainer, train_result, summary: dict, unigram_counts=None) -> dict:
