@@ -6,6 +6,7 @@ import inspect
 import re
 from collections import namedtuple
 
+import multiprocess
 import pytest
 import torch
 from datasets import Dataset
@@ -42,7 +43,11 @@ def _trainer(tmp_path, **overrides):
 @pytest.mark.parametrize("owner,name,parameters", PRIVATE_NAMES, ids=[f"{o.__name__}.{n}" for o, n, _ in PRIVATE_NAMES])
 def test_each_private_name_still_exists(tmp_path, owner, name, parameters):
     if parameters is None:  # an attribute that instances get
-        instance = _trainer(tmp_path) if owner.__name__ == "Trainer" else Dataset.from_dict({"x": [1]})
+        instance = {
+            "Trainer": lambda: _trainer(tmp_path),
+            "Dataset": lambda: Dataset.from_dict({"x": [1]}),
+            "SimpleQueue": multiprocess.SimpleQueue,
+        }[owner.__name__]()
         assert hasattr(instance, name), f"{owner.__name__} instances no longer have {name}"
         return
     assert hasattr(owner, name), f"{owner.__name__}.{name} is gone"

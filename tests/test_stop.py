@@ -2,6 +2,7 @@
 and a stop through `accelerate launch` where finishing the step and saving takes longer than the launcher's
 5 s grace."""
 
+import contextlib
 import json
 import os
 import signal
@@ -329,8 +330,7 @@ LAUNCHED = ["-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "-
     "launcher, workers, stop, said, status",
     [
         ([], [], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
-        # The launcher also SIGTERMs the tokenizing workers, and a worker killed while it holds its pool's queue
-        # lock can leave the run's pool clean-up waiting until the launcher's SIGKILL (seen once in three CI runs).
+        # The launcher also SIGTERMs the tokenizing workers, which must let go of their pool's queue locks
         (LAUNCHED, ["--preprocessing_num_workers", "1"], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
         ([], [], "scratchlm_stop", "stopped: SIGTERM received", 128 + signal.SIGTERM),
     ],
@@ -409,7 +409,6 @@ def _sleep_a_moment() -> None:
 def test_spawned_workers_started_deaf_ignore_a_ctrl_c_while_they_import(deaf):
     """`scratchlm prepare`'s workers are spawned: each imports scratchlm for seconds before its initializer runs,
     and a Ctrl-C in those seconds printed a traceback from every one of them."""
-    import contextlib
     import multiprocessing
 
     from scratchlm.errors import workers_start_deaf_to_ctrl_c
@@ -451,6 +450,42 @@ def test_every_multi_process_data_step_leaves_ctrl_c_to_the_main_process(step, g
     worker.start()
     worker.join(timeout=60)
     assert worker.exitcode == 0  # a KeyboardInterrupt would have ended it with 1
+
+
+SIGTERM_TO_AN_IDLE_WORKER = """
+import os, signal, threading, time
+import multiprocess  # what datasets starts its workers with
+from scratchlm.data.sources import not_blank
+
+def step_then_pid(batch):
+    not_blank(batch)
+    return os.getpid()
+
+pool = multiprocess.get_context("fork").Pool(1)
+worker = pool.apply(step_then_pid, ({"text": ["text"]},))
+time.sleep(0.5)  # the worker now waits for its next task, holding the task queue's read lock
+os.kill(worker, signal.SIGTERM)  # as `accelerate launch` passes a Ctrl-C on to every process of the run
+time.sleep(0.5)
+terminated = threading.Event()
+threading.Thread(target=lambda: (pool.terminate(), terminated.set()), daemon=True).start()
+print("terminated" if terminated.wait(20) else "the pool's clean-up waits for a lock its dead worker held", flush=True)
+os._exit(0)  # past a pool that hangs, interpreter exit would wait on it too
+"""
+
+
+def test_a_sigterm_to_an_idle_tokenizing_worker_leaves_its_pool_free_to_clean_up(tmp_path):
+    """A worker that died of the signal where it waits for tasks kept its pool's queue lock, and the main
+    process's clean-up after a Ctrl-C under the launcher waited for it until the launcher's SIGKILL, so the run
+    ended without its stopped line."""
+    log = tmp_path / "probe.log"
+    with open(log, "w") as out:  # a file, not a pipe: a pool that hangs leaves workers that would hold a pipe open
+        probe = launch([sys.executable, "-c", SIGTERM_TO_AN_IDLE_WORKER], out)
+    try:
+        probe.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(probe.pid, signal.SIGKILL)  # whatever workers a pool that hangs left
+    assert log.read_text().strip().splitlines()[-1] == "terminated", log.read_text()[-2000:]
 
 
 def test_the_stopped_line_is_one_write_so_ranks_sharing_stderr_do_not_merge_lines(monkeypatch):

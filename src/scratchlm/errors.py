@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -197,6 +198,12 @@ if hasattr(os, "register_at_fork"):
 def leave_interrupts_to_the_main_process() -> None:
     """Called in tokenizing workers: a Ctrl-C reaches every process of the terminal's group, and the main process
     stops the workers and prints the one `stopped:` line, so a worker ignores it instead of printing a traceback.
+
+    A SIGTERM still ends a worker at once (its pool's terminate() sends one, and `accelerate launch` passes a
+    Ctrl-C on to every process of the run as one), but one waiting for its next task leaves by unwinding: killed
+    there, it kept its pool's task-queue lock forever, and the main process's clean-up of the pool then waited
+    for that lock until the launcher's SIGKILL, so the run ended without its line.
+
     A worker is a process that multiprocessing (or datasets' `multiprocess`) started, by fork, spawn (macOS's
     default) or a forkserver (Linux's from Python 3.14): it records the parent, where a process id inherited
     through fork would tell only forked workers apart."""
@@ -204,7 +211,18 @@ def leave_interrupts_to_the_main_process() -> None:
 
     starters = [multiprocessing, sys.modules.get("multiprocess")]  # datasets starts its workers with multiprocess
     if any(starter is not None and starter.parent_process() is not None for starter in starters):
+        importlib.import_module(".internals", __package__)  # now, not in the handler while a stop is under way
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _leave_the_pool)
+
+
+def _leave_the_pool(signum, frame):
+    from .internals import waiting_for_a_pool_task
+
+    if waiting_for_a_pool_task(frame):
+        raise SystemExit(128 + signum)  # unwinding out of the queue's get() releases its lock
+    # Elsewhere an exception could be swallowed (a generator's clean-up, a __del__) and leave the worker running
+    take_default_action(signum)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import contextlib
 import types
 from collections.abc import Callable, Iterator
 
+import multiprocess.pool
+import multiprocess.queues
 import torch
 from datasets import Dataset
 from torch.optim import _muon as torch_muon
@@ -31,6 +33,10 @@ PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (Dataset, "_fingerprint", None),
     # torch's Muon orthogonalises every update with this function, in bfloat16, and takes no other.
     (torch_muon, "_zeropower_via_newtonschulz", ("grad", "ns_coefficients", "ns_steps", "eps")),
+    # A pool worker (multiprocess's, which datasets uses, is multiprocessing's) waits for tasks in its task
+    # queue's get(), holding the queue's read lock: `waiting_for_a_pool_task`.
+    (multiprocess.pool, "worker", ("inqueue", "outqueue")),
+    (multiprocess.queues.SimpleQueue, "_rlock", None),
 ]
 
 
@@ -103,3 +109,17 @@ def muon_orthogonalises_updates_with(orthogonalise: Callable, wanted: Callable[[
         yield
     finally:
         torch_muon._zeropower_via_newtonschulz = own
+
+
+def waiting_for_a_pool_task(frame: types.FrameType | None) -> bool:
+    """Whether the process whose innermost frame is `frame` is a pool worker waiting for its next task, inside
+    its task queue's get() and so holding the queue's read lock, which nothing can release if it dies there."""
+    while frame is not None and frame.f_back is not None:
+        if (
+            frame.f_code.co_name == "get"
+            and frame.f_back.f_code.co_name == "worker"
+            and hasattr(frame.f_locals.get("self"), "_rlock")
+        ):
+            return True
+        frame = frame.f_back
+    return False

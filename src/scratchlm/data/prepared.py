@@ -25,7 +25,7 @@ from datasets import Dataset, Features, Sequence, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
 from ..arguments import DataArguments, TokenizerArguments
-from ..errors import ScratchError, workers_start_deaf_to_ctrl_c, writable_folder
+from ..errors import ScratchError, leave_interrupts_to_the_main_process, workers_start_deaf_to_ctrl_c, writable_folder
 from ..tokenizer import load_tokenizer, tokenizer_fingerprint
 from . import integrity
 from .cached import UNIGRAM_FILE
@@ -43,6 +43,7 @@ _worker_tokenizer = None
 
 def _init_worker(tokenizer_dir: str) -> None:
     global _worker_tokenizer  # Ctrl-C: the pool starts its workers deaf to it (workers_start_deaf_to_ctrl_c)
+    leave_interrupts_to_the_main_process()  # and a SIGTERM must not leave its queue locked
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the pool gives the parallelism
     _worker_tokenizer = load_tokenizer(tokenizer_dir, required=())
 
