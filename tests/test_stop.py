@@ -331,7 +331,7 @@ LAUNCHED = ["-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "-
     [
         ([], [], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
         # The launcher also SIGTERMs the tokenizing workers, which must let go of their pool's queue locks
-        (LAUNCHED, ["--preprocessing_num_workers", "1"], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
+        (LAUNCHED, ["--preprocessing_num_workers", "2"], "ctrl_c", "stopped: interrupted (Ctrl-C)", 130),
         ([], [], "scratchlm_stop", "stopped: SIGTERM received", 128 + signal.SIGTERM),
     ],
 )
@@ -486,6 +486,32 @@ def test_a_sigterm_to_an_idle_tokenizing_worker_leaves_its_pool_free_to_clean_up
         with contextlib.suppress(ProcessLookupError):
             os.killpg(probe.pid, signal.SIGKILL)  # whatever workers a pool that hangs left
     assert log.read_text().strip().splitlines()[-1] == "terminated", log.read_text()[-2000:]
+
+
+SIGTERM_RIGHT_AFTER_A_FORK = """
+import os, signal, time
+from scratchlm.errors import stops_as_an_interrupt
+
+outcomes = []
+with stops_as_an_interrupt():  # the handler a command runs under, which forked children inherit
+    for _ in range(50):
+        child = os.fork()
+        if child == 0:
+            time.sleep(0.2)
+            os._exit(0)
+        os.kill(child, signal.SIGTERM)  # as a pool's terminate() does to the worker it has just started
+        outcomes.append(os.waitpid(child, 0)[1])
+print(sum(os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGTERM for s in outcomes), "of", len(outcomes))
+"""
+
+
+def test_a_child_sigtermed_right_after_its_fork_dies_of_it():
+    """Before the child had its default handlers, the signal met the inherited one, whose KeyboardInterrupt the
+    fork's clean-up swallowed: most such children lived on, and a pool that had just replaced a worker the
+    launcher killed waited forever for the new one after its terminate()."""
+    command = [sys.executable, "-c", SIGTERM_RIGHT_AFTER_A_FORK]
+    probe = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip().splitlines()[-1] == "50 of 50", probe.stdout + probe.stderr[-2000:]
 
 
 def test_the_stopped_line_is_one_write_so_ranks_sharing_stderr_do_not_merge_lines(monkeypatch):

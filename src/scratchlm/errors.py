@@ -183,16 +183,39 @@ def stops_as_an_interrupt():
             signal.signal(signum, handler)
 
 
+_masks_before_fork: dict[int, set] = {}  # the forking thread's signal mask, by thread
+
+
+def _hold_stops_across_the_fork() -> None:
+    _masks_before_fork[threading.get_ident()] = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _release_stops_held_across_the_fork() -> None:
+    mask = _masks_before_fork.pop(threading.get_ident(), None)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _forked_child_takes_signals_by_default() -> None:
     """A forked worker (a tokenizing pool, a loader) must die of the SIGTERM that its pool or a launcher sends it;
-    with this handler it would raise in whatever it was doing instead, and its pool could wait for it forever."""
+    with this handler it would raise in whatever it was doing instead, and its pool could wait for it forever.
+
+    The stop signals are held from just before the fork until the child has its default handlers: one that came
+    in between met the inherited handler, whose exception the fork's own clean-up swallows, and the child lived
+    on (94 of 100 children SIGTERMed right after their fork). Then a pool's terminate() could miss a worker that
+    the pool had just started in place of one the launcher killed, and wait for it forever."""
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is _stop_as_an_interrupt:
             signal.signal(signum, DEFAULT_HANDLERS[signum])
+    _release_stops_held_across_the_fork()  # a stop that came meanwhile is taken now, by the default action
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked_child_takes_signals_by_default)
+    os.register_at_fork(
+        before=_hold_stops_across_the_fork,
+        after_in_parent=_release_stops_held_across_the_fork,
+        after_in_child=_forked_child_takes_signals_by_default,
+    )
 
 
 def leave_interrupts_to_the_main_process() -> None:

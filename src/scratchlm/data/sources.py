@@ -364,7 +364,7 @@ def _drop_blank(ds: Dataset, num_proc: int | None) -> Dataset:
     return ds.filter(
         not_blank,
         batched=True,
-        num_proc=num_proc if num_proc and len(ds) > 10_000 else None,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 10_000 else None,  # datasets pools even one
         desc="dropping blank documents",
     )
 
