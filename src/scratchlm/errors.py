@@ -202,7 +202,7 @@ def _forked_child_takes_signals_by_default() -> None:
 
     The stop signals are held from just before the fork until the child has its default handlers: one that came
     in between met the inherited handler, whose exception the fork's own clean-up swallows, and the child lived
-    on (94 of 100 children SIGTERMed right after their fork). Then a pool's terminate() could miss a worker that
+    on (47 of 50 children SIGTERMed right after their fork). Then a pool's terminate() could miss a worker that
     the pool had just started in place of one the launcher killed, and wait for it forever."""
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is _stop_as_an_interrupt:

@@ -33,8 +33,8 @@ PRIVATE_NAMES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (Dataset, "_fingerprint", None),
     # torch's Muon orthogonalises every update with this function, in bfloat16, and takes no other.
     (torch_muon, "_zeropower_via_newtonschulz", ("grad", "ns_coefficients", "ns_steps", "eps")),
-    # A pool worker (multiprocess's, which datasets uses, is multiprocessing's) waits for tasks in its task
-    # queue's get(), holding the queue's read lock: `waiting_for_a_pool_task`.
+    # A pool worker waits for tasks in its task queue's get(), holding the queue's read lock:
+    # `waiting_for_a_pool_task` (multiprocess, which datasets starts its workers with, copies multiprocessing).
     (multiprocess.pool, "worker", ("inqueue", "outqueue")),
     (multiprocess.queues.SimpleQueue, "_rlock", None),
 ]
